@@ -1,0 +1,82 @@
+"""Tools defined once: a JSON schema for the LLM's tool calls and a handler that
+local intents call directly. A tool never raises into the conversation; a
+failure becomes a short result the model (or the intent) can speak."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., str | Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str
+    description: str
+    handler: Handler
+    """Called with the arguments as keywords; returns text to speak or give the model."""
+    parameters: dict[str, Any] = field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    """JSON schema of the keyword arguments."""
+
+    def schema(self) -> dict[str, Any]:
+        """The OpenAI chat-completions ``tools`` entry."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.parameters,
+            },
+        }
+
+
+class Toolbox:
+    """The set of tools one conversation may use."""
+
+    def __init__(self, tools: Iterable[Tool] = ()) -> None:
+        self._tools: dict[str, Tool] = {}
+        for tool in tools:
+            self.add(tool)
+
+    def add(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"tool {tool.name!r} defined twice")
+        self._tools[tool.name] = tool
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._tools
+
+    def __len__(self) -> int:
+        return len(self._tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [tool.schema() for tool in self._tools.values()]
+
+    async def call(self, name: str, arguments: str | dict[str, Any] | None = None) -> str:
+        """Run a tool by name with JSON (or already parsed) arguments."""
+        tool = self._tools.get(name)
+        if tool is None:
+            return f"error: no tool named {name!r}"
+        try:
+            kwargs = json.loads(arguments or "{}") if isinstance(arguments, str) else (
+                arguments or {})
+            if not isinstance(kwargs, dict):
+                return "error: arguments must be a JSON object"
+            result = tool.handler(**kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            return str(result)
+        except (json.JSONDecodeError, TypeError) as exc:
+            return f"error: bad arguments for {name}: {exc}"
+        except Exception as exc:
+            log.exception("tool %s failed", name)
+            return f"error: {name} failed: {exc}"
