@@ -331,10 +331,13 @@ def _type_name(kind: Any) -> str:
     if origin in (types.UnionType, typing.Union):
         return " or ".join(_type_name(k) for k in typing.get_args(kind))
     if origin is list:
-        return f"a list of {_type_name(typing.get_args(kind)[0])}s"
+        return f"a list of {_PLURAL[typing.get_args(kind)[0]]}"
     if origin is dict:
-        return f"a table of {_type_name(typing.get_args(kind)[1])}s"
+        return f"a table of {_PLURAL[typing.get_args(kind)[1]]}"
     return {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}[kind]
+
+
+_PLURAL = {int: "whole numbers", float: "numbers", str: "strings", bool: "booleans"}
 
 
 def _matches(kind: Any, value: Any) -> bool:
