@@ -4,13 +4,16 @@ work lives in the packages, not here."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.config import load_config
+from edge_agent.config import default_config_path, load_config
 from edge_agent.errors import ConfigError
+from edge_agent.service import control
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,6 +33,80 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _control_socket(args: argparse.Namespace) -> Path:
+    """The socket to reach: --socket, else the config's, else the usual places. A
+    config this user may not read (0640 root:edge-agent) is no reason to fail here."""
+    if args.socket:
+        return args.socket
+    configured = ""
+    with contextlib.suppress(ConfigError):
+        configured = load_config(args.config or default_config_path()).service.control_socket
+    return control.find_socket(configured)
+
+
+def _ask_daemon(args: argparse.Namespace, command: str, **fields: object) -> dict | None:
+    try:
+        return control.request(_control_socket(args), command, **fields)
+    except control.ControlError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    status = _ask_daemon(args, "status")
+    if status is None:
+        return EXIT_FAILURE
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        print(format_status(status))
+    return EXIT_OK
+
+
+def format_status(status: dict) -> str:
+    """A few readable lines; the last turns with per-stage latency in milliseconds."""
+    lines = []
+    for key, value in status.items():
+        if key == "last_turns":
+            continue
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value) or "-"
+        elif isinstance(value, float):
+            value = f"{value:.1f}"
+        lines.append(f"{key.replace('_', ' ')}: {value}")
+    for turn in status.get("last_turns", []):
+        stages = " ".join(f"{name}={ms:.0f}ms" for name, ms in turn.get("latency_ms", {}).items())
+        lines.append(f"turn {turn.get('id', '?')}: {turn.get('transcript', '')!r} "
+                     f"[{turn.get('engine', '?')}] {stages}")
+    return "\n".join(lines)
+
+
+def cmd_simple(args: argparse.Namespace) -> int:
+    result = _ask_daemon(args, args.verb)
+    if result is None:
+        return EXIT_FAILURE
+    print({"mute": "muted", "unmute": "unmuted", "listen": "listening"}[args.verb])
+    return EXIT_OK
+
+
+def cmd_say(args: argparse.Namespace) -> int:
+    text = " ".join(args.text).strip()
+    if not text:
+        print("edge-agent: nothing to say", file=sys.stderr)
+        return EXIT_CONFIG
+    result = _ask_daemon(args, "say", text=text)
+    if result is None:
+        return EXIT_FAILURE
+    return EXIT_OK if result.get("spoken") else EXIT_FAILURE
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None,
+                        help="config file naming the control socket")
+    parser.add_argument("--socket", type=Path, default=None,
+                        help="control socket of the running daemon")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-agent",
@@ -43,6 +120,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="config file (default: $EDGE_AGENT_CONFIG, then "
                             "/etc/edge-agent/config.toml)")
     check.set_defaults(func=cmd_check_config)
+
+    status = verbs.add_parser("status", help="what the running daemon is doing")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_client_options(status)
+    status.set_defaults(func=cmd_status)
+
+    say = verbs.add_parser("say", help="speak a text through the running daemon")
+    say.add_argument("text", nargs="+")
+    _add_client_options(say)
+    say.set_defaults(func=cmd_say)
+
+    for verb, what in (("mute", "stop listening (privacy)"), ("unmute", "listen again"),
+                       ("listen", "start a turn as if the button were pressed")):
+        parser_ = verbs.add_parser(verb, help=what)
+        _add_client_options(parser_)
+        parser_.set_defaults(func=cmd_simple)
     return parser
 
 

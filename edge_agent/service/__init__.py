@@ -1,0 +1,1 @@
+"""Running as a service: sd_notify and watchdog, reload planning, the control socket."""
