@@ -1,0 +1,231 @@
+"""One answer on its way to the speaker: sentences in, audio out, in order.
+
+Sentence k+1 is synthesized while sentence k plays: a starter task begins the
+synthesis of each sentence as soon as it arrives (at most ``LOOKAHEAD`` sentences
+in hand at once, so a long answer does not open a dozen TTS requests), each into
+its own buffer, and a player task drains the buffers in order into ONE
+PlaybackStream. When the cloud voice fails, Piper takes over for the rest of the
+answer, starting with the sentence that failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from edge_agent.agent.failover import TTS_GAP_SECONDS, Failover, timed
+from edge_agent.errors import TtsCloudError
+from edge_agent.text import clean_for_speech
+
+if TYPE_CHECKING:
+    from edge_agent.audio import PlaybackStream, Player
+
+log = logging.getLogger(__name__)
+
+# One sentence playing and one being synthesized: enough to hide the TTS latency
+# of the next sentence behind the playback of this one.
+LOOKAHEAD = 2
+# A library that swallows CancelledError must not hang barge-in or shutdown.
+CANCEL_DEADLINE = 1.0
+
+
+class TextToSpeech(Protocol):
+    name: str
+    sample_rate: int
+
+    def synthesize(self, text: str) -> AsyncIterator[bytes]: ...
+
+
+@dataclass
+class _Sentence:
+    text: str
+    record: bool
+    """Part of the answer (kept in the conversation), not a notice about a fault."""
+    engine: TextToSpeech | None = None
+    chunks: asyncio.Queue[bytes | Exception | None] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
+class SpokenAnswer:
+    """Speaks sentences handed to ``say()`` in order; ``finish()`` waits until the
+    last one has played. Cancel with ``cancel()``: every TTS stream closes at once."""
+
+    def __init__(
+        self,
+        player: Player,
+        failover: Failover,
+        *,
+        cloud_tts: TextToSpeech | None,
+        piper: TextToSpeech | None,
+        first_byte_timeout: float,
+        timings: dict[str, float],
+    ) -> None:
+        self._player = player
+        self._failover = failover
+        self._cloud = cloud_tts if cloud_tts is not None and failover.allow("tts") else None
+        self._piper = piper
+        self._first_byte_timeout = first_byte_timeout
+        self.timings = timings
+        self._incoming: asyncio.Queue[_Sentence | None] = asyncio.Queue()
+        self._ready: asyncio.Queue[_Sentence | None] = asyncio.Queue()
+        self._slots = asyncio.Semaphore(LOOKAHEAD)
+        self._in_hand: list[_Sentence] = []
+        self._stream: PlaybackStream | None = None
+        # (sentence, estimated monotonic time its last sample leaves the speaker)
+        self._played: list[tuple[_Sentence, float]] = []
+        self._clock = 0.0
+        self._tasks = [asyncio.create_task(self._start_all(), name="tts-starter"),
+                       asyncio.create_task(self._play_all(), name="tts-player")]
+
+    @property
+    def engine(self) -> TextToSpeech | None:
+        """The voice new sentences are synthesized with."""
+        return self._cloud or self._piper
+
+    def say(self, text: str, *, record: bool = True) -> None:
+        """Queue a sentence. ``record=False`` marks a notice (apology, offline help)
+        that is spoken but not part of the answer the conversation remembers."""
+        text = clean_for_speech(text).strip()
+        if not text:
+            return
+        self.timings.setdefault("first_sentence", time.monotonic())
+        self._incoming.put_nowait(_Sentence(text, record))
+
+    async def finish(self) -> None:
+        """No more sentences: wait until all of them have left the speaker."""
+        self._incoming.put_nowait(None)
+        await asyncio.gather(*self._tasks)
+        if self._stream is not None:
+            self._stream.end()
+            await self._stream.drained()
+            if self._stream.first_frame_at is not None:
+                self.timings["first_audio"] = self._stream.first_frame_at
+
+    async def cancel(self) -> None:
+        """Stop synthesizing and close every TTS stream. The queued audio is the
+        player's: whoever cancels a turn calls ``player.stop()``."""
+        tasks = [*self._tasks, *(s.task for s in self._in_hand if s.task is not None)]
+        for task in tasks:
+            task.cancel()
+        _, stuck = await asyncio.wait(tasks, timeout=CANCEL_DEADLINE)
+        if stuck:
+            log.warning("TTS tasks ignored cancellation for %.1f s: %s", CANCEL_DEADLINE,
+                        [t.get_name() for t in stuck])
+        if self._stream is not None:
+            self._stream.end()
+            if self._stream.first_frame_at is not None:
+                self.timings["first_audio"] = self._stream.first_frame_at
+
+    @property
+    def spoken(self) -> bool:
+        """Some audio of this answer went to the speaker."""
+        return self._stream is not None and self._stream.first_frame_at is not None
+
+    def text(self, *, heard_by: float | None = None, answer_only: bool = False) -> str:
+        """What was spoken: every sentence handed to the speaker, or with ``heard_by``
+        only those whose audio had finished playing by then (an interrupted answer)."""
+        return " ".join(
+            s.text for s, ends in self._played
+            if (heard_by is None or ends <= heard_by) and (s.record or not answer_only))
+
+    # --- tasks ---------------------------------------------------------------------
+
+    async def _start_all(self) -> None:
+        while (sentence := await self._incoming.get()) is not None:
+            await self._slots.acquire()
+            self._in_hand.append(sentence)
+            self._synthesize(sentence, self.engine)
+            self._ready.put_nowait(sentence)
+        self._ready.put_nowait(None)
+
+    def _synthesize(self, sentence: _Sentence, engine: TextToSpeech | None) -> None:
+        if sentence.task is not None:
+            sentence.task.cancel()
+        sentence.engine = engine
+        sentence.chunks = asyncio.Queue()
+        if engine is None:
+            sentence.chunks.put_nowait(None)
+            return
+        sentence.task = asyncio.create_task(self._fill(sentence, engine),
+                                            name=f"tts-{engine.name}")
+
+    async def _fill(self, sentence: _Sentence, engine: TextToSpeech) -> None:
+        """Synthesize into the sentence's own buffer; a failure goes into the buffer
+        too, so the player meets it in order and decides about failover there."""
+        chunks = sentence.chunks
+        stream = engine.synthesize(sentence.text)
+        if engine is self._cloud:
+            stream = timed(stream, first=self._first_byte_timeout, gap=TTS_GAP_SECONDS,
+                           error=lambda reason: TtsCloudError(reason, offline=True))
+        try:
+            async with contextlib.aclosing(stream):
+                async for pcm in stream:
+                    if pcm:
+                        self.timings.setdefault("tts_first_byte", time.monotonic())
+                        chunks.put_nowait(pcm)
+        except Exception as exc:
+            chunks.put_nowait(exc)
+            return
+        chunks.put_nowait(None)
+
+    async def _play_all(self) -> None:
+        while (sentence := await self._ready.get()) is not None:
+            try:
+                await self._play(sentence)
+            finally:
+                self._in_hand.remove(sentence)
+                self._slots.release()
+
+    async def _play(self, sentence: _Sentence) -> None:
+        carry = b""  # an odd byte split across chunks belongs to the next sample
+        while True:
+            item = await sentence.chunks.get()
+            if item is None:
+                break
+            if isinstance(item, Exception):
+                if not self._fail_over(sentence, item):
+                    return
+                carry = b""
+                continue
+            pcm = carry + item
+            carry = pcm[len(pcm) & ~1:]
+            self._write(pcm[: len(pcm) & ~1], sentence.engine)
+        if sentence.engine is self._cloud:
+            self._failover.succeeded("tts")
+        self._played.append((sentence, self._clock))
+
+    def _fail_over(self, sentence: _Sentence, error: Exception) -> bool:
+        """Switch the rest of the answer to Piper and speak this sentence again with
+        it; True if there is something to retry with."""
+        failed = sentence.engine
+        if failed is not self._cloud or self._piper is None:
+            log.error("TTS %s failed on %r: %s", getattr(failed, "name", None),
+                      sentence.text, error, exc_info=error)
+            return False
+        self._failover.failed("tts", error, to=self._piper.name)
+        self._cloud = None
+        if self._stream is not None:
+            self._stream.engine = self._piper.name
+        # The sentence in hand is repeated whole even if part of it already played:
+        # half a sentence in one voice and the rest in another is harder to follow
+        # than hearing its start twice. Sentences synthesizing ahead restart too.
+        for other in self._in_hand:
+            if other.engine is failed:
+                self._synthesize(other, self._piper)
+        return True
+
+    def _write(self, pcm: bytes, engine: TextToSpeech | None) -> None:
+        if not pcm or engine is None:
+            return
+        if self._stream is None:
+            self._stream = self._player.stream(engine=engine.name)
+        if self._stream.stopped:
+            return  # stopped by the user: whoever stopped it is cancelling this turn
+        now = time.monotonic()
+        self._clock = max(self._clock, now) + len(pcm) / 2 / engine.sample_rate
+        self._stream.write(pcm, engine.sample_rate)

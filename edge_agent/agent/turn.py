@@ -1,0 +1,312 @@
+"""One turn: the utterance in, a spoken answer out, whatever fails on the way.
+
+STT (cloud, else Vosk on the same audio) -> a local intent or the cloud LLM,
+streamed sentence by sentence -> TTS (cloud, else Piper) -> the speaker. Every
+cloud stage is skipped while its circuit breaker is open, and a stage that fails
+mid-turn hands over to the on-device engine with a ``failover`` event, so every
+turn ends in speech. The turn is one cancellable unit: cancelling ``run()``
+closes the LLM and TTS streams at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from edge_agent.agent.answer import SpokenAnswer, TextToSpeech
+from edge_agent.agent.failover import Failover, timed
+from edge_agent.config import Settings
+from edge_agent.errors import LlmCloudError, SttCloudError
+from edge_agent.events import EventBus
+from edge_agent.intents.tools import Toolbox
+from edge_agent.text import SentenceChunker
+
+if TYPE_CHECKING:
+    from edge_agent.audio import Player
+    from edge_agent.intents import LocalIntents
+    from edge_agent.net import Connectivity
+    from edge_agent.text import Conversation
+
+log = logging.getLogger(__name__)
+
+NOT_CAUGHT = "Sorry, I didn't catch that."
+NO_STT = "Sorry, I can't understand speech right now: I'm offline."
+NO_CLOUD = "I can't reach the cloud right now."
+LOST_CONNECTION = "Sorry, I lost my connection."
+NO_ANSWER = "Sorry, I have no answer to that."
+
+# What speech recognizers return for noise or silence: sound tags ("[BLANK_AUDIO]",
+# "(music)"), hesitations, and Whisper's habitual "you" on an empty clip.
+_TAGS = re.compile(r"\[[^\]]*\]|\([^)]*\)|\*[^*]*\*")
+_NOISE_WORDS = frozenset({"you", "uh", "um", "hmm", "mm", "ah", "oh", "huh", "mhm"})
+
+
+def is_meaningful(transcript: str) -> bool:
+    """False for an empty or noise-only transcript, which must not reach the LLM."""
+    words = re.findall(r"\w+", _TAGS.sub(" ", transcript).lower())
+    return bool(words) and not set(words) <= _NOISE_WORDS
+
+
+class SpeechToText(Protocol):
+    name: str
+
+    async def transcribe(self, audio: np.ndarray) -> str: ...
+
+
+class ChatModel(Protocol):
+    name: str
+
+    def reply(self, messages: list[dict], tools: Toolbox) -> AsyncIterator[str]: ...
+
+
+@dataclass
+class TurnResult:
+    transcript: str
+    transcript_engine: str
+    """"cloud", "vosk", or "none" when no recognizer could run."""
+    reply: str
+    """Everything spoken, notices included."""
+    reply_engine: str
+    """"cloud" (the LLM), "local" (an intent or a fixed phrase), "offline" (the
+    offline notice because the cloud could not answer)."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Monotonic timestamps: end_of_speech, stt_done, llm_first_token,
+    first_sentence, tts_first_byte, first_audio, done (those that happened)."""
+    spoken: bool = False
+    """Some speech reached the speaker."""
+
+
+class TurnRunner:
+    """Runs turns and stand-alone announcements through the engines at hand. The
+    engines are optional: a device without a key or a model still answers what it can."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: EventBus,
+        player: Player,
+        *,
+        connectivity: Connectivity,
+        cloud_stt: SpeechToText | None,
+        vosk: SpeechToText | None,
+        cloud_llm: ChatModel | None,
+        cloud_tts: TextToSpeech | None,
+        piper: TextToSpeech | None,
+        intents: LocalIntents,
+        toolbox: Toolbox,
+        conversation: Conversation,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.player = player
+        self.connectivity = connectivity
+        cloud_on = settings.cloud.enabled
+        self.cloud_stt = cloud_stt if cloud_on else None
+        self.vosk = vosk
+        self.cloud_llm = cloud_llm if cloud_on else None
+        self.cloud_tts = cloud_tts if cloud_on else None
+        self.piper = piper
+        self.intents = intents
+        self.toolbox = toolbox
+        self.conversation = conversation
+
+    # --- public ------------------------------------------------------------------
+
+    async def run(
+        self,
+        audio: np.ndarray,
+        *,
+        end_of_speech: float,
+        turn_id: int,
+        vosk_result: Awaitable[str] | None = None,
+    ) -> TurnResult:
+        """Answer the utterance ``audio`` (16 kHz mono int16). ``vosk_result`` is the
+        live Vosk transcript when offline.stt_mode is "parallel"."""
+        timings = {"end_of_speech": end_of_speech}
+        failover = Failover(self.bus, self.connectivity, turn_id)
+        transcript, stt_engine = await self._transcribe(audio, vosk_result, failover)
+        timings["stt_done"] = time.monotonic()
+        self.bus.emit("transcript", text=transcript, engine=stt_engine, turn_id=turn_id)
+        answer = self._answer(failover, timings)
+        try:
+            if stt_engine == "none":
+                reply_engine = "offline"
+                answer.say(NO_STT, record=False)
+            elif not is_meaningful(transcript):
+                # The user spoke (the endpointer saw speech) and is waiting: a short
+                # apology tells them to repeat; silence would leave them guessing.
+                reply_engine = "local"
+                answer.say(NOT_CAUGHT, record=False)
+            else:
+                reply_engine = await self._reply(transcript, answer, failover, timings)
+            await answer.finish()
+        except BaseException:  # cancelled (barge-in, shutdown) or a device failure
+            await answer.cancel()
+            self._remember(transcript, answer.text(heard_by=time.monotonic(), answer_only=True))
+            raise
+        timings["done"] = time.monotonic()
+        result = TurnResult(transcript, stt_engine, answer.text(), reply_engine, timings,
+                            answer.spoken)
+        self._remember(transcript, answer.text(answer_only=True))
+        self._announce(result, turn_id)
+        return result
+
+    async def speak(self, text: str, *, turn_id: int | None = None) -> bool:
+        """Say ``text`` (a timer, a notice, ``edge-agent say``) through the TTS chain
+        with failover; True if audio played."""
+        answer = self._answer(Failover(self.bus, self.connectivity, turn_id), {})
+        try:
+            for sentence in _sentences(text):
+                answer.say(sentence)
+            await answer.finish()
+        except BaseException:
+            await answer.cancel()
+            raise
+        return answer.spoken
+
+    # --- stages --------------------------------------------------------------------
+
+    async def _transcribe(
+        self, audio: np.ndarray, vosk_result: Awaitable[str] | None, failover: Failover
+    ) -> tuple[str, str]:
+        offline_engine = "vosk" if vosk_result is not None or self.vosk is not None else "none"
+        if self.cloud_stt is not None and failover.allow("stt"):
+            limit = self.settings.cloud.timeouts.stt
+            try:
+                async with asyncio.timeout(limit):
+                    text = await self.cloud_stt.transcribe(audio)
+            except TimeoutError:
+                error: Exception = SttCloudError(f"no transcript after {limit:g} s",
+                                                 offline=True)
+            except Exception as exc:
+                error = exc
+            else:
+                failover.succeeded("stt")
+                _discard(vosk_result)
+                return text.strip(), self.cloud_stt.name
+            failover.failed("stt", error, to=offline_engine)
+        if offline_engine == "none":
+            return "", "none"
+        try:
+            if vosk_result is not None:
+                text = await vosk_result
+            else:
+                assert self.vosk is not None
+                text = await self.vosk.transcribe(audio)
+        except Exception:
+            log.exception("offline speech recognition failed")
+            text = ""
+        return text.strip(), offline_engine
+
+    async def _reply(
+        self, transcript: str, answer: SpokenAnswer, failover: Failover,
+        timings: dict[str, float],
+    ) -> str:
+        """Speak the answer to ``transcript``; returns the reply engine."""
+        local = None
+        if self.settings.offline.prefer_local or self.cloud_llm is None:
+            local = await self.intents.answer(transcript)
+            if local:
+                answer.say(local)
+                return "local"
+        if self.cloud_llm is not None and failover.allow("llm"):
+            error = await self._stream_llm(transcript, answer, failover, timings)
+            if error is None:
+                return "cloud"
+            if local is None:
+                local = await self.intents.answer(transcript)
+            failover.failed("llm", error, to="local" if local else "offline")
+            if local:
+                answer.say(local)
+                return "local"
+        if self.settings.cloud.enabled:
+            answer.say(NO_CLOUD, record=False)
+        for sentence in _sentences(self.intents.offline_help()):
+            answer.say(sentence, record=False)
+        return "offline"
+
+    async def _stream_llm(
+        self, transcript: str, answer: SpokenAnswer, failover: Failover,
+        timings: dict[str, float],
+    ) -> Exception | None:
+        """Stream the LLM's answer into ``answer``. A failure before the first token
+        is returned for the caller to route; after it, what was said stands and a
+        short notice ends the answer."""
+        assert self.cloud_llm is not None
+        limits = self.settings.cloud.timeouts
+        chunker = SentenceChunker()
+        deltas = timed(
+            self.cloud_llm.reply(self.conversation.messages(transcript), self.toolbox),
+            first=limits.llm_first_token, gap=limits.llm_idle,
+            error=lambda reason: LlmCloudError(reason, offline=True))
+        started = False
+        try:
+            async with contextlib.aclosing(deltas):
+                async for delta in deltas:
+                    if not delta:
+                        continue
+                    if not started:
+                        timings["llm_first_token"] = time.monotonic()
+                        started = True
+                    for sentence in chunker.feed(delta):
+                        answer.say(sentence)
+        except Exception as exc:
+            if not started:
+                return exc
+            # The unfinished sentence in the chunker is dropped: half a sentence
+            # is worse than none, and the notice says the answer was cut.
+            failover.failed("llm", exc, to="offline")
+            answer.say(LOST_CONNECTION, record=False)
+            return None
+        failover.succeeded("llm")
+        for sentence in chunker.flush():
+            answer.say(sentence)
+        if not started:
+            answer.say(NO_ANSWER, record=False)
+        return None
+
+    # --- helpers -------------------------------------------------------------------
+
+    def _answer(self, failover: Failover, timings: dict[str, float]) -> SpokenAnswer:
+        return SpokenAnswer(
+            self.player, failover, cloud_tts=self.cloud_tts, piper=self.piper,
+            first_byte_timeout=self.settings.cloud.timeouts.tts_first_byte, timings=timings)
+
+    def _remember(self, transcript: str, spoken: str) -> None:
+        """The conversation holds only what the user actually heard."""
+        if spoken:
+            self.conversation.add_exchange(transcript, spoken)
+
+    def _announce(self, result: TurnResult, turn_id: int) -> None:
+        if result.reply:
+            self.bus.emit("reply_text", text=result.reply, engine=result.reply_engine,
+                          turn_id=turn_id)
+        start = result.timings["end_of_speech"]
+        latency_ms = {k: round((t - start) * 1000, 1) for k, t in result.timings.items()}
+        self.bus.emit("turn_done", timings=result.timings, latency_ms=latency_ms,
+                      turn_id=turn_id, transcript_engine=result.transcript_engine,
+                      reply_engine=result.reply_engine, spoken=result.spoken)
+        log.info("turn %s done: %s -> %s, first audio %s ms", turn_id,
+                 result.transcript_engine, result.reply_engine, latency_ms.get("first_audio"))
+
+
+def _sentences(text: str) -> list[str]:
+    chunker = SentenceChunker()
+    return [*chunker.feed(text), *chunker.flush()]
+
+
+def _discard(pending: Awaitable[str] | None) -> None:
+    """Drop a parallel Vosk result that the cloud transcript made unnecessary."""
+    if inspect.iscoroutine(pending):
+        pending.close()
+    elif isinstance(pending, asyncio.Future):
+        pending.cancel()
