@@ -1,0 +1,164 @@
+"""One OpenAI-compatible client for the daemon's life, and the one place where
+openai/httpx2 exceptions become our CloudError subclasses.
+
+A single ``httpx2.AsyncClient`` is kept alive so TCP and TLS setup are paid
+once (and again only after the server drops an idle connection, which
+``prewarm`` hides). The openai library's own retries are off: a hidden retry
+costs seconds, and failover decides what happens next, not the library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import logging
+import time
+
+import httpx2
+import openai
+
+from edge_agent.config import CloudSettings, Secret
+from edge_agent.errors import CloudError
+
+log = logging.getLogger(__name__)
+
+_NO_KEY = "none"
+"""Sent when no key is configured: local OpenAI-compatible servers ignore it, and the
+openai library refuses to start without one."""
+
+
+class CloudClient:
+    """The kept-alive connection to ``settings.base_url`` shared by STT, LLM and TTS."""
+
+    def __init__(self, settings: CloudSettings, api_key: Secret | None) -> None:
+        self.settings = settings
+        t = settings.timeouts
+        # httpx timeouts are only the backstop; each stage enforces its own budget with
+        # asyncio timeouts around the stream, which also cover slow trickles of bytes.
+        backstop = max(t.stt, t.llm_first_token, t.llm_idle, t.tts_first_byte)
+        self._http = httpx2.AsyncClient(
+            timeout=httpx2.Timeout(backstop, connect=t.connect, pool=t.connect),
+            limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4,
+                                 keepalive_expiry=120.0),
+        )
+        self.api = openai.AsyncOpenAI(
+            api_key=str(api_key) if api_key else _NO_KEY,
+            base_url=settings.base_url,
+            max_retries=0,
+            timeout=self._http.timeout,
+            http_client=self._http,
+        )
+        self.last_used = 0.0
+        """Monotonic time of the last request (prewarm after long idle)."""
+
+    async def prewarm(self) -> None:
+        """Open a connection ahead of need (at start and after idle). Never raises."""
+        try:
+            await self.probe()
+        except Exception as exc:  # a failed prewarm only means the first turn pays setup
+            log.debug("prewarm failed: %s", exc)
+
+    async def probe(self) -> bool:
+        """True if the service answers at all (any status below 500), e.g. for the
+        offline probe. Never raises except on cancellation."""
+        self.touch()
+        try:
+            async with asyncio.timeout(self.settings.timeouts.connect * 2):
+                response = await self._http.get(
+                    self.settings.base_url.rstrip("/") + "/models",
+                    headers={"Authorization": f"Bearer {self.api.api_key}"},
+                )
+        except (httpx2.HTTPError, TimeoutError, OSError) as exc:
+            log.debug("probe failed: %s", type(exc).__name__)
+            return False
+        return response.status_code < 500
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    async def aclose(self) -> None:
+        await self.api.close()
+        await self._http.aclose()
+
+    async def __aenter__(self) -> CloudClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def convert(
+    exc: BaseException, error: type[CloudError], *, started: bool = False, partial: bool = False,
+) -> CloudError:
+    """Map a library exception to ``error`` (the stage's CloudError subclass).
+
+    ``started``: the response had begun (a byte or token arrived). A failure before
+    that says the service is out of reach (offline); after it, the stream broke.
+    """
+    if isinstance(exc, CloudError):
+        return exc
+    if isinstance(exc, openai.APIStatusError):
+        return _status_error(exc, error)
+    if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
+        if started:
+            return error("stalled mid-stream", partial=partial)
+        return error("timed out before the first byte", offline=True)
+    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | OSError):
+        cause = exc.__cause__ or exc
+        if started:
+            return error(f"connection broken mid-stream ({_name(cause)})", partial=partial)
+        return error(f"cannot reach the service ({_name(cause)})", offline=True)
+    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError
+                  | KeyError | TypeError | AttributeError):
+        return error(f"malformed response ({_name(exc)})", partial=partial)
+    if isinstance(exc, openai.OpenAIError | httpx2.HTTPError):
+        return error(f"{_name(exc)}: {exc}", partial=partial)
+    raise TypeError(f"not a cloud failure: {exc!r}") from exc
+
+
+def _status_error(exc: openai.APIStatusError, error: type[CloudError]) -> CloudError:
+    status = exc.status_code
+    if status == 429:
+        return error("rate limited (429)", retry_after=retry_after(exc.response))
+    if status >= 500:
+        return error(f"service error ({status})", offline=True,
+                     retry_after=retry_after(exc.response))
+    if status in (401, 403):
+        return error(f"the API key was refused ({status})")
+    return error(f"request rejected ({status}: {_message(exc)})")
+
+
+def _message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"][:120]
+    return exc.response.reason_phrase or "error"
+
+
+def retry_after(response: httpx2.Response) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or HTTP date), else None."""
+    value = response.headers.get("retry-after-ms")
+    if value:
+        try:
+            return max(0.0, float(value) / 1000)
+        except ValueError:
+            pass
+    value = response.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _name(exc: BaseException) -> str:
+    text = str(exc)
+    name = type(exc).__name__
+    return f"{name}: {text[:120]}" if text and text != name else name

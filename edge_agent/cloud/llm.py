@@ -1,0 +1,135 @@
+"""Cloud chat model: streamed /chat/completions with the device's tools.
+
+Deltas are yielded as they arrive so the chunker can hand the first sentence
+to TTS while the model is still writing. Tool calls are run here, through the
+Toolbox, and the conversation continues in a new streamed request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from edge_agent.cloud.client import CloudClient, convert
+from edge_agent.errors import LlmCloudError
+from edge_agent.intents.tools import Toolbox
+
+log = logging.getLogger(__name__)
+
+MAX_TOOL_ROUNDS = 3
+"""Requests that may end in tool calls; the next one is sent without tools, so a
+model that keeps calling tools still has to answer."""
+
+
+@dataclass
+class _PendingCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+class CloudLLM:
+    """Streams a reply; raises LlmCloudError (``partial`` once text was yielded)."""
+
+    name = "cloud"
+
+    def __init__(self, client: CloudClient) -> None:
+        self._client = client
+
+    async def reply(self, messages: list[dict[str, Any]], tools: Toolbox) -> AsyncIterator[str]:
+        """Text deltas of the answer. Cancelling the consumer closes the HTTP stream."""
+        conversation = list(messages)
+        spoke = False
+        for round_ in range(MAX_TOOL_ROUNDS + 1):
+            offer_tools = len(tools) > 0 and round_ < MAX_TOOL_ROUNDS
+            calls: dict[int, _PendingCall] = {}
+            # aclosing: when our consumer stops early, the HTTP stream closes now, not at GC.
+            async with contextlib.aclosing(
+                self._stream(conversation, tools if offer_tools else None, calls, spoke)
+            ) as texts:
+                async for text in texts:
+                    spoke = True
+                    yield text
+            if not calls:
+                return
+            await self._run_tools(conversation, calls, tools)
+
+    async def _stream(
+        self,
+        conversation: list[dict[str, Any]],
+        tools: Toolbox | None,
+        calls: dict[int, _PendingCall],
+        spoke: bool,
+    ) -> AsyncIterator[str]:
+        """One streamed request: yields text, fills ``calls`` with any tool calls."""
+        settings = self._client.settings
+        timeouts = settings.timeouts
+        loop = asyncio.get_running_loop()
+        # The first token must come within llm_first_token of the request, connection
+        # setup included; after that, no gap between chunks may exceed llm_idle. The
+        # consumer's own time between chunks (waiting on TTS) is not counted.
+        deadline = loop.time() + timeouts.llm_first_token
+        started = finished = False
+        stream = None
+        self._client.touch()
+        try:
+            async with asyncio.timeout_at(deadline):
+                stream = await self._client.api.chat.completions.create(
+                    model=settings.llm_model,
+                    messages=conversation,
+                    max_tokens=settings.max_tokens,
+                    stream=True,
+                    **({"tools": tools.schemas()} if tools is not None else {}),
+                )
+            while True:
+                async with asyncio.timeout_at(deadline):
+                    chunk = await anext(stream, None)
+                if chunk is None:
+                    break
+                if not chunk.choices:  # e.g. a usage-only chunk
+                    continue
+                choice = chunk.choices[0]
+                delta = choice.delta
+                for call in delta.tool_calls or ():
+                    pending = calls.setdefault(call.index, _PendingCall())
+                    pending.id = call.id or pending.id
+                    if call.function is not None:
+                        pending.name += call.function.name or ""
+                        pending.arguments += call.function.arguments or ""
+                    started = True
+                if choice.finish_reason is not None:
+                    finished = True
+                if delta.content:
+                    started = spoke = True
+                    yield delta.content
+                if started:
+                    deadline = loop.time() + timeouts.llm_idle
+            if not finished:
+                raise LlmCloudError("the stream ended before the reply was complete",
+                                    partial=spoke)
+        except Exception as exc:
+            raise convert(exc, LlmCloudError, started=started, partial=spoke) from exc
+        finally:
+            if stream is not None:
+                await stream.close()
+
+    async def _run_tools(
+        self, conversation: list[dict[str, Any]], calls: dict[int, _PendingCall], tools: Toolbox,
+    ) -> None:
+        ordered = [calls[i] for i in sorted(calls)]
+        conversation.append({
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [{"id": c.id, "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments or "{}"}}
+                           for c in ordered],
+        })
+        for call in ordered:
+            result = await tools.call(call.name, call.arguments or "{}")
+            log.info("tool %s -> %s", call.name, result[:80])
+            conversation.append({"role": "tool", "tool_call_id": call.id, "content": result})
+
