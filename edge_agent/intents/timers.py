@@ -1,0 +1,135 @@
+"""Kitchen timers that ring even offline and survive a restart.
+
+Deadlines are kept on the monotonic clock while the daemon runs (a Pi without
+a real-time clock jumps hours when NTP syncs after boot) and persisted as wall
+clock time, the only clock that means anything across a restart. A timer that
+came due while the daemon was down rings as soon as ``run`` starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Timer:
+    label: str
+    """Lowercase name ("pasta"); empty for an unnamed timer."""
+    duration: float
+    """Seconds it was set for."""
+    deadline: float
+    """``time.monotonic()`` at which it rings."""
+
+    @property
+    def remaining(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+class Timers:
+    """The set of running timers, persisted as JSON at ``path``.
+
+    ``on_ring`` is called on the event loop thread, once per timer, when it is
+    due; a rung timer is gone from the set.
+    """
+
+    def __init__(self, path: Path | str, on_ring: Callable[[Timer], None]) -> None:
+        self.path = Path(path)
+        self._on_ring = on_ring
+        self._timers: list[Timer] = self._load()
+        self._changed = asyncio.Event()
+
+    def _load(self) -> list[Timer]:
+        try:
+            records = json.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            log.warning("timers file %s unreadable (%s); starting without timers", self.path, exc)
+            return []
+        offset = time.monotonic() - time.time()
+        timers = []
+        for record in records if isinstance(records, list) else []:
+            try:
+                timers.append(Timer(str(record["label"]), float(record["duration"]),
+                                    float(record["due"]) + offset))
+            except (KeyError, TypeError, ValueError):
+                log.warning("timers file %s: skipping bad entry %r", self.path, record)
+        if timers:
+            log.info("restored %d timer(s) from %s", len(timers), self.path)
+        return sorted(timers, key=lambda t: t.deadline)
+
+    def _save(self) -> None:
+        offset = time.time() - time.monotonic()
+        records = [{"label": t.label, "duration": t.duration, "due": round(t.deadline + offset, 3)}
+                   for t in self._timers]
+        self._changed.set()
+        # Write then rename in the same directory: a crash leaves the old file or
+        # the new one, never half of one.
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with tmp.open("w", encoding="utf-8") as f:
+                json.dump(records, f)
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(self.path)
+        except OSError as exc:
+            # A full or read-only disk must not stop a timer from ringing today.
+            log.warning("cannot save timers to %s: %s", self.path, exc)
+
+    def set(self, seconds: float, label: str = "") -> Timer:
+        """Start a timer; a new one with the label of a running one replaces it."""
+        if not seconds > 0:
+            raise ValueError(f"timer length must be positive, got {seconds}")
+        label = label.strip().lower()
+        timer = Timer(label, float(seconds), time.monotonic() + seconds)
+        if label:
+            self._timers = [t for t in self._timers if t.label != label]
+        self._timers = sorted([*self._timers, timer], key=lambda t: t.deadline)
+        self._save()
+        log.info("timer %r set for %.0f s", label, seconds)
+        return timer
+
+    def cancel(self, label: str | None = None) -> int:
+        """Cancel the timer(s) with this label, or all with None; the number cancelled."""
+        keep = [] if label is None else [t for t in self._timers
+                                         if t.label != label.strip().lower()]
+        cancelled = len(self._timers) - len(keep)
+        if cancelled:
+            self._timers = keep
+            self._save()
+        return cancelled
+
+    def remaining(self) -> list[Timer]:
+        """Running timers, soonest first."""
+        return list(self._timers)
+
+    async def run(self) -> None:
+        """Ring timers as they come due, until cancelled."""
+        while True:
+            self._changed.clear()
+            now = time.monotonic()
+            due = [t for t in self._timers if t.deadline <= now]
+            if due:
+                self._timers = [t for t in self._timers if t.deadline > now]
+                self._save()
+                for timer in due:
+                    log.info("timer %r rings", timer.label)
+                    try:
+                        self._on_ring(timer)
+                    except Exception:
+                        log.exception("timer ring handler failed")
+                continue
+            wait = self._timers[0].deadline - now if self._timers else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
