@@ -32,9 +32,9 @@ from edge_agent.text import SentenceChunker
 
 if TYPE_CHECKING:
     from edge_agent.audio import Player
+    from edge_agent.cloud import Conversation
     from edge_agent.intents import LocalIntents
     from edge_agent.net import Connectivity
-    from edge_agent.text import Conversation
 
 log = logging.getLogger(__name__)
 
@@ -211,23 +211,20 @@ class TurnRunner:
         self, transcript: str, answer: SpokenAnswer, failover: Failover,
         timings: dict[str, float],
     ) -> str:
-        """Speak the answer to ``transcript``; returns the reply engine."""
-        local = None
-        if self.settings.offline.prefer_local or self.cloud_llm is None:
-            local = await self.intents.answer(transcript)
-            if local:
-                answer.say(local)
-                return "local"
-        if self.cloud_llm is not None and failover.allow("llm"):
+        """Speak the answer to ``transcript``; returns the reply engine. A local
+        answer may be "" (stop, mute): the device acted and says nothing."""
+        local_first = self.settings.offline.prefer_local or self.cloud_llm is None
+        local = await self.intents.answer(transcript) if local_first else None
+        if local is None and self.cloud_llm is not None and failover.allow("llm"):
             error = await self._stream_llm(transcript, answer, failover, timings)
             if error is None:
                 return "cloud"
-            if local is None:
+            if not local_first:
                 local = await self.intents.answer(transcript)
-            failover.failed("llm", error, to="local" if local else "offline")
-            if local:
-                answer.say(local)
-                return "local"
+            failover.failed("llm", error, to="offline" if local is None else "local")
+        if local is not None:
+            answer.say(local)
+            return "local"
         if self.settings.cloud.enabled:
             answer.say(NO_CLOUD, record=False)
         for sentence in _sentences(self.intents.offline_help()):

