@@ -1,0 +1,118 @@
+"""The one door to PyAudio: finding devices by name and choosing a format the
+device supports. PortAudio errors become AudioDeviceError here.
+
+PortAudio enumerates devices once per initialisation, so every (re)open makes
+a fresh ``PyAudio`` instance: a USB microphone plugged back in is then found.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import pyaudio
+
+from edge_agent.errors import AudioDeviceError
+
+log = logging.getLogger(__name__)
+
+Direction = Literal["input", "output"]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    index: int
+    name: str
+    max_input_channels: int
+    max_output_channels: int
+    default_rate: int
+
+    def channels(self, direction: Direction) -> int:
+        return self.max_input_channels if direction == "input" else self.max_output_channels
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    rate: int
+    channels: int
+
+
+def open_portaudio() -> pyaudio.PyAudio:
+    """A fresh PortAudio session (re-enumerates devices); terminate() it when done."""
+    try:
+        return pyaudio.PyAudio()
+    except Exception as exc:  # PortAudio raises OSError, or a bare Exception
+        raise AudioDeviceError(f"PortAudio cannot start: {exc}") from exc
+
+
+def _info(raw: dict) -> DeviceInfo:
+    return DeviceInfo(
+        index=int(raw["index"]),
+        name=str(raw["name"]),
+        max_input_channels=int(raw["maxInputChannels"]),
+        max_output_channels=int(raw["maxOutputChannels"]),
+        default_rate=int(raw["defaultSampleRate"]),
+    )
+
+
+def devices(pa: pyaudio.PyAudio) -> list[DeviceInfo]:
+    return [_info(pa.get_device_info_by_index(i)) for i in range(pa.get_device_count())]
+
+
+def list_devices() -> list[DeviceInfo]:
+    """Every device PortAudio sees right now (for `edge-agent devices`)."""
+    pa = open_portaudio()
+    try:
+        return devices(pa)
+    finally:
+        pa.terminate()
+
+
+def find_device(pa: pyaudio.PyAudio, spec: str, direction: Direction) -> DeviceInfo:
+    """``spec`` is "default" or a case-insensitive substring of a device name.
+    An exact name wins over a substring, so "hw" can still pick a device named "hw"."""
+    if spec.strip().lower() == "default":
+        try:
+            raw = (pa.get_default_input_device_info() if direction == "input"
+                   else pa.get_default_output_device_info())
+        except (OSError, ValueError) as exc:
+            raise AudioDeviceError(f"no default {direction} device") from exc
+        return _info(raw)
+    usable = [d for d in devices(pa) if d.channels(direction) > 0]
+    wanted = spec.strip().lower()
+    exact = [d for d in usable if d.name.lower() == wanted]
+    matches = exact or [d for d in usable if wanted in d.name.lower()]
+    if not matches:
+        known = ", ".join(repr(d.name) for d in usable) or "none"
+        raise AudioDeviceError(f"no {direction} device matches {spec!r} (available: {known})")
+    if len(matches) > 1:
+        log.info("%s device %r matches %d devices; using %r", direction, spec, len(matches),
+                 matches[0].name)
+    return matches[0]
+
+
+def choose_format(
+    pa: pyaudio.PyAudio,
+    device: DeviceInfo,
+    direction: Direction,
+    preferred: list[StreamFormat],
+) -> StreamFormat:
+    """The first of ``preferred`` the device accepts, then its default rate in mono
+    or stereo. Raises AudioDeviceError when none fits."""
+    max_channels = device.channels(direction)
+    candidates = [*preferred, StreamFormat(device.default_rate, 1),
+                  StreamFormat(device.default_rate, 2), StreamFormat(48000, 2),
+                  StreamFormat(44100, 2)]
+    for fmt in candidates:
+        if fmt.channels > max_channels:
+            continue
+        kwargs = {f"{direction}_device": device.index, f"{direction}_channels": fmt.channels,
+                  f"{direction}_format": pyaudio.paInt16}
+        try:
+            if pa.is_format_supported(fmt.rate, **kwargs):
+                return fmt
+        except ValueError:
+            continue
+    raise AudioDeviceError(f"{direction} device {device.name!r} accepts none of "
+                           f"{[(f.rate, f.channels) for f in candidates]} as int16")

@@ -1,0 +1,351 @@
+"""The speaker: one output kept open for the daemon's life, fed by streams of
+PCM chunks (one per answer or earcon) that play one after another.
+
+The device thread (PortAudio callback, or the clock thread of a .wav output)
+pulls one period at a time from the queue, so ``stop()`` only has to empty the
+queue: the next period handed to the device is silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pyaudio
+
+from edge_agent.audio.capture import CLOSE_DEADLINE_SECONDS, is_wav_spec
+from edge_agent.audio.convert import PlaybackConverter
+from edge_agent.audio.devices import StreamFormat, choose_format, find_device, open_portaudio
+from edge_agent.audio.ring import SAMPLE_RATE, resolve_threadsafe
+from edge_agent.audio.wavfile import WavWriter
+from edge_agent.errors import AudioDeviceError
+from edge_agent.events import EventBus
+
+log = logging.getLogger(__name__)
+
+PERIOD_SECONDS = 0.01
+"""Device period: stop() takes effect at the next period, so 10 ms keeps it well
+inside the 50 ms promise even with the device's own buffer on top."""
+WAV_PERIOD_SECONDS = 0.02
+"""The .wav output's clock ticks every 20 ms, like a DAC's DMA period."""
+
+Fill = Callable[[int], np.ndarray]
+
+
+class PlaybackStream:
+    """One answer (or earcon): int16 mono chunks at any rate, played in order."""
+
+    def __init__(self, player: Player, engine: str, events: bool,
+                 loop: asyncio.AbstractEventLoop | None) -> None:
+        self.engine = engine
+        self.events = events
+        self.first_frame_at: float | None = None
+        self.stopped = False
+        self._player = player
+        self._loop = loop
+        self._converter: PlaybackConverter | None = None
+        self._odd = b""  # a sample split across two network chunks
+        self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._offset = 0
+        self._ended = False
+        self._done = threading.Event()
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+
+    def write(self, pcm: bytes, rate: int) -> None:
+        """Queue int16 mono PCM at ``rate``; converted to the device format here."""
+        if self.stopped:
+            return
+        if self._ended:
+            raise ValueError("write() after end()")
+        pcm = self._odd + pcm
+        cut = len(pcm) - len(pcm) % 2
+        pcm, self._odd = pcm[:cut], pcm[cut:]
+        if self._converter is None or self._converter.rate != rate:
+            # A new engine mid-answer (TTS failover) may bring a new rate.
+            self._flush_converter()
+            self._converter = self._player._converter(rate)
+        self._player._append(self, self._converter(pcm))
+
+    def _flush_converter(self) -> None:
+        if self._converter is not None:
+            self._player._append(self, self._converter(b"", last=True))
+
+    def end(self) -> None:
+        """No more audio will come; the stream finishes when its queue empties."""
+        if self._ended or self.stopped:
+            return
+        self._flush_converter()
+        self._player._end(self)
+
+    async def drained(self) -> None:
+        """Returns once everything written was handed to the device, or on stop."""
+        if self._done.is_set():
+            return
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._player._lock:
+            if self._done.is_set():
+                return
+            self._waiters.append((loop, future))
+        await future
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def _finish(self) -> None:
+        """Under the player's lock: wake every drained() waiter."""
+        self._done.set()
+        for loop, future in self._waiters:
+            resolve_threadsafe(loop, future)
+        self._waiters.clear()
+
+    def _take(self, out: np.ndarray, start: int) -> int:
+        """Under the player's lock: copy queued samples into out[start:]; how many."""
+        filled = start
+        while filled < len(out) and self._chunks:
+            chunk = self._chunks[0]
+            n = min(len(chunk) - self._offset, len(out) - filled)
+            out[filled:filled + n] = chunk[self._offset:self._offset + n]
+            filled += n
+            self._offset += n
+            if self._offset == len(chunk):
+                self._chunks.popleft()
+                self._offset = 0
+        return filled - start
+
+
+class PortAudioSink:
+    """A PortAudio output stream in callback mode pulling periods from ``fill``."""
+
+    def __init__(self, spec: str, fill: Fill, *, rate: int | None,
+                 channels: int | None) -> None:
+        self._fill = fill
+        self._pa = open_portaudio()
+        try:
+            device = find_device(self._pa, spec, "output")
+            fmt = (StreamFormat(rate, channels) if rate and channels
+                   else choose_format(self._pa, device, "output", []))
+            self.rate, self.channels = fmt.rate, fmt.channels
+            self._stream = self._pa.open(
+                format=pyaudio.paInt16, channels=fmt.channels, rate=fmt.rate, output=True,
+                output_device_index=device.index,
+                frames_per_buffer=round(fmt.rate * PERIOD_SECONDS),
+                stream_callback=self._callback)
+            self.latency = float(self._stream.get_output_latency())
+        except AudioDeviceError:
+            self._pa.terminate()
+            raise
+        except Exception as exc:  # PortAudio raises OSError or ValueError
+            self._pa.terminate()
+            raise AudioDeviceError(f"cannot open output {spec!r}: {exc}") from exc
+        self.description = f"{device.name!r} at {fmt.rate} Hz x{fmt.channels}"
+
+    def _callback(self, in_data: bytes | None, frame_count: int, time_info: dict,
+                  status: int) -> tuple[bytes, int]:
+        return self._fill(frame_count).tobytes(), pyaudio.paContinue
+
+    def close(self) -> None:
+        try:
+            self._stream.close()
+        except OSError as exc:
+            log.debug("closing the output stream: %s", exc)
+        finally:
+            self._pa.terminate()
+
+
+class WavSink:
+    """A .wav file written in real time, like a DAC: every 20 ms one period,
+    silence when nothing plays, so the file is a listener's timeline."""
+
+    latency = 0.0
+
+    def __init__(self, path: str, fill: Fill) -> None:
+        self.rate, self.channels = SAMPLE_RATE, 1
+        self._writer = WavWriter(path, self.rate)
+        self._fill = fill
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wav-playback", daemon=True)
+        self.description = f"{path} (real time, {self.rate} Hz)"
+        self._thread.start()
+
+    def _run(self) -> None:
+        frames = round(self.rate * WAV_PERIOD_SECONDS)
+        deadline = time.monotonic() + WAV_PERIOD_SECONDS
+        while not self._stop.wait(max(0.0, deadline - time.monotonic())):
+            self._writer.write(self._fill(frames))
+            deadline += WAV_PERIOD_SECONDS
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(CLOSE_DEADLINE_SECONDS)
+        self._writer.close()
+
+
+class Player:
+    """Plays streams one after another on the output named by ``spec``
+    (device name substring, "default", or a .wav path).
+
+    ``rate``/``channels`` force a device format; otherwise the device's own
+    rate is used and each stream is resampled to it once, on write.
+    """
+
+    def __init__(self, spec: str, bus: EventBus, *, volume: float = 0.8,
+                 rate: int | None = None, channels: int | None = None) -> None:
+        self.spec = spec
+        self.bus = bus
+        self.volume = volume
+        self.device_rate = rate or SAMPLE_RATE
+        self.channels = channels or 1
+        self.last_stop_latency: float | None = None
+        """Seconds from the last stop() to the first silent period handed to the
+        device, plus the device's own output latency."""
+        self._rate, self._channels_wanted = rate, channels
+        self._sink: PortAudioSink | WavSink | None = None
+        self._lock = threading.Lock()
+        self._queue: collections.deque[PlaybackStream] = collections.deque()
+        self._interrupted: list[PlaybackStream] = []
+        self._stop_called_at: float | None = None
+
+    @property
+    def volume(self) -> float:
+        return self._volume
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        self._volume = min(1.0, max(0.0, float(value)))
+
+    def open(self) -> None:
+        """Open the output once; it stays open (no open latency per answer)."""
+        if self._sink is not None:
+            return
+        if is_wav_spec(self.spec):
+            self._sink = WavSink(self.spec, self._fill)
+        else:
+            self._sink = PortAudioSink(self.spec, self._fill, rate=self._rate,
+                                       channels=self._channels_wanted)
+        self.device_rate, self.channels = self._sink.rate, self._sink.channels
+        log.info("playing to %s", self._sink.description)
+
+    def close(self) -> None:
+        """Stop everything and release the output; safe to call twice."""
+        self.stop()
+        sink, self._sink = self._sink, None
+        if sink is not None:
+            sink.close()
+
+    def __enter__(self) -> Player:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stream(self, *, engine: str, events: bool = True) -> PlaybackStream:
+        """A new stream, queued behind any that are still playing."""
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        stream = PlaybackStream(self, engine, events, loop)
+        with self._lock:
+            self._queue.append(stream)
+        return stream
+
+    def stop(self) -> None:
+        """Silence now: drop everything queued of every stream. Any thread."""
+        with self._lock:
+            for stream in self._queue:
+                stream.stopped = True
+                stream._chunks.clear()
+                stream._finish()
+                if stream.first_frame_at is not None:
+                    self._interrupted.append(stream)
+            self._queue.clear()
+            self._stop_called_at = time.monotonic()
+
+    @property
+    def playing(self) -> bool:
+        """Some stream's audio is queued or being played."""
+        with self._lock:
+            return any(s.first_frame_at is not None or s._chunks for s in self._queue)
+
+    @property
+    def output_latency(self) -> float:
+        """The device's own buffering after a period is handed to it."""
+        return self._sink.latency if self._sink is not None else 0.0
+
+    # --- called by streams ------------------------------------------------------
+
+    def _converter(self, rate: int) -> PlaybackConverter:
+        return PlaybackConverter(rate, self.device_rate, self.channels)
+
+    def _append(self, stream: PlaybackStream, samples: np.ndarray) -> None:
+        if self._sink is None:
+            raise AudioDeviceError("the player is not open")
+        if not len(samples):
+            return
+        with self._lock:
+            if not stream.stopped:
+                stream._chunks.append(samples)
+
+    def _end(self, stream: PlaybackStream) -> None:
+        with self._lock:
+            stream._ended = True
+
+    # --- the device thread ------------------------------------------------------
+
+    def _fill(self, frames: int) -> np.ndarray:
+        """One period for the device: queued audio at the current volume, else silence."""
+        out = np.zeros(frames * self.channels, dtype=np.int16)
+        now = time.monotonic()
+        started: list[PlaybackStream] = []
+        finished: list[PlaybackStream] = []
+        with self._lock:
+            interrupted, self._interrupted = self._interrupted, []
+            if self._stop_called_at is not None:
+                self.last_stop_latency = now - self._stop_called_at + self.output_latency
+                self._stop_called_at = None
+            filled = 0
+            while filled < len(out) and self._queue:
+                stream = self._queue[0]
+                n = stream._take(out, filled)
+                if n and stream.first_frame_at is None:
+                    stream.first_frame_at = now
+                    started.append(stream)
+                filled += n
+                if stream._ended and not stream._chunks:
+                    self._queue.popleft()
+                    stream._finish()
+                    finished.append(stream)
+                elif filled < len(out):
+                    break  # underrun: the stream waits for more audio; silence fills in
+        if self._volume != 1.0:
+            out = (out * self._volume).astype(np.int16)
+        for stream in started:
+            self._emit(stream, "audio_out_start", engine=stream.engine)
+        for stream in interrupted:
+            self._emit(stream, "audio_out_end", engine=stream.engine, interrupted=True)
+        for stream in finished:
+            if stream.first_frame_at is not None:
+                self._emit(stream, "audio_out_end", engine=stream.engine, interrupted=False)
+        return out
+
+    def _emit(self, stream: PlaybackStream, name: str, **fields: object) -> None:
+        """Listeners (LEDs, the event log) must not run on the audio thread."""
+        if not stream.events:
+            return
+        emit = functools.partial(self.bus.emit, name, **fields)
+        if stream._loop is not None and not stream._loop.is_closed():
+            try:
+                stream._loop.call_soon_threadsafe(emit)
+                return
+            except RuntimeError:
+                pass
+        emit()
