@@ -1,0 +1,129 @@
+"""Is the cloud reachable? Passive (the agent reports how real requests went)
+plus an active probe while offline, so going offline costs one timeout and
+coming back is noticed without a user asking.
+
+Offline-type failures (refused, DNS, TLS including a wrong clock before NTP,
+timeouts before the first byte, 5xx: ``CloudError.offline``) trip every stage's
+breaker, because all stages share one service. Anything else (429, a 4xx about
+our request, a stream broken mid-way) only counts against its own stage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from edge_agent.config import Settings
+from edge_agent.errors import CloudError
+from edge_agent.events import EventBus
+from edge_agent.net.breaker import BreakerState, CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+STAGES = ("stt", "llm", "tts")
+STAGE_FAILURES = 3
+"""Consecutive non-offline failures of one stage that open its breaker."""
+PROBE_TIMEOUT = 15.0
+"""Backstop on one probe, in case the probe's own timeouts do not fire."""
+
+Probe = Callable[[], Awaitable[bool]]
+
+
+class Connectivity:
+    """Per-stage circuit breakers and the offline probe. Use from the event loop thread."""
+
+    def __init__(self, settings: Settings, bus: EventBus, probe: Probe, *,
+                 online: bool = True) -> None:
+        self._bus = bus
+        self._probe = probe
+        self._interval = settings.offline.probe_interval
+        self._max_interval = max(settings.offline.probe_max_interval, self._interval)
+        self.breakers = {
+            stage: CircuitBreaker(stage, threshold=STAGE_FAILURES, cooldown=self._interval,
+                                  max_cooldown=self._max_interval)
+            for stage in STAGES
+        }
+        self._online = online
+        self._offline = asyncio.Event()
+        if not online:
+            self._go_offline("assumed offline at start")
+        self.probes = 0
+        """Probes sent so far (for status and tests)."""
+
+    @property
+    def online(self) -> bool:
+        return self._online
+
+    def allow(self, stage: str) -> bool:
+        """False while the stage's breaker is open: fail over at once, pay no timeout."""
+        return self.breakers[stage].allow()
+
+    def record_success(self, stage: str) -> None:
+        self.breakers[stage].success()
+        if not self._online:
+            self._go_online(f"{stage} request succeeded")
+
+    def record_failure(self, stage: str, error: CloudError) -> None:
+        if error.offline:
+            if self._online:
+                self._go_offline(f"{stage}: {error.reason}")
+            else:
+                self.breakers[stage].trip()
+            return
+        # 429: the service told us how long to stay away from this stage.
+        self.breakers[stage].failure(hold=error.retry_after)
+        if not self.breakers[stage].allow():
+            log.warning("cloud %s paused after %s", stage, error.reason)
+
+    def status(self) -> dict[str, object]:
+        """For the status socket: online and each breaker's state."""
+        return {"online": self._online,
+                "breakers": {s: str(b.state()) for s, b in self.breakers.items()}}
+
+    def _go_offline(self, reason: str) -> None:
+        self._online = False
+        for breaker in self.breakers.values():
+            breaker.trip()
+        self._offline.set()
+        log.warning("offline: %s", reason)
+        self._bus.emit("network", online=False, reason=reason)
+
+    def _go_online(self, reason: str) -> None:
+        self._online = True
+        for breaker in self.breakers.values():
+            breaker.success()
+        self._offline.clear()
+        log.info("back online: %s", reason)
+        self._bus.emit("network", online=True, reason=reason)
+
+    async def _probe_once(self) -> bool:
+        self.probes += 1
+        try:
+            return bool(await asyncio.wait_for(self._probe(), PROBE_TIMEOUT))
+        except Exception as exc:  # TimeoutError included: a probe that fails is just "not yet"
+            log.debug("probe failed: %r", exc)
+            return False
+
+    async def run(self) -> None:
+        """Probe once at start (the device may boot with no network), then, each
+        time it goes offline, probe with a doubling wait until the service answers."""
+        if self._online and not await self._probe_once() and self._online:
+            self._go_offline("no answer at start")
+        while True:
+            await self._offline.wait()
+            wait = self._interval
+            while not self._online:
+                await asyncio.sleep(wait)
+                if self._online:  # a real request got through meanwhile
+                    break
+                if await self._probe_once():
+                    if not self._online:
+                        self._go_online("probe answered")
+                    break
+                wait = min(wait * 2, self._max_interval)
+                log.debug("still offline; next probe in %.0f s", wait)
+
+    def __repr__(self) -> str:
+        open_ = [s for s, b in self.breakers.items() if b.state() is not BreakerState.CLOSED]
+        return f"<Connectivity online={self._online} open={open_}>"
