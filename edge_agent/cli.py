@@ -33,6 +33,18 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        settings = load_config(args.config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    from edge_agent.agent.daemon import main as run_daemon  # heavy: models, audio
+
+    return run_daemon(settings)
+
+
 def _control_socket(args: argparse.Namespace) -> Path:
     """The socket to reach: --socket, else the config's, else the usual places. A
     config this user may not read (0640 root:edge-agent) is no reason to fail here."""
@@ -120,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="config file (default: $EDGE_AGENT_CONFIG, then "
                             "/etc/edge-agent/config.toml)")
     check.set_defaults(func=cmd_check_config)
+
+    run = verbs.add_parser("run", help="run the daemon (what the systemd unit starts)")
+    run.add_argument("--config", type=Path, default=None,
+                     help="config file (default: $EDGE_AGENT_CONFIG, then "
+                          "/etc/edge-agent/config.toml)")
+    run.set_defaults(func=cmd_run)
 
     status = verbs.add_parser("status", help="what the running daemon is doing")
     status.add_argument("--json", action="store_true", help="machine-readable output")

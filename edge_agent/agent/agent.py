@@ -1,0 +1,469 @@
+"""The agent: owner of THE conversation state and the one place that decides
+what a trigger (wake word, button, control socket) means in each state.
+
+Every turn starts through ``_start``: idle -> listen; talking or thinking ->
+barge in (stop playback first, cancel the turn with a deadline) then listen;
+already listening or muted -> nothing, so button mashing never queues turns.
+A conversation (a turn plus its follow-ups) is one cancellable task; a small
+worker starts it, so a cancelled turn that lingers in a library is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from edge_agent.audio import RingBuffer
+from edge_agent.controls import ButtonAction
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events import Event, EventBus
+from edge_agent.state import AgentState
+from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
+
+from .supervisor import cancel_within
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edge_agent.audio import Player
+    from edge_agent.config import Settings
+    from edge_agent.controls import Earcons
+    from edge_agent.intents.timers import Timer
+    from edge_agent.net import Connectivity
+    from edge_agent.wake import WakeDetector
+
+log = logging.getLogger(__name__)
+
+CANCEL_DEADLINE = 0.5
+"""How long a cancelled turn may take to unwind before the next one starts anyway."""
+ERROR_HOLD = 2.0
+"""The error state stays this long after a failed turn, so the LED can show it."""
+LAST_TURNS = 5
+TIMER_TEXT = "Your timer is done"
+MUTE_FILE = "mute.json"
+
+
+class TurnPipeline(Protocol):
+    """The turn pipeline (edge_agent.agent.turn.TurnRunner) as the agent uses it."""
+
+    async def run(self, audio: np.ndarray, *, end_of_speech: float, turn_id: int,
+                  vosk_result: Awaitable[str] | None = None) -> Any: ...
+    async def speak(self, text: str, *, turn_id: int | None = None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class _Request:
+    source: str
+    start_index: int
+    push_to_talk: bool = False
+
+
+@dataclass
+class TurnRecord:
+    """What status() shows about a finished turn."""
+
+    id: int
+    source: str
+    transcript: str = ""
+    engine: str = ""
+    reply: str = ""
+    reply_engine: str = ""
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    error: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["latency_ms"] = {k: round(v * 1000, 1) for k, v in self.timings.items()}
+        del data["timings"]
+        return data
+
+
+class Agent:
+    """State machine of the speaker. Create it inside the running event loop; call
+    its trigger methods on the loop thread (PushButton already does)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        bus: EventBus,
+        *,
+        ring: RingBuffer,
+        player: Player,
+        wake: WakeDetector,
+        earcons: Earcons | None = None,
+        connectivity: Connectivity | None = None,
+        turns: TurnPipeline | None = None,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.ring = ring
+        self.player = player
+        self.wake = wake
+        self.earcons = earcons
+        self.connectivity = connectivity
+        self.turns = turns
+        """Set once after construction when the pipeline's tools need this agent."""
+        self.last_answer = ""
+        self.last_turns: deque[TurnRecord] = deque(maxlen=LAST_TURNS)
+        self.counts = {"turns": 0, "barge_ins": 0, "failovers": 0, "overruns": 0}
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._started = time.monotonic()
+        self._state = AgentState.IDLE
+        self._turn_ids = itertools.count(1)
+        self._pending: _Request | None = None
+        self._wakeup = asyncio.Event()
+        self._turn_task: asyncio.Task | None = None
+        self._release_index: int | None = None
+        self._muted = False
+        self._unsubscribe = bus.subscribe(self._on_event)
+        if self._load_muted():
+            self.set_muted(True)
+
+    # --- state -------------------------------------------------------------------
+
+    @property
+    def state(self) -> AgentState:
+        return self._state
+
+    def _set_state(self, state: AgentState) -> None:
+        if state is self._state:
+            return
+        previous, self._state = self._state, state
+        log.info("state %s -> %s", previous, state)
+        self.bus.emit("state", state=str(state), previous=str(previous))
+
+    @property
+    def muted(self) -> bool:
+        return self._muted
+
+    @property
+    def busy(self) -> bool:
+        """A conversation task is running (listening, thinking or speaking)."""
+        return self._turn_task is not None and not self._turn_task.done()
+
+    # --- Device protocol (device tools call these) -------------------------------
+
+    @property
+    def volume(self) -> float:
+        return self.player.volume
+
+    @volume.setter
+    def volume(self, value: float) -> None:
+        self.player.volume = max(0.0, min(1.0, value))
+
+    @property
+    def online(self) -> bool:
+        return self.connectivity.online if self.connectivity is not None else False
+
+    def stop(self) -> None:
+        """Stop talking (and the conversation, unless a tool of it is asking)."""
+        self.player.stop()
+        if self._turn_task is not None and self._turn_task is not asyncio.current_task():
+            self._cancel_turn()
+            if self._state in (AgentState.SPEAKING, AgentState.THINKING):
+                self._set_state(AgentState.IDLE)
+
+    def set_muted(self, muted: bool) -> None:
+        """Mute is a privacy promise: the ring stores zeros, so no reader (wake word,
+        STT, network) gets audio, and it survives restarts."""
+        if muted == self._muted:
+            return
+        self._muted = muted
+        self.ring.muted = muted
+        if muted:
+            self.player.stop()
+            self._cancel_turn()
+            self._set_state(AgentState.MUTED)
+        else:
+            # The wake loop resets its detector itself when it resumes.
+            self._set_state(AgentState.IDLE)
+        self.bus.emit("mute", muted=muted)
+        self._save_muted()
+
+    # --- triggers ----------------------------------------------------------------
+
+    def trigger(self, source: str = "control") -> None:
+        """Start a turn as a button tap would, with pre-roll so the first word is in."""
+        self._start(source, self._preroll_start())
+
+    def on_button(self, action: ButtonAction) -> None:
+        if action == ButtonAction.MUTE_TOGGLE:
+            self.set_muted(not self._muted)
+        elif action == ButtonAction.TAP:
+            self._start("button", self._preroll_start())
+        elif action == ButtonAction.TALK_START:
+            self._start("button", self._preroll_start(), push_to_talk=True)
+        elif (action == ButtonAction.TALK_END and self._state is AgentState.LISTENING
+              and self._release_index is None):
+            self._release_index = self.ring.total
+
+    def _preroll_start(self) -> int:
+        preroll = int(self.settings.audio.preroll_seconds * self.ring.rate)
+        return max(0, self.ring.total - preroll)
+
+    def _start(self, source: str, start_index: int, *, push_to_talk: bool = False) -> None:
+        state = self._state
+        if state is AgentState.MUTED:
+            log.info("%s ignored: muted", source)
+            return
+        if state is AgentState.LISTENING:
+            log.debug("%s ignored: already listening", source)
+            return
+        if state in (AgentState.THINKING, AgentState.SPEAKING):
+            self._barge_in(source)
+        self._pending = _Request(source, start_index, push_to_talk)
+        # Listening from now on, so further presses are ignored rather than queued.
+        self._set_state(AgentState.LISTENING)
+        self._wakeup.set()
+
+    def _barge_in(self, source: str) -> None:
+        self.player.stop()  # first: silence within 50 ms matters more than bookkeeping
+        self.wake.set_playing(False)
+        self._cancel_turn()
+        self.counts["barge_ins"] += 1
+        self.bus.emit("barge_in", source=source)
+
+    def _cancel_turn(self) -> None:
+        self._pending = None
+        if self._turn_task is not None and not self._turn_task.done():
+            self._turn_task.cancel()
+
+    # --- long-lived jobs (run under the supervisor) -------------------------------
+
+    async def run_wake(self) -> None:
+        """Wake-word loop on its own reader. Inference runs in a worker thread; it is
+        skipped while listening or muted (nothing to wake) to save CPU."""
+        reader = self.ring.reader("wake")
+        frame_samples = self.wake.FRAME_SAMPLES
+        paused = False
+        try:
+            while True:
+                frame = await reader.read(frame_samples)
+                if self._state in (AgentState.LISTENING, AgentState.MUTED):
+                    paused = True
+                    continue
+                wake = self.wake
+                if paused:
+                    wake.reset()  # stale features; its warm-up stops false wakes
+                    paused = False
+                detection = await asyncio.to_thread(wake.process, frame, reader.position)
+                if detection is not None:
+                    self.bus.emit("wake", model=detection.model, score=round(detection.score, 3),
+                                  end_index=detection.end_index)
+                    self._start("wake", detection.end_index)
+        finally:
+            reader.close()
+
+    async def run_turns(self) -> None:
+        """Starts each requested conversation once the previous one has unwound."""
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                if self._turn_task is not None:
+                    await cancel_within([self._turn_task], CANCEL_DEADLINE)
+                request, self._pending = self._pending, None
+                if request is None:
+                    continue
+                self._turn_task = asyncio.create_task(
+                    self._conversation(request), name=f"conversation-{request.source}")
+        finally:
+            if self._turn_task is not None:
+                await cancel_within([self._turn_task], CANCEL_DEADLINE)
+
+    async def close(self) -> None:
+        self._unsubscribe()
+        self._pending = None
+        if self._turn_task is not None:
+            await cancel_within([self._turn_task], CANCEL_DEADLINE)
+        self._save_muted()
+
+    # --- a conversation: a turn and its follow-ups ---------------------------------
+
+    async def _conversation(self, request: _Request) -> None:
+        start, push_to_talk, follow_up = request.start_index, request.push_to_talk, False
+        while True:
+            self._set_state(AgentState.LISTENING)
+            if not follow_up:
+                self._earcon("wake")
+            bounds = await self._listen(start, push_to_talk=push_to_talk, follow_up=follow_up)
+            if bounds.outcome == Outcome.NO_SPEECH or bounds.speech_start_index is None:
+                log.info("no speech (%s); back to idle", bounds.outcome)
+                self._set_state(AgentState.IDLE)
+                return
+            spoken = await self._answer(request.source, bounds)
+            if not spoken or self.settings.turn.follow_up_seconds <= 0:
+                self._set_state(AgentState.IDLE)
+                return
+            start, push_to_talk, follow_up = self.ring.total, False, True
+
+    async def _listen(self, start: int, *, push_to_talk: bool, follow_up: bool) -> TurnBounds:
+        """Feed the end-of-turn detector from ``start`` until it decides, or until the
+        button is released (push-to-talk: the release ends the turn, pauses do not)."""
+        turn = self.settings.turn
+        if follow_up:
+            turn = dataclasses.replace(turn, no_speech_timeout=turn.follow_up_seconds)
+        if push_to_talk:
+            # Held button: a pause is not the end; only the release or the length cap is.
+            turn = dataclasses.replace(turn, end_silence=turn.max_seconds,
+                                       no_speech_timeout=turn.max_seconds)
+        detector = EndOfTurnDetector(turn, start_index=start, rate=self.ring.rate)
+        self._release_index = None
+        reader = self.ring.reader("turn", start=start)
+        try:
+            while True:
+                release = self._release_index
+                if release is not None and reader.position >= release:
+                    return detector.release(release)
+                frame = await reader.read(detector.FRAME_SAMPLES)
+                bounds = detector.process(frame, reader.position)
+                if bounds is not None:
+                    return bounds
+        finally:
+            reader.close()
+
+    async def _answer(self, source: str, bounds: TurnBounds) -> bool:
+        """Run the turn pipeline on the utterance; True when an answer was spoken."""
+        ring = self.ring
+        start_t, end_t = ring.time_of(bounds.start_index), ring.time_of(bounds.end_index)
+        self.bus.emit("utterance", start=round(start_t, 6), end=round(end_t, 6),
+                      duration=round(bounds.duration, 3), outcome=str(bounds.outcome),
+                      start_index=bounds.start_index, end_index=bounds.end_index)
+        self._earcon("end")
+        self._set_state(AgentState.THINKING)
+        turn_id = next(self._turn_ids)
+        record = TurnRecord(turn_id, source)
+        self.last_turns.append(record)
+        self.counts["turns"] += 1
+        audio = ring.read_range(bounds.start_index, bounds.end_index)
+        if self.turns is None:
+            raise RuntimeError("Agent.turns was never set")
+        try:
+            result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id)
+        except Exception as exc:
+            log.exception("turn %d failed", turn_id)
+            record.error = str(exc) or type(exc).__name__
+            self.bus.emit("error", where="turn", message=record.error, turn_id=turn_id)
+            await self._show_error()
+            return False
+        record.transcript, record.engine = result.transcript, result.transcript_engine
+        record.reply, record.reply_engine = result.reply, result.reply_engine
+        record.timings = dict(result.timings)
+        if result.reply:
+            self.last_answer = result.reply
+        return bool(result.spoken)
+
+    async def _show_error(self) -> None:
+        self._set_state(AgentState.ERROR)
+        self._earcon("error")
+        await asyncio.sleep(ERROR_HOLD)
+        self._set_state(AgentState.IDLE)
+
+    # --- speaking outside a turn --------------------------------------------------
+
+    async def say(self, text: str) -> bool:
+        """Speak a text (control socket `say`)."""
+        if self.turns is None:
+            return False
+        return await self.turns.speak(text)
+
+    def ring_timer(self, timer: Timer) -> None:
+        """Timers call this when one is done; it speaks even offline (Piper)."""
+        text = f"{TIMER_TEXT}: {timer.label}" if timer.label else TIMER_TEXT
+        task = self._loop.create_task(self.say(text), name="timer-announcement")
+        task.add_done_callback(_log_failure)
+
+    # --- events from elsewhere ----------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        # The player emits from its own thread; the state lives on the loop thread.
+        if threading.get_ident() == self._loop_thread:
+            self._handle_event(event)
+        else:
+            self._loop.call_soon_threadsafe(self._handle_event, event)
+
+    def _handle_event(self, event: Event) -> None:
+        name = event.name
+        if name == "audio_out_start":
+            self.wake.set_playing(True)
+            if self._state in (AgentState.THINKING, AgentState.IDLE):
+                self._set_state(AgentState.SPEAKING)
+        elif name == "audio_out_end":
+            self.wake.set_playing(False)
+            if self._state is AgentState.SPEAKING and not self.busy:
+                self._set_state(AgentState.IDLE)
+        elif name == "failover":
+            self.counts["failovers"] += 1
+        elif name == "audio_overrun":
+            self.counts["overruns"] += 1
+        elif name == "network" and not event.fields["online"]:
+            self._earcon("offline")
+
+    def _earcon(self, name: str) -> None:
+        if self.earcons is None:
+            return
+        sound = self.earcons.get(name)
+        if sound is None:
+            return
+        pcm, rate = sound
+        try:
+            stream = self.player.stream(engine="earcon", events=False)
+            stream.write(pcm, rate)
+            stream.end()
+        except EdgeAgentError as exc:
+            log.warning("earcon %s not played: %s", name, exc)
+
+    # --- status and persistence ----------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": str(self._state),
+            "online": self.online,
+            "muted": self._muted,
+            "wake_models": list(self.wake.model_names),
+            "uptime": round(time.monotonic() - self._started, 1),
+            "volume": round(self.player.volume, 2),
+            **self.counts,
+            "last_turns": [t.to_dict() for t in self.last_turns],
+        }
+
+    @property
+    def _mute_path(self) -> Path:
+        return self.settings.state_dir / MUTE_FILE
+
+    def _load_muted(self) -> bool:
+        try:
+            return bool(json.loads(self._mute_path.read_text(encoding="utf-8"))["muted"])
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            # Unreadable mute state: privacy first, start muted and say why.
+            log.error("cannot read %s (%s); starting muted", self._mute_path, exc)
+            return True
+
+    def _save_muted(self) -> None:
+        path = self._mute_path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"muted": self._muted}), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            log.error("cannot persist mute state to %s: %s", path, exc)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s failed", task.get_name(), exc_info=task.exception())
+
