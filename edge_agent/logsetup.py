@@ -1,35 +1,153 @@
 """Logging: plain lines on stderr when run by hand, the journal (with structured
-fields) under systemd, chosen from the environment systemd gives its services."""
+fields) under systemd, chosen from the environment systemd gives its services.
+
+``log_context(TURN_ID=12, STAGE="stt")`` attaches fields to every record logged
+inside it, so ``journalctl -u edge-agent TURN_ID=12`` shows one turn. The fields
+live in a context variable: asyncio tasks inherit them, and so do threads started
+with ``asyncio.to_thread`` (but not ``loop.run_in_executor`` or bare threads).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import faulthandler
 import logging
 import os
+import re
 import sys
+from collections.abc import Callable, Iterator
+from typing import Any
 
-PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s%(context)s"
+# The journal stamps time, host and pid itself; a priority travels as a field.
+JOURNAL_FORMAT = "%(name)s: %(message)s%(context)s"
+# Without systemd-python, stderr still reaches the journal; "<N>" sets the priority.
+PREFIXED_FORMAT = "<%(syslog_priority)d>%(name)s: %(message)s%(context)s"
+SYSLOG_IDENTIFIER = "edge-agent"
+
+# Libraries that log every HTTP request at INFO; one line per request drowns a turn.
+CHATTY_LOGGERS = ("httpx2", "httpcore2", "openai")
+
+_FIELD_NAME = re.compile(r"^[A-Z0-9][A-Z0-9_]*$")
+_context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
+    "edge_agent_log_context", default={})  # noqa: B039 (never mutated, only replaced)
+
+JournalSender = Callable[..., Any]
 
 
 def under_systemd() -> bool:
-    """systemd sets JOURNAL_STREAM for a service whose stderr goes to the journal."""
-    return bool(os.environ.get("JOURNAL_STREAM")) and bool(os.environ.get("INVOCATION_ID"))
+    """True when our stderr is the journal stream systemd set up for this service.
+
+    systemd sets JOURNAL_STREAM to the device:inode of that stream; comparing it
+    with stderr keeps a child whose stderr was redirected from logging to the
+    journal by mistake (the check sd_journal_stream_fd's documentation asks for).
+    """
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    if not stream or not os.environ.get("INVOCATION_ID"):
+        return False
+    try:
+        device, inode = (int(part) for part in stream.split(":"))
+        st = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (device, inode)
 
 
-def setup_logging(level: str = "info") -> None:
+@contextlib.contextmanager
+def log_context(**fields: object) -> Iterator[None]:
+    """Add journal fields (TURN_ID, STAGE, STATE...) to records logged inside.
+
+    Names are upper-cased; a value of None removes a field set by an outer context.
+    """
+    merged = dict(_context.get())
+    for name, value in fields.items():
+        key = name.upper()
+        if not _FIELD_NAME.match(key):
+            raise ValueError(f"{name!r} is not a journal field name (A-Z, 0-9, _)")
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = str(value)
+    token = _context.set(merged)
+    try:
+        yield
+    finally:
+        _context.reset(token)
+
+
+def current_context() -> dict[str, str]:
+    """The fields ``log_context`` has set here (a copy)."""
+    return dict(_context.get())
+
+
+class ContextFilter(logging.Filter):
+    """Puts the context's fields on each record: as attributes, which
+    JournalHandler sends as journal fields, and as " [TURN_ID=12 STAGE=stt]" text
+    for the plain formats."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = _context.get()
+        for key, value in fields.items():
+            setattr(record, key, value)
+        record.context = (
+            " [" + " ".join(f"{k}={v}" for k, v in fields.items()) + "]" if fields else "")
+        record.syslog_priority = _syslog_priority(record.levelno)
+        return True
+
+
+def _syslog_priority(levelno: int) -> int:
+    """Python level -> syslog priority (3 err, 4 warning, 6 info, 7 debug)."""
+    for limit, priority in ((logging.DEBUG, 7), (logging.INFO, 6), (logging.WARNING, 4),
+                            (logging.ERROR, 3)):
+        if levelno <= limit:
+            return priority
+    return 2
+
+
+def setup_logging(
+    level: str = "info",
+    *,
+    journal: bool | None = None,
+    journal_sender: JournalSender | None = None,
+) -> logging.Handler:
+    """Send every record to the journal (under systemd) or stderr; return the handler.
+
+    ``journal`` forces the choice (None: decide with ``under_systemd()``).
+    ``journal_sender`` replaces ``systemd.journal.send``, for tests without journald.
+    Calling it again (a reload changed log.level) replaces the handler.
+    """
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
     root.setLevel(level.upper())
-    handler: logging.Handler | None = None
-    if under_systemd():
-        try:
-            from systemd.journal import JournalHandler
+    quiet = logging.NOTSET if level.lower() == "debug" else logging.WARNING
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
-            handler = JournalHandler(SYSLOG_IDENTIFIER="edge-agent")
-            handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        except ImportError:
-            handler = None
-    if handler is None:
+    use_journal = under_systemd() if journal is None else journal
+    handler = _journal_handler(journal_sender) if use_journal else None
+    if handler is not None:
+        handler.setFormatter(logging.Formatter(JOURNAL_FORMAT))
+    elif use_journal:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter(PREFIXED_FORMAT))
+    else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter(PLAIN_FORMAT))
+    handler.addFilter(ContextFilter())
     root.addHandler(handler)
+    if use_journal and not faulthandler.is_enabled():
+        # A watchdog restart is SIGABRT: leave every thread's stack in the journal,
+        # which is how a hung audio thread gets diagnosed.
+        faulthandler.enable()
+    return handler
+
+
+def _journal_handler(sender: JournalSender | None) -> logging.Handler | None:
+    try:
+        from systemd.journal import JournalHandler, send
+    except ImportError:
+        return None
+    return JournalHandler(sender_function=sender or send, SYSLOG_IDENTIFIER=SYSLOG_IDENTIFIER)
