@@ -51,7 +51,7 @@ STAGES = ("stt", "llm", "tts", "models")
 FAULTS = (
     "status",          # HTTP error: status=500 (or 503, 401...), JSON error body
     "rate_limit",      # 429 with Retry-After: retry_after seconds
-    "disconnect",      # the connection is closed without any response
+    "disconnect",      # the connection is closed (FIN) without any response
     "stall_first",     # nothing at all for `seconds` (headers included)
     "stall_mid",       # part of the body, then nothing for `seconds`
     "reset_mid",       # part of the body, then a TCP reset
@@ -424,7 +424,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
                        record, headers={"Retry-After": str(fault.retry_after)})
         elif fault.kind == "disconnect":
-            self._reset()
+            self._reset(rst=False)
         elif fault.kind == "stall_first":
             self._wait(fault.seconds)
             self._reset()
@@ -448,9 +448,15 @@ class _Handler(BaseHTTPRequestHandler):
                 if not data:
                     raise _ClientGoneError
 
-    def _reset(self) -> None:
-        """Drop the connection with a TCP RST (SO_LINGER 0), as a crashing proxy would."""
-        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    def _reset(self, *, rst: bool = True) -> None:
+        """Drop the connection: a TCP RST (SO_LINGER 0) as a crashing proxy would send,
+        or with ``rst=False`` a plain close, as a server giving up would."""
+        if rst:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+        else:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
         self.close_connection = True
         with contextlib.suppress(OSError):
             self.connection.close()
