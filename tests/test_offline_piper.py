@@ -1,0 +1,78 @@
+"""PiperTTS with the real joe voice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.config import OfflineSettings
+from edge_agent.errors import ModelError
+from edge_agent.offline import PiperTTS, default_piper_voice
+
+
+@pytest.fixture(scope="module")
+def tts() -> PiperTTS:
+    return PiperTTS(default_piper_voice(OfflineSettings()))
+
+
+def collect(tts: PiperTTS, text: str, limit: int | None = None) -> list[bytes]:
+    async def scenario() -> list[bytes]:
+        chunks = []
+        stream = tts.synthesize(text)
+        async for chunk in stream:
+            chunks.append(chunk)
+            if len(chunks) == limit:
+                await stream.aclose()  # what a barge-in does to the turn's TTS
+                break
+        return chunks
+
+    return asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_default_voice_is_the_joe_package_unless_configured(tmp_path: Path) -> None:
+    assert default_piper_voice(OfflineSettings()).name == "en_US-joe-medium.onnx"
+    mine = tmp_path / "mine.onnx"
+    assert default_piper_voice(OfflineSettings(piper_voice=str(mine))) == mine
+
+
+def test_one_sentence_is_one_chunk_of_speech(tts: PiperTTS) -> None:
+    assert tts.name == "piper" and tts.sample_rate == 22050
+    (pcm,) = collect(tts, "It's five past three.")
+    samples = np.frombuffer(pcm, dtype=np.int16)
+    seconds = len(samples) / tts.sample_rate
+    assert 0.5 < seconds < 4.0
+    assert np.sqrt(np.mean(samples.astype(np.float64) ** 2)) > 300, "synthesized silence"
+
+
+def test_sentences_stream_one_by_one(tts: PiperTTS) -> None:
+    chunks = collect(tts, "The pasta timer is done. Your other timer has two minutes left.")
+    assert len(chunks) == 2
+    assert all(len(c) % 2 == 0 and len(c) > 0 for c in chunks)
+
+
+def test_closing_the_stream_stops_synthesis(tts: PiperTTS) -> None:
+    text = "One. Two. Three. Four. Five."
+    assert len(collect(tts, text)) == 5
+    assert len(collect(tts, text, limit=1)) == 1
+
+
+def test_empty_text_yields_nothing(tts: PiperTTS) -> None:
+    assert collect(tts, "  ") == []
+
+
+def test_missing_voice_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        PiperTTS(tmp_path / "none.onnx")
+
+
+def test_broken_voice_is_a_model_error(tmp_path: Path) -> None:
+    voice = tmp_path / "broken.onnx"
+    voice.write_bytes(b"not an onnx model")
+    config = json.loads(Path(f"{default_piper_voice(OfflineSettings())}.json").read_text())
+    Path(f"{voice}.json").write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="cannot load"):
+        PiperTTS(voice)
