@@ -39,8 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_CAUGHT = "Sorry, I didn't catch that."
-NO_STT = "Sorry, I can't understand speech right now: I'm offline."
-NO_CLOUD = "I can't reach the cloud right now."
+NO_STT = "Sorry, I can't understand speech right now."
 LOST_CONNECTION = "Sorry, I lost my connection."
 NO_ANSWER = "Sorry, I have no answer to that."
 
@@ -225,8 +224,8 @@ class TurnRunner:
         if local is not None:
             answer.say(local)
             return "local"
-        if self.settings.cloud.enabled:
-            answer.say(NO_CLOUD, record=False)
+        # offline_help() is the honest notice: it says the device is offline and
+        # what it can still do, so no separate "I can't reach the cloud" before it.
         for sentence in _sentences(self.intents.offline_help()):
             answer.say(sentence, record=False)
         return "offline"
