@@ -1,0 +1,371 @@
+"""Wake word and end-of-turn benchmark on synthesized speech.
+
+Figures: false-reject rate of "hey jarvis" over Piper and espeak-ng voices,
+speeds, pitches and noise levels; false accepts per hour of all five bundled
+models on ordinary speech, confusable phrases and noise; detection delay and
+``end_index`` error after the end of the spoken wake phrase; CPU seconds per
+second of idle audio for our detector (gated and not), pyopen-wakeword's
+engine and openwakeword.Model on the same audio; end-of-turn delay.
+
+    python -m tests.bench.bench_wake [--quick]
+
+The speech is synthetic (no recordings on this machine): real voices differ,
+so treat the rates as a regression baseline, not a field figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import itertools
+import json
+import re
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from edge_agent.config import BUILTIN_WAKE_MODELS, TurnSettings, WakeSettings
+from edge_agent.vad import EndOfTurnDetector, Outcome
+from edge_agent.wake import WakeDetector, bundled_models_dir
+from tests.speech import espeak, mix_snr, noise, piper, silence
+
+RATE = 16000
+FRAME = WakeDetector.FRAME_SAMPLES
+PHRASES = {"hey_jarvis": "hey jarvis", "alexa": "alexa", "hey_mycroft": "hey mycroft",
+           "hey_rhasspy": "hey rhasspy", "okay_nabu": "okay nabu"}
+ESPEAK_VOICES = ["en-us", "en-gb", "en-us+f3", "en-us+m3", "en-gb-scotland", "en-gb-x-rp",
+                 "en-029", "en-us-nyc", "en-us+f2", "en-gb+f4", "en-us+Andrea", "en-gb+m7"]
+SNRS = [None, 20.0, 10.0, 5.0]
+CONFUSABLE = ["jarvis", "hey travis", "hey charles", "harvest", "a jar of this", "hey service",
+              "alex", "elixir", "lexus", "my croft", "microsoft", "hey rhapsody", "raspberry",
+              "okay now boo", "ok, nah, boo", "hey, nobody", "hey, how are you", "jars and vases",
+              "hey there, jar vis", "the harvest is late"]
+COMMANDS = ["what time is it", "set a timer for ten minutes", "turn the volume down",
+            "what is the weather like tomorrow", "stop", "play some music in the kitchen",
+            "how long is left on my timer", "tell me a joke"]
+
+
+def spoken_span(audio: np.ndarray) -> tuple[int, int]:
+    """First and one-past-last sample above 5% of the peak: the speech itself,
+    without the synthesizer's leading and trailing silence."""
+    loud = np.nonzero(np.abs(audio.astype(np.int32)) > 0.05 * np.abs(audio).max())[0]
+    return int(loud[0]), int(loud[-1]) + 1
+
+
+def background(kind: str, seconds: float, seed: int) -> np.ndarray:
+    if kind == "white":
+        return noise(seconds, level=1000, seed=seed)
+    # Babble: several voices talking at once, the hardest background for a VAD gate.
+    voices = [espeak(s, voice=v) for s, v in zip(_sentences()[seed % 50:seed % 50 + 4],
+                                                 ESPEAK_VOICES[::3], strict=False)]
+    out = np.zeros(int(seconds * RATE), dtype=np.float64)
+    for v in voices:
+        out += np.resize(v, out.shape)
+    return np.clip(out, -32768, 32767).astype(np.int16)
+
+
+def positives(quick: bool) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(label, condition, phrase audio) for "hey jarvis"."""
+    takes: list[tuple[str, Callable[[], np.ndarray]]] = [
+        (f"piper@{s}", lambda s=s: piper("hey jarvis", length_scale=s))
+        for s in (0.8, 0.9, 1.0, 1.1, 1.25)]
+    for voice, speed, pitch in itertools.product(ESPEAK_VOICES, (130, 165, 200), (35, 65)):
+        takes.append((f"espeak:{voice}@{speed}/{pitch}",
+                      lambda v=voice, s=speed, p=pitch: espeak("hey jarvis", voice=v, speed=s,
+                                                              pitch=p)))
+    if quick:
+        takes = takes[::4]
+    for i, (label, make) in enumerate(takes):
+        snrs = SNRS if not quick else [SNRS[i % len(SNRS)]]
+        for snr in snrs:
+            yield label, "clean" if snr is None else f"{snr:g}dB", make()
+
+
+def _positive_clip(phrase: np.ndarray, condition: str, i: int) -> tuple[np.ndarray, int]:
+    """The phrase after 2 s of lead, followed by a command without a pause, in
+    noise at the condition's SNR; and where the spoken phrase ends."""
+    lead = silence(2.0)
+    command = piper(COMMANDS[i % len(COMMANDS)])
+    clip = np.concatenate([lead, phrase, command, silence(1.0)])
+    if condition != "clean":
+        snr = float(condition.removesuffix("dB"))
+        bg = background("white" if i % 2 else "babble", len(clip) / RATE, seed=i)
+        # The SNR is set on the phrase alone so every condition means the same.
+        scale = np.sqrt(np.mean(phrase.astype(float) ** 2)
+                        / (np.mean(bg.astype(float) ** 2) * 10 ** (snr / 10)))
+        clip = np.clip(clip + bg * scale, -32768, 32767).astype(np.int16)
+    return clip, len(lead) + spoken_span(phrase)[1]
+
+
+def wake_positive_figures(quick: bool) -> dict:
+    detector = WakeDetector(WakeSettings())
+    misses, by_condition, by_engine = 0, {}, {}
+    missed: list[str] = []
+    delays, end_errors, total = [], [], 0
+    for i, (label, condition, phrase) in enumerate(positives(quick)):
+        clip, phrase_end = _positive_clip(phrase, condition, i)
+        detector.reset()
+        hit = None
+        for start in range(0, len(clip) - FRAME + 1, FRAME):
+            found = detector.process(clip[start:start + FRAME], start + FRAME)
+            if found:
+                hit = (start + FRAME, found)
+                break
+        total += 1
+        tallies = [by_condition.setdefault(condition, [0, 0]),
+                   by_engine.setdefault(label.split("@")[0].split(":")[0], [0, 0])]
+        for tally in tallies:
+            tally[1] += 1
+        # A detection more than 1 s after the phrase is not a response to it.
+        if hit is None or hit[0] > phrase_end + RATE:
+            misses += 1
+            missed.append(f"{label} {condition}")
+            for tally in tallies:
+                tally[0] += 1
+            continue
+        delays.append((hit[0] - phrase_end) / RATE)
+        end_errors.append((hit[1].end_index - phrase_end) / RATE)
+    return {
+        "positives": total,
+        "false_reject_rate": round(misses / total, 4),
+        "false_reject_rate_by_snr": {c: round(m / n, 3) for c, (m, n) in by_condition.items()},
+        "false_reject_rate_by_engine": {e: round(m / n, 3) for e, (m, n) in by_engine.items()},
+        "missed": missed[:20],
+        "detection_delay_s": _spread(delays),
+        "end_index_error_s": _spread(end_errors),
+        "end_index_within_0.25s": round(float(np.mean(np.abs(end_errors) <= 0.25)), 3),
+    }
+
+
+def other_models_figures(quick: bool) -> dict:
+    """False rejects and detection lag of every bundled model on clean phrases."""
+    detector = WakeDetector(WakeSettings(models=list(BUILTIN_WAKE_MODELS)))
+    voices = ESPEAK_VOICES[: 4 if quick else len(ESPEAK_VOICES)]
+    out = {}
+    for model, text in PHRASES.items():
+        takes = [piper(text, length_scale=s) for s in (0.9, 1.0, 1.15)]
+        takes += [espeak(text, voice=v, speed=s) for v in voices for s in (140, 180)]
+        lags = []
+        for phrase in takes:
+            detector.reset()
+            clip = np.concatenate([silence(2.0), phrase, silence(1.5)])
+            end = 2 * RATE + spoken_span(phrase)[1]
+            for start in range(0, len(clip) - FRAME + 1, FRAME):
+                found = detector.process(clip[start:start + FRAME], start + FRAME)
+                if found and found.model == model:
+                    lags.append((start + FRAME - end) / RATE)
+                    break
+        out[model] = {"utterances": len(takes),
+                      "false_reject_rate": round(1 - len(lags) / len(takes), 3),
+                      "lag_s": _spread(lags)}
+    return out
+
+
+def _sentences() -> list[str]:
+    """Ordinary English sentences: the docstrings of the standard library
+    (deterministic, thousands of them, none says a wake word)."""
+    import argparse as a
+    import asyncio
+    import collections
+    import email.message
+    import http.client
+    import logging as lg
+    import pathlib
+    import statistics
+    import subprocess
+    import textwrap
+    import threading
+    import unittest
+    import urllib.request
+
+    found: list[str] = []
+    for module in (a, asyncio, collections, email.message, http.client, lg, pathlib,
+                   statistics, subprocess, textwrap, threading, unittest, urllib.request):
+        for _, obj in [("", module), *inspect.getmembers(module)]:
+            doc = inspect.getdoc(obj) if callable(obj) or inspect.ismodule(obj) else None
+            for sentence in re.split(r"(?<=[.!?])\s+", (doc or "").replace("\n", " ")):
+                words = sentence.rstrip(".!?").split()
+                if 5 <= len(words) <= 18 and re.fullmatch(r"[A-Za-z ,']+", " ".join(words)):
+                    found.append(" ".join(words))
+    banned = re.compile(r"jarvis|alexa|mycroft|rhasspy|nabu", re.IGNORECASE)
+    return list(dict.fromkeys(s for s in found if not banned.search(s)))
+
+
+def negative_stream(minutes: float) -> tuple[np.ndarray, dict]:
+    """Speech (Piper and espeak-ng, some in noise), confusable phrases and plain
+    noise, ~``minutes`` long, as one continuous stream."""
+    target = int(minutes * 60 * RATE)
+    speech_target = int(target * 0.8)
+    parts: list[np.ndarray] = []
+    n = 0
+    sentences = _sentences()
+    for i, text in enumerate(itertools.chain(CONFUSABLE * 3, sentences)):
+        if n >= speech_target:
+            break
+        if i < len(CONFUSABLE) * 3:
+            clip = espeak(text, voice=ESPEAK_VOICES[i % len(ESPEAK_VOICES)]) if i % 3 \
+                else piper(text)
+        elif i % 5 == 0:
+            clip = piper(text)
+        else:
+            clip = espeak(text, voice=ESPEAK_VOICES[i % len(ESPEAK_VOICES)],
+                          speed=140 + 10 * (i % 6), pitch=30 + 8 * (i % 6))
+        if i % 4 == 3:
+            clip = mix_snr(clip, noise(2.0, level=1000, seed=i), 10)
+        gap = silence(0.3 + 0.1 * (i % 5))
+        parts += [clip, gap]
+        n += len(clip) + len(gap)
+    noise_s = (target - n) / RATE
+    parts.append(noise(noise_s / 2, level=300, seed=1))
+    parts.append(noise(noise_s / 2, level=3000, seed=2))
+    stream = np.concatenate(parts)
+    return stream, {"speech_minutes": round(n / RATE / 60, 1),
+                    "noise_minutes": round(noise_s / 60, 1)}
+
+
+def false_accept_figures(quick: bool) -> dict:
+    minutes = 3.0 if quick else 32.0
+    stream, makeup = negative_stream(minutes)
+    detector = WakeDetector(WakeSettings(models=list(BUILTIN_WAKE_MODELS)))
+    counts = dict.fromkeys(BUILTIN_WAKE_MODELS, 0)
+    for start in range(0, len(stream) - FRAME + 1, FRAME):
+        found = detector.process(stream[start:start + FRAME], start + FRAME)
+        if found:
+            counts[found.model] += 1
+    hours = len(stream) / RATE / 3600
+    return {"negative_minutes": round(hours * 60, 1), **makeup,
+            "false_accepts": counts,
+            "false_accepts_per_hour": {m: round(c / hours, 2) for m, c in counts.items()}}
+
+
+def cpu_figures(quick: bool) -> dict:
+    """CPU seconds per second of audio for the idle loop, every engine on the
+    same audio: a quiet room, and a room with a television talking."""
+    seconds = 20.0 if quick else 60.0
+    quiet = noise(seconds, level=20, seed=9)
+    tv_speech, _ = negative_stream(seconds / 60 * 1.3)
+    rooms = {"quiet_room": quiet, "tv_talking": tv_speech[: int(seconds * RATE)]}
+    engines = {
+        "ours_gated": lambda: _ours(gate=True),
+        "ours_ungated": lambda: _ours(gate=False),
+        "pyopen_wakeword": _pyopen,
+        "openwakeword_model": _openwakeword,
+    }
+    out: dict = {}
+    for room, audio in rooms.items():
+        for engine, make in engines.items():
+            feed = make()
+            feed(audio[:FRAME * 20])  # warm up caches and allocations
+            began = time.process_time()
+            feed(audio)
+            out.setdefault(room, {})[engine] = round((time.process_time() - began)
+                                                     / (len(audio) / RATE), 5)
+        base = out[room]["pyopen_wakeword"]
+        out[room]["ours_gated_vs_pyopen"] = round(out[room]["ours_gated"] / base, 3)
+        out[room]["ours_ungated_vs_pyopen"] = round(out[room]["ours_ungated"] / base, 3)
+    out["note"] = "CPU seconds per audio second, one hey_jarvis model, x86-64 shared machine"
+    return out
+
+
+def _ours(gate: bool) -> Callable[[np.ndarray], None]:
+    detector = WakeDetector(WakeSettings(), gate=gate)
+
+    def feed(audio: np.ndarray) -> None:
+        for start in range(0, len(audio) - FRAME + 1, FRAME):
+            detector.process(audio[start:start + FRAME], start + FRAME)
+    return feed
+
+
+def _pyopen() -> Callable[[np.ndarray], None]:
+    from pyopen_wakeword import Model, OpenWakeWord, OpenWakeWordFeatures
+
+    features = OpenWakeWordFeatures.from_builtin()
+    model = OpenWakeWord.from_builtin(Model.HEY_JARVIS)
+
+    def feed(audio: np.ndarray) -> None:
+        for start in range(0, len(audio) - FRAME + 1, FRAME):
+            for embeddings in features.process_streaming(audio[start:start + FRAME].tobytes()):
+                for _ in model.process_streaming(embeddings):
+                    pass
+    return feed
+
+
+def _openwakeword() -> Callable[[np.ndarray], None]:
+    from openwakeword.model import Model
+
+    models = bundled_models_dir()
+    model = Model(wakeword_models=[str(models / "hey_jarvis.tflite")],
+                  inference_framework="tflite",
+                  melspec_model_path=str(models / "melspectrogram.tflite"),
+                  embedding_model_path=str(models / "embedding_model.tflite"))
+
+    def feed(audio: np.ndarray) -> None:
+        for start in range(0, len(audio) - FRAME + 1, FRAME):
+            model.predict(audio[start:start + FRAME])
+    return feed
+
+
+def end_of_turn_figures(quick: bool) -> dict:
+    """Delay from the end of speech to the end-of-turn decision, and how often
+    the utterance's end cut into the speech."""
+    settings = TurnSettings()
+    voices: list[Callable[[str], np.ndarray]] = [piper] + [
+        lambda t, v=v: espeak(t, voice=v) for v in ESPEAK_VOICES[: 2 if quick else 6]]
+    delays, clipped, missed, n = [], 0, 0, 0
+    for (i, text), speak in itertools.product(enumerate(COMMANDS), voices):
+        for snr in (None, 10.0) if not quick else (None,):
+            speech = speak(text)
+            lead = silence(0.3)
+            audio = np.concatenate([lead, speech, silence(3.0)])
+            if snr is not None:
+                audio = mix_snr(audio, noise(5.0, level=1000, seed=i), snr)
+            speech_end = len(lead) + spoken_span(speech)[1]
+            detector = EndOfTurnDetector(settings, start_index=0)
+            n += 1
+            for start in range(0, len(audio) - 479, 480):
+                bounds = detector.process(audio[start:start + 480], start + 480)
+                if bounds is not None:
+                    break
+            if bounds is None or bounds.outcome is not Outcome.SPEECH_END:
+                missed += 1
+                continue
+            delays.append((start + 480 - speech_end) / RATE)
+            clipped += bounds.end_index < speech_end
+    return {"turns": n, "end_silence_s": settings.end_silence,
+            "end_of_turn_delay_s": _spread(delays),
+            "clipped_rate": round(clipped / n, 3), "not_ended_by_speech_end": missed}
+
+
+def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    v = np.asarray(values)
+    return {"n": len(v), "median": round(float(np.median(v)), 3),
+            "p10": round(float(np.percentile(v, 10)), 3),
+            "p90": round(float(np.percentile(v, 90)), 3),
+            "min": round(float(v.min()), 3), "max": round(float(v.max()), 3)}
+
+
+def run(quick: bool = False) -> dict:
+    began = time.monotonic()
+    result = {
+        "mode": "quick (fewer positives, 3 min of negatives)" if quick else "full",
+        "wake_hey_jarvis": wake_positive_figures(quick),
+        "wake_all_models": other_models_figures(quick),
+        "false_accepts": false_accept_figures(quick),
+        "idle_cpu_per_audio_second": cpu_figures(quick),
+        "end_of_turn": end_of_turn_figures(quick),
+    }
+    result["wall_seconds"] = round(time.monotonic() - began, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small subset, for a smoke run")
+    print(json.dumps(run(quick=parser.parse_args().quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()
