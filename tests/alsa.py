@@ -1,0 +1,105 @@
+"""Real PortAudio devices without a sound card: ALSA's ``file`` PCM plugin.
+
+A capture device reads its samples from ``infile`` (raw interleaved int16 at
+whatever rate and channel count the stream opens with); a playback device
+writes what it is given to ``file``. Neither is clocked: they run as fast as
+the CPU allows, so bound capture tests by sample count, or feed the capture
+device through a FIFO (``FifoFeed``) to pace it from the test.
+
+PortAudio reads the ALSA configuration when it initialises, and edge-agent
+makes a fresh PortAudio session for every (re)open, so setting the
+environment (``monkeypatch.setenv`` with ``env``) before opening is enough.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+
+def asoundrc(
+    directory: str | Path,
+    *,
+    capture: Mapping[str, str | Path] | None = None,
+    playback: Mapping[str, str | Path] | None = None,
+) -> dict[str, str]:
+    """Write ``directory``/asoundrc with one ``type file`` PCM per name and return
+    the environment that selects it: {"ALSA_CONFIG_PATH": ..., ...}.
+
+    ``capture`` maps device name -> raw input file (it may not exist yet: the
+    device is then missing until it does); ``playback`` maps name -> raw output file.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    blocks = []
+    for name, infile in (capture or {}).items():
+        blocks.append(_pcm(name, file="/dev/null", infile=Path(infile)))
+    for name, outfile in (playback or {}).items():
+        blocks.append(_pcm(name, file=Path(outfile)))
+    path = directory / "asoundrc"
+    path.write_text("\n".join(blocks))
+    return {
+        "ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{path}",
+        # No JACK here: do not let PortAudio try to start a server.
+        "JACK_NO_START_SERVER": "1",
+    }
+
+
+def _pcm(name: str, *, file: str | Path, infile: Path | None = None) -> str:
+    lines = [f"pcm.{name} {{", "  type file", '  slave.pcm "null"', f'  file "{file}"',
+             '  format "raw"']
+    if infile is not None:
+        lines.append(f'  infile "{infile}"')
+    return "\n".join([*lines, "}", ""])
+
+
+def write_raw(path: str | Path, samples: np.ndarray) -> Path:
+    """Samples (n,) mono or (n, channels) as the raw interleaved int16 a device reads."""
+    path = Path(path)
+    np.ascontiguousarray(samples, dtype=np.int16).tofile(path)
+    return path
+
+
+def read_raw(path: str | Path, channels: int = 1) -> np.ndarray:
+    """What a playback device wrote, as (n,) or (n, channels) int16."""
+    data = np.fromfile(path, dtype=np.int16)
+    return data if channels == 1 else data[: len(data) - len(data) % channels].reshape(
+        -1, channels)
+
+
+class FifoFeed:
+    """A FIFO used as a capture device's ``infile``: the device delivers exactly
+    what the test writes, when it writes it, and waits in between.
+
+    Hold it open for as long as a stream may be opened on the device (ALSA opens
+    ``infile`` when PortAudio probes devices) and ``close()`` it before closing the
+    stream: a stream blocked reading an empty FIFO cannot stop.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        os.mkfifo(self.path)
+        # Read-write, so opening neither blocks nor ends the stream when idle.
+        self._fd: int | None = os.open(self.path, os.O_RDWR)
+
+    def write(self, samples: np.ndarray) -> None:
+        """Blocks while the pipe is full (the device is consuming)."""
+        assert self._fd is not None, "FifoFeed is closed"
+        data = np.ascontiguousarray(samples, dtype=np.int16).tobytes()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> FifoFeed:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
