@@ -17,6 +17,7 @@ from gpiozero.exc import GPIOZeroError
 from edge_agent.controls.gpio import GpioError
 from edge_agent.controls.patterns import LED_STATES, Pattern, resolve_patterns
 from edge_agent.errors import ConfigError
+from edge_agent.state import AgentState
 
 if TYPE_CHECKING:
     from gpiozero.pins import Factory
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _OFF = (0.0, 0.0, 0.0)
+_AGENT_STATES = frozenset(AgentState)
 
 
 class StatusLeds:
@@ -51,10 +53,16 @@ class StatusLeds:
         self.show("idle")
 
     def show(self, led_state: str) -> None:
-        """Switch to the pattern of ``led_state``; a no-op if it is already showing."""
+        """Switch to the pattern of ``led_state``; a no-op if it is already showing.
+
+        An agent state shown this way (e.g. the state at start-up) is also
+        remembered, so the events that follow are combined with it.
+        """
         if led_state not in LED_STATES:
             raise ValueError(f"unknown LED state {led_state!r}; expected one of {LED_STATES}")
         with self._lock:
+            if led_state in _AGENT_STATES:
+                self._state = led_state
             self._show(led_state)
 
     def attach(self, bus: EventBus) -> Callable[[], None]:
