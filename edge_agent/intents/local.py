@@ -108,7 +108,7 @@ INTENTS: tuple[_Intent, ...] = (
        r"do you have (?:internet|a connection|network)", r"network status",
        r"(?:what's|what is) (?:your|the) (?:network|connection) status"),
     _i("repeat_last_answer", r"repeat(?: that| it| the last answer| what you said)?",
-       r"say (?:that|it) again", r"what did you (?:just )?say", r"come again", r"pardon",
+       r"say (?:that|it)(?: again)?", r"what did you (?:just )?say", r"come again", r"pardon",
        r"sorry what"),
 )
 
