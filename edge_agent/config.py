@@ -468,6 +468,14 @@ def _cross_checks(s: Settings, where: str) -> list[str]:
         if state not in AGENT_LED_STATES:
             problems.append(f"{where}: gpio.patterns.{state}: expected one of "
                             + ", ".join(AGENT_LED_STATES))
+    # The pattern grammar lives with the LEDs, which import this module: import it late.
+    from edge_agent.controls.patterns import parse_pattern
+
+    for state, pattern in s.gpio.patterns.items():
+        try:
+            parse_pattern(pattern)
+        except ValueError as exc:
+            problems.append(f"{where}: gpio.patterns.{state}: {exc}")
     if s.cloud.api_key_file:
         key_file = Path(s.cloud.api_key_file)
         problems.extend(_unsafe_permissions(str(key_file), key_file.stat()))
