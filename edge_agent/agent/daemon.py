@@ -118,6 +118,8 @@ class Daemon:
         self._event_log: EventLog | None = None
         self._event_log_unsubscribe: Any = None
         self._stopping = asyncio.Event()
+        self.ready = asyncio.Event()
+        """Set once start-up is complete (when READY=1 goes to systemd)."""
         self._heartbeat = time.monotonic()
         self._prewarm: asyncio.Task | None = None
         self.agent: Agent
@@ -173,6 +175,7 @@ class Daemon:
         if self.cloud is not None:
             self._prewarm = asyncio.create_task(self.cloud.client.prewarm(), name="prewarm")
         self.notifier.ready(self.status_line())
+        self.ready.set()
         log.info("ready: %s", self.status_line())
 
     def _open_event_log(self) -> None:
