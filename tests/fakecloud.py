@@ -22,6 +22,7 @@ serves asyncio tests, threads and benchmarks alike.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import email.parser
@@ -55,6 +56,7 @@ FAULTS = (
     "stall_first",     # nothing at all for `seconds` (headers included)
     "stall_mid",       # part of the body, then nothing for `seconds`
     "reset_mid",       # part of the body, then a TCP reset
+    "truncate",        # part of the body, then a clean end (llm: no finish_reason, no [DONE])
     "malformed_sse",   # llm: an event whose data is not JSON at all
     "malformed_json",  # llm: a truncated JSON chunk; stt: a truncated JSON body
     "wrong_format",    # tts: variant="wav" (RIFF header) or "mp3" (audio/mpeg)
@@ -126,6 +128,8 @@ class Request:
     """The uploaded audio decoded to int16 samples (stt)."""
     audio_format: dict[str, Any] | None = None
     """filename, content_type, rate, channels, sample_width, or error when it is no WAV."""
+    client_port: int = 0
+    """The client's TCP port: equal ports mean a kept-alive connection was reused."""
     fault: str | None = None
     status: int | None = None
     closed_early: bool = False
@@ -364,7 +368,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         stage = _PATHS.get(path.rstrip("/"))
         record = Request(stage or "unknown", method, path, query,
-                         {k.lower(): v for k, v in self.headers.items()}, body)
+                         {k.lower(): v for k, v in self.headers.items()}, body,
+                         client_port=self.client_address[1])
         try:
             self._parse(record)
         finally:
@@ -562,18 +567,22 @@ class _Handler(BaseHTTPRequestHandler):
         gap = 1.0 / self.fake.latency.llm_tokens_per_second if (
             self.fake.latency.llm_tokens_per_second > 0) else 0.0
         for n, piece in enumerate(pieces):
-            if fault is not None and n == fault.after:
-                self._llm_fault(fault)
+            if fault is not None and n == fault.after and self._llm_fault(fault):
+                return
             if n:
                 self._wait(gap)
             self._chunk(piece)
-        if fault is not None and fault.after >= len(pieces):
-            self._llm_fault(fault)
+        if fault is not None and fault.after >= len(pieces) and self._llm_fault(fault):
+            return
         self._chunk(event({}, finish))
         self._chunk(b"data: [DONE]\n\n")
         self._end_chunks()
 
-    def _llm_fault(self, fault: Fault) -> None:
+    def _llm_fault(self, fault: Fault) -> bool:
+        """Break the stream; True when it has ended."""
+        if fault.kind == "truncate":
+            self._end_chunks()
+            return True
         if fault.kind == "stall_mid":
             self._wait(fault.seconds)
             self._reset()
@@ -583,6 +592,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._chunk(b"data: <html>502 Bad Gateway</html>\n\n")
         elif fault.kind == "malformed_json":
             self._chunk(b'data: {"id": "x", "choices": [{"delta": {"content": "Hel\n\n')
+        return False
 
     def _tts(self, record: Request, fault: Fault | None) -> None:
         body = record.json or {}
@@ -601,11 +611,13 @@ class _Handler(BaseHTTPRequestHandler):
         # Odd chunk boundaries on purpose: real servers do not respect sample alignment.
         chunks = [data[i:i + step + 1] for i in range(0, len(data), step + 1)]
         for n, chunk in enumerate(chunks):
-            if fault is not None and n == fault.after and fault.kind in ("stall_mid",
-                                                                         "reset_mid"):
+            if fault is not None and n == fault.after:
+                if fault.kind == "truncate":
+                    break
                 if fault.kind == "stall_mid":
                     self._wait(fault.seconds)
-                self._reset()
+                if fault.kind in ("stall_mid", "reset_mid"):
+                    self._reset()
             self._chunk(chunk)
             self._wait(self.fake.latency.tts_rtf * (len(chunk) / 2 / TTS_RATE))
         self._end_chunks()
@@ -632,3 +644,8 @@ def as_dict(request: Request) -> dict[str, Any]:
     skip = {"body", "audio", "done"}
     return {f.name: getattr(request, f.name) for f in dataclasses.fields(request)
             if f.name not in skip}
+
+
+def run(coro: Any, timeout: float = 30.0) -> Any:
+    """Run a test scenario on a fresh event loop, bounded by ``timeout``."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))

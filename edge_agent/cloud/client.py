@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import logging
 import time
 
@@ -89,31 +88,33 @@ class CloudClient:
 
 
 def convert(
-    exc: BaseException, error: type[CloudError], *, started: bool = False, partial: bool = False,
+    exc: BaseException, error: type[CloudError], *, midstream: bool = False,
+    partial: bool = False,
 ) -> CloudError:
     """Map a library exception to ``error`` (the stage's CloudError subclass).
 
-    ``started``: the response had begun (a byte or token arrived). A failure before
-    that says the service is out of reach (offline); after it, the stream broke.
+    ``midstream``: the response had begun. A failure before that says the service
+    is out of reach (offline); after it, only this stream broke.
+    ``partial``: text was already handed on (LLM), so a retry elsewhere would repeat it.
     """
     if isinstance(exc, CloudError):
         return exc
     if isinstance(exc, openai.APIStatusError):
         return _status_error(exc, error)
     if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
-        if started:
+        if midstream:
             return error("stalled mid-stream", partial=partial)
         return error("timed out before the first byte", offline=True)
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | OSError):
         cause = exc.__cause__ or exc
-        if started:
+        if midstream:
             return error(f"connection broken mid-stream ({_name(cause)})", partial=partial)
         return error(f"cannot reach the service ({_name(cause)})", offline=True)
-    if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError
-                  | KeyError | TypeError | AttributeError):
+    if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError | TypeError
+                  | AttributeError):
         return error(f"malformed response ({_name(exc)})", partial=partial)
     if isinstance(exc, openai.OpenAIError | httpx2.HTTPError):
-        return error(f"{_name(exc)}: {exc}", partial=partial)
+        return error(f"{_name(exc)}", partial=partial)
     raise TypeError(f"not a cloud failure: {exc!r}") from exc
 
 

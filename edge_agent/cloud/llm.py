@@ -56,6 +56,8 @@ class CloudLLM:
                     yield text
             if not calls:
                 return
+            if not offer_tools:
+                raise LlmCloudError("the model called tools it was not offered", partial=spoke)
             await self._run_tools(conversation, calls, tools)
 
     async def _stream(
@@ -73,7 +75,7 @@ class CloudLLM:
         # setup included; after that, no gap between chunks may exceed llm_idle. The
         # consumer's own time between chunks (waiting on TTS) is not counted.
         deadline = loop.time() + timeouts.llm_first_token
-        started = finished = False
+        responded = started = finished = False
         stream = None
         self._client.touch()
         try:
@@ -85,6 +87,7 @@ class CloudLLM:
                     stream=True,
                     **({"tools": tools.schemas()} if tools is not None else {}),
                 )
+            responded = True
             while True:
                 async with asyncio.timeout_at(deadline):
                     chunk = await anext(stream, None)
@@ -111,8 +114,14 @@ class CloudLLM:
             if not finished:
                 raise LlmCloudError("the stream ended before the reply was complete",
                                     partial=spoke)
+        except TimeoutError as exc:
+            if started:
+                raise LlmCloudError(f"stalled: no token for {timeouts.llm_idle:g} s",
+                                    partial=spoke) from exc
+            raise LlmCloudError(f"no first token within {timeouts.llm_first_token:g} s",
+                                offline=True) from exc
         except Exception as exc:
-            raise convert(exc, LlmCloudError, started=started, partial=spoke) from exc
+            raise convert(exc, LlmCloudError, midstream=responded, partial=spoke) from exc
         finally:
             if stream is not None:
                 await stream.close()

@@ -55,6 +55,9 @@ class CloudSTT:
             text = result.text
             if not isinstance(text, str):
                 raise TypeError("no text in the transcript")
+        except TimeoutError as exc:
+            raise SttCloudError(f"no transcript within {settings.timeouts.stt:g} s",
+                                offline=True) from exc
         except Exception as exc:
             raise convert(exc, SttCloudError) from exc
         log.debug("transcribed %.2f s of audio: %d chars", len(audio) / SAMPLE_RATE, len(text))

@@ -37,7 +37,7 @@ class CloudTTS:
         # setting exists, every later gap: a stalled stream must end somehow.
         budget = settings.timeouts.tts_first_byte
         deadline = loop.time() + budget
-        started = False
+        responded = started = False
         carry = b""
         self._client.touch()
         try:
@@ -50,6 +50,7 @@ class CloudTTS:
                             input=text,
                             response_format="pcm",
                         ))
+                responded = True
                 _check_content_type(response.headers.get("content-type", ""))
                 chunks = response.http_response.aiter_bytes()
                 stack.push_async_callback(chunks.aclose)
@@ -65,8 +66,12 @@ class CloudTTS:
                     chunk, carry = _align(carry + chunk)
                     if chunk:
                         yield chunk
+        except TimeoutError as exc:
+            if started:
+                raise TtsCloudError(f"stalled: no audio for {budget:g} s") from exc
+            raise TtsCloudError(f"no audio within {budget:g} s", offline=True) from exc
         except Exception as exc:
-            raise convert(exc, TtsCloudError, started=started) from exc
+            raise convert(exc, TtsCloudError, midstream=responded) from exc
         if carry:
             log.debug("dropped a trailing half sample")
 
