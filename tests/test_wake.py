@@ -130,6 +130,30 @@ def test_idle_gate_does_not_change_scores(jarvis: WakeDetector) -> None:
         assert g.score == pytest.approx(p.score, abs=1e-4)
 
 
+def test_scores_match_openwakeword_model() -> None:
+    """Our streaming front end computes exactly what openwakeword.Model does
+    (once its randomly filled start-up window has scrolled out)."""
+    from openwakeword.model import Model
+
+    models = bundled_models_dir()
+    reference = Model(wakeword_models=[str(models / "hey_jarvis.tflite")],
+                      inference_framework="tflite",
+                      melspec_model_path=str(models / "melspectrogram.tflite"),
+                      embedding_model_path=str(models / "embedding_model.tflite"))
+    ours = WakeDetector(WakeSettings(), gate=False)
+    audio = mix_snr(np.concatenate([silence(3.0), espeak("hey jarvis", voice="en-gb"),
+                                    piper("what time is it")]), noise(6.0, seed=1), 15)
+    theirs, mine = [], []
+    for i in range(0, len(audio) - 1279, 1280):
+        chunk = audio[i:i + 1280]
+        theirs.append(reference.predict(chunk)["hey_jarvis"])
+        ours.process(chunk, i + 1280)
+        mine.append(ours.last_scores["hey_jarvis"])
+    settled = int(2.5 * RATE) // 1280
+    assert max(mine[settled:]) > 0.5
+    np.testing.assert_allclose(mine[settled:], theirs[settled:], atol=1e-4)
+
+
 def test_no_false_wake_right_after_reset() -> None:
     """Detections are suppressed for warmup_seconds after a reset, even when
     the audio right after it scores high."""

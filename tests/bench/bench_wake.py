@@ -37,6 +37,7 @@ PHRASES = {"hey_jarvis": "hey jarvis", "alexa": "alexa", "hey_mycroft": "hey myc
 ESPEAK_VOICES = ["en-us", "en-gb", "en-us+f3", "en-us+m3", "en-gb-scotland", "en-gb-x-rp",
                  "en-029", "en-us-nyc", "en-us+f2", "en-gb+f4", "en-us+Andrea", "en-gb+m7"]
 SNRS = [None, 20.0, 10.0, 5.0]
+THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 CONFUSABLE = ["jarvis", "hey travis", "hey charles", "harvest", "a jar of this", "hey service",
               "alex", "elixir", "lexus", "my croft", "microsoft", "hey rhapsody", "raspberry",
               "okay now boo", "ok, nah, boo", "hey, nobody", "hey, how are you", "jars and vases",
@@ -66,7 +67,8 @@ def background(kind: str, seconds: float, seed: int) -> np.ndarray:
 
 
 def positives(quick: bool) -> Iterator[tuple[str, str, np.ndarray]]:
-    """(label, condition, phrase audio) for "hey jarvis"."""
+    """(label, condition, phrase audio) for "hey jarvis": every take clean and
+    in white noise and in babble at 20, 10 and 5 dB (quick: one condition each)."""
     takes: list[tuple[str, Callable[[], np.ndarray]]] = [
         (f"piper@{s}", lambda s=s: piper("hey jarvis", length_scale=s))
         for s in (0.8, 0.9, 1.0, 1.1, 1.25)]
@@ -74,64 +76,81 @@ def positives(quick: bool) -> Iterator[tuple[str, str, np.ndarray]]:
         takes.append((f"espeak:{voice}@{speed}/{pitch}",
                       lambda v=voice, s=speed, p=pitch: espeak("hey jarvis", voice=v, speed=s,
                                                               pitch=p)))
+    conditions = ["clean"] + [f"{kind} {snr:g}dB" for kind in ("white", "babble")
+                              for snr in SNRS if snr is not None]
     if quick:
         takes = takes[::4]
     for i, (label, make) in enumerate(takes):
-        snrs = SNRS if not quick else [SNRS[i % len(SNRS)]]
-        for snr in snrs:
-            yield label, "clean" if snr is None else f"{snr:g}dB", make()
+        for condition in conditions if not quick else [conditions[i % len(conditions)]]:
+            yield label, condition, make()
 
 
 def _positive_clip(phrase: np.ndarray, condition: str, i: int) -> tuple[np.ndarray, int]:
     """The phrase after 2 s of lead, followed by a command without a pause, in
-    noise at the condition's SNR; and where the spoken phrase ends."""
+    the condition's noise; and where the spoken phrase ends."""
     lead = silence(2.0)
     command = piper(COMMANDS[i % len(COMMANDS)])
     clip = np.concatenate([lead, phrase, command, silence(1.0)])
     if condition != "clean":
-        snr = float(condition.removesuffix("dB"))
-        bg = background("white" if i % 2 else "babble", len(clip) / RATE, seed=i)
+        kind, snr = condition.split()
+        bg = background(kind, len(clip) / RATE, seed=i)
         # The SNR is set on the phrase alone so every condition means the same.
         scale = np.sqrt(np.mean(phrase.astype(float) ** 2)
-                        / (np.mean(bg.astype(float) ** 2) * 10 ** (snr / 10)))
+                        / (np.mean(bg.astype(float) ** 2) * 10 ** (float(snr[:-2]) / 10)))
         clip = np.clip(clip + bg * scale, -32768, 32767).astype(np.int16)
     return clip, len(lead) + spoken_span(phrase)[1]
 
 
+def _scores(detector: WakeDetector, audio: np.ndarray) -> tuple[np.ndarray, list]:
+    """Per-frame scores (frames x models) and the detector's own detections
+    as (frame number, detection)."""
+    series = np.zeros((len(audio) // FRAME, len(detector.model_names)), dtype=np.float32)
+    found = []
+    for k in range(len(series)):
+        detection = detector.process(audio[k * FRAME:(k + 1) * FRAME], (k + 1) * FRAME)
+        series[k] = [detector.last_scores[m] for m in detector.model_names]
+        if detection is not None:
+            found.append((k, detection))
+    return series, found
+
+
 def wake_positive_figures(quick: bool) -> dict:
+    """At the configured threshold (0.5) from the detector's own decisions; at
+    other thresholds from each take's peak score."""
     detector = WakeDetector(WakeSettings())
-    misses, by_condition, by_engine = 0, {}, {}
+    by_condition, by_engine = {}, {}
     missed: list[str] = []
-    delays, end_errors, total = [], [], 0
+    peaks, delays, end_errors = [], [], []
     for i, (label, condition, phrase) in enumerate(positives(quick)):
         clip, phrase_end = _positive_clip(phrase, condition, i)
         detector.reset()
-        hit = None
-        for start in range(0, len(clip) - FRAME + 1, FRAME):
-            found = detector.process(clip[start:start + FRAME], start + FRAME)
-            if found:
-                hit = (start + FRAME, found)
-                break
-        total += 1
+        # A detection more than 1 s after the phrase is not a response to it.
+        window = clip[: (phrase_end + RATE) // FRAME * FRAME]
+        series, found = _scores(detector, window)
+        peaks.append(float(series[int(2.0 * RATE) // FRAME:, 0].max()))
         tallies = [by_condition.setdefault(condition, [0, 0]),
                    by_engine.setdefault(label.split("@")[0].split(":")[0], [0, 0])]
         for tally in tallies:
             tally[1] += 1
-        # A detection more than 1 s after the phrase is not a response to it.
-        if hit is None or hit[0] > phrase_end + RATE:
-            misses += 1
+        if not found:
             missed.append(f"{label} {condition}")
             for tally in tallies:
                 tally[0] += 1
             continue
-        delays.append((hit[0] - phrase_end) / RATE)
-        end_errors.append((hit[1].end_index - phrase_end) / RATE)
+        k, detection = found[0]
+        delays.append(((k + 1) * FRAME - phrase_end) / RATE)
+        end_errors.append((detection.end_index - phrase_end) / RATE)
+    total = len(peaks)
     return {
         "positives": total,
-        "false_reject_rate": round(misses / total, 4),
-        "false_reject_rate_by_snr": {c: round(m / n, 3) for c, (m, n) in by_condition.items()},
+        "threshold": detector.settings.threshold,
+        "false_reject_rate": round(len(missed) / total, 4),
+        "false_reject_rate_by_condition": {c: round(m / n, 3)
+                                           for c, (m, n) in by_condition.items()},
         "false_reject_rate_by_engine": {e: round(m / n, 3) for e, (m, n) in by_engine.items()},
-        "missed": missed[:20],
+        "false_reject_rate_at_threshold": {
+            f"{t:g}": round(float(np.mean(np.asarray(peaks) < t)), 4) for t in THRESHOLDS},
+        "missed_examples": missed[:12],
         "detection_delay_s": _spread(delays),
         "end_index_error_s": _spread(end_errors),
         "end_index_within_0.25s": round(float(np.mean(np.abs(end_errors) <= 0.25)), 3),
@@ -192,51 +211,80 @@ def _sentences() -> list[str]:
     return list(dict.fromkeys(s for s in found if not banned.search(s)))
 
 
-def negative_stream(minutes: float) -> tuple[np.ndarray, dict]:
-    """Speech (Piper and espeak-ng, some in noise), confusable phrases and plain
-    noise, ~``minutes`` long, as one continuous stream."""
+def negative_segments(minutes: float) -> list[tuple[str, np.ndarray]]:
+    """(category, audio) pieces of ~``minutes`` of audio without a wake word:
+    confusable phrases, ordinary speech (Piper and espeak-ng, a quarter of it
+    in noise) and plain noise."""
     target = int(minutes * 60 * RATE)
-    speech_target = int(target * 0.8)
-    parts: list[np.ndarray] = []
-    n = 0
-    sentences = _sentences()
-    for i, text in enumerate(itertools.chain(CONFUSABLE * 3, sentences)):
-        if n >= speech_target:
+    segments: list[tuple[str, np.ndarray]] = []
+    for i, text in enumerate(CONFUSABLE * 2):
+        clip = piper(text) if i % 2 else espeak(text, voice=ESPEAK_VOICES[i % 12])
+        segments.append(("confusable", np.concatenate([clip, silence(0.5)])))
+    n = sum(len(a) for _, a in segments)
+    for i, text in enumerate(_sentences()):
+        if n >= target * 0.8:
             break
-        if i < len(CONFUSABLE) * 3:
-            clip = espeak(text, voice=ESPEAK_VOICES[i % len(ESPEAK_VOICES)]) if i % 3 \
-                else piper(text)
-        elif i % 5 == 0:
+        if i % 5 == 0:
             clip = piper(text)
         else:
             clip = espeak(text, voice=ESPEAK_VOICES[i % len(ESPEAK_VOICES)],
                           speed=140 + 10 * (i % 6), pitch=30 + 8 * (i % 6))
         if i % 4 == 3:
             clip = mix_snr(clip, noise(2.0, level=1000, seed=i), 10)
-        gap = silence(0.3 + 0.1 * (i % 5))
-        parts += [clip, gap]
-        n += len(clip) + len(gap)
-    noise_s = (target - n) / RATE
-    parts.append(noise(noise_s / 2, level=300, seed=1))
-    parts.append(noise(noise_s / 2, level=3000, seed=2))
-    stream = np.concatenate(parts)
-    return stream, {"speech_minutes": round(n / RATE / 60, 1),
-                    "noise_minutes": round(noise_s / 60, 1)}
+        clip = np.concatenate([clip, silence(0.3 + 0.1 * (i % 5))])
+        segments.append(("speech", clip))
+        n += len(clip)
+    rest = max(target - n, 0) / RATE
+    for k, level in enumerate((30, 300, 3000)):
+        segments.append(("noise", noise(rest / 3, level=level, seed=k)))
+    return segments
 
 
 def false_accept_figures(quick: bool) -> dict:
+    """All five models over one continuous stream; each detection is charged
+    to the category of the segment it fell in."""
     minutes = 3.0 if quick else 32.0
-    stream, makeup = negative_stream(minutes)
+    segments = negative_segments(minutes)
+    stream = np.concatenate([a for _, a in segments])
+    owner = np.concatenate([np.full(len(a), c) for c, a in segments])
     detector = WakeDetector(WakeSettings(models=list(BUILTIN_WAKE_MODELS)))
-    counts = dict.fromkeys(BUILTIN_WAKE_MODELS, 0)
-    for start in range(0, len(stream) - FRAME + 1, FRAME):
-        found = detector.process(stream[start:start + FRAME], start + FRAME)
-        if found:
-            counts[found.model] += 1
+    series, found = _scores(detector, stream)
     hours = len(stream) / RATE / 3600
-    return {"negative_minutes": round(hours * 60, 1), **makeup,
-            "false_accepts": counts,
-            "false_accepts_per_hour": {m: round(c / hours, 2) for m, c in counts.items()}}
+    categories = {c: sum(len(a) for k, a in segments if k == c) / RATE / 60
+                  for c in ("speech", "confusable", "noise")}
+    by_category = {c: dict.fromkeys(BUILTIN_WAKE_MODELS, 0) for c in categories}
+    for k, detection in found:
+        by_category[str(owner[k * FRAME])][detection.model] += 1
+    ordinary_hours = (categories["speech"] + categories["noise"]) / 60
+    ordinary = series.copy()
+    ordinary[owner[::FRAME][: len(series)] == "confusable"] = 0.0
+    sweep = {f"{t:g}": round(_crossings(ordinary, t) / ordinary_hours, 2) for t in THRESHOLDS}
+    return {
+        "negative_minutes": round(hours * 60, 1),
+        "minutes_by_category": {c: round(m, 1) for c, m in categories.items()},
+        "false_accepts_by_category": by_category,
+        "false_accepts_per_hour_ordinary_audio": {
+            m: round((by_category["speech"][m] + by_category["noise"][m]) / ordinary_hours, 2)
+            for m in BUILTIN_WAKE_MODELS},
+        "false_accepts_per_hour_all": {
+            m: round(sum(c[m] for c in by_category.values()) / hours, 2)
+            for m in BUILTIN_WAKE_MODELS},
+        "ordinary_audio_all_models_per_hour_at_threshold": sweep,
+    }
+
+
+def _crossings(series: np.ndarray, threshold: float) -> int:
+    """Detections of all models at ``threshold`` with the default 2 s
+    refractory period, counted from per-frame scores."""
+    refractory = int(WakeSettings().refractory_seconds * RATE) // FRAME
+    count = 0
+    for column in series.T:
+        ready = 0
+        for k in np.nonzero(column >= threshold)[0]:
+            if k >= ready:
+                count += 1
+                ready = k + refractory
+    return count
 
 
 def cpu_figures(quick: bool) -> dict:
@@ -244,8 +292,8 @@ def cpu_figures(quick: bool) -> dict:
     same audio: a quiet room, and a room with a television talking."""
     seconds = 20.0 if quick else 60.0
     quiet = noise(seconds, level=20, seed=9)
-    tv_speech, _ = negative_stream(seconds / 60 * 1.3)
-    rooms = {"quiet_room": quiet, "tv_talking": tv_speech[: int(seconds * RATE)]}
+    talk = np.concatenate([a for c, a in negative_segments(seconds / 60 + 3) if c == "speech"])
+    rooms = {"quiet_room": quiet, "tv_talking": np.resize(talk, quiet.shape)}
     engines = {
         "ours_gated": lambda: _ours(gate=True),
         "ours_ungated": lambda: _ours(gate=False),
