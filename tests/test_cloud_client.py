@@ -1,0 +1,134 @@
+"""CloudClient: one kept-alive connection, prewarm and probe that never raise,
+Retry-After parsing, and the API key kept out of URLs, logs and errors."""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+
+import httpx2
+import numpy as np
+import pytest
+
+from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS
+from edge_agent.cloud.client import retry_after
+from edge_agent.config import Secret
+from edge_agent.errors import CloudError
+from edge_agent.intents.tools import Tool, Toolbox
+from tests.fakecloud import FakeCloud, ToolCall, run
+
+KEY = Secret("sk-live-DO-NOT-LEAK-4f9a1c")
+
+
+def test_prewarm_opens_the_connection_the_turn_then_uses(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> None:
+        async with CloudClient(fake_cloud.settings(), KEY) as client:
+            await client.prewarm()
+            await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+            assert [c async for c in CloudLLM(client).reply([], Toolbox())]
+            assert [c async for c in CloudTTS(client).synthesize("hi")]
+
+    run(scenario())
+    stages = [r.stage for r in fake_cloud.requests]
+    assert stages == ["models", "stt", "llm", "tts"]
+    assert len({r.client_port for r in fake_cloud.requests}) == 1
+
+
+def test_prewarm_never_raises(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> None:
+        async with CloudClient(fake_cloud.settings(timeouts={"connect": 0.3}), KEY) as client:
+            with fake_cloud.offline():
+                await client.prewarm()
+            fake_cloud.fail("models", "stall_first", seconds=60)
+            await client.prewarm()
+
+    run(scenario())
+
+
+def test_probe_says_whether_the_service_answers(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> list[bool]:
+        async with CloudClient(fake_cloud.settings(timeouts={"connect": 0.3}), KEY) as client:
+            results = [await client.probe()]
+            with fake_cloud.offline():
+                results.append(await client.probe())
+            fake_cloud.fail("models", "status", status=503)
+            results.append(await client.probe())
+            fake_cloud.fail("models", "status", status=401)  # reachable, key aside
+            results.append(await client.probe())
+            fake_cloud.fail("models", "stall_first", seconds=60)
+            results.append(await client.probe())
+            results.append(await client.probe())
+            return results
+
+    assert run(scenario()) == [True, False, False, True, False, True]
+
+
+def test_without_a_key_requests_still_go_out(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> str:
+        async with CloudClient(fake_cloud.settings(), None) as client:
+            return await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+
+    assert run(scenario()) == fake_cloud.transcript
+    assert fake_cloud.requests_for("stt")[0].headers["authorization"] == "Bearer none"
+
+
+def test_the_key_goes_only_in_the_authorization_header(
+        fake_cloud: FakeCloud, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    fake_cloud.queue_replies([ToolCall("get_time")])
+    tools = Toolbox([Tool("get_time", "the time", lambda: "noon")])
+    errors: list[CloudError] = []
+
+    async def scenario() -> None:
+        async with CloudClient(fake_cloud.settings(), KEY) as client:
+            await client.prewarm()
+            await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+            [c async for c in CloudLLM(client).reply([{"role": "user", "content": "x"}], tools)]
+            [c async for c in CloudTTS(client).synthesize("hi")]
+            fake_cloud.fail("llm", "status", status=401)
+            try:
+                [c async for c in CloudLLM(client).reply([], tools)]
+            except CloudError as exc:
+                errors.append(exc)
+
+    run(scenario())
+    assert len(fake_cloud.requests) == 6
+    for record in fake_cloud.requests:
+        assert record.headers["authorization"] == f"Bearer {KEY}"
+        others = {k: v for k, v in record.headers.items() if k != "authorization"}
+        assert KEY not in repr(others)
+        assert KEY not in record.path + record.query
+        assert KEY.encode() not in record.body
+    assert errors and KEY not in repr(errors[0]) and KEY not in str(errors[0])
+    assert caplog.records  # the libraries did log at debug level...
+    assert KEY not in caplog.text  # ...but never the key
+
+
+def test_the_key_is_not_in_the_client_repr(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> str:
+        async with CloudClient(fake_cloud.settings(), KEY) as client:
+            return repr(vars(client))
+
+    assert KEY not in run(scenario())
+
+
+def _response(**headers: str) -> httpx2.Response:
+    return httpx2.Response(429, headers=headers)
+
+
+@pytest.mark.parametrize(("headers", "expected"), [
+    ({"retry-after": "7"}, 7.0),
+    ({"retry-after": "1.5"}, 1.5),
+    ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+    ({"retry-after": "-3"}, 0.0),
+    ({"retry-after": "soon"}, None),
+    ({}, None),
+])
+def test_retry_after(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after(_response(**headers)) == expected
+
+
+def test_retry_after_as_an_http_date() -> None:
+    when = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= retry_after(_response(**{"retry-after": when})) <= 31
