@@ -13,11 +13,15 @@ environment (``monkeypatch.setenv`` with ``env``) before opening is enough.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
+
+F_SETPIPE_SZ = 1031  # Linux fcntl codes, absent from Python 3.11's fcntl module
+F_GETPIPE_SZ = 1032
 
 
 def asoundrc(
@@ -71,12 +75,15 @@ def read_raw(path: str | Path, channels: int = 1) -> np.ndarray:
 
 
 class FifoFeed:
-    """A FIFO used as a capture device's ``infile``: the device delivers exactly
-    what the test writes, when it writes it, and waits in between.
+    """A FIFO used as a capture device's ``infile``: the device delivers what the
+    test wrote, then waits, instead of racing on past the end of a file.
 
-    Hold it open for as long as a stream may be opened on the device (ALSA opens
-    ``infile`` when PortAudio probes devices) and ``close()`` it before closing the
-    stream: a stream blocked reading an empty FIFO cannot stop.
+    Write everything (up to ``capacity`` bytes) BEFORE opening the stream: ALSA's
+    file plugin loses samples when a read of the pipe comes back short, which
+    happens when the device catches up with a writer feeding it live.
+    Hold the feed open for as long as a stream may be opened on the device (ALSA
+    opens ``infile`` when PortAudio probes devices) and ``close()`` it before
+    closing the stream: a stream blocked reading an empty FIFO cannot stop.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -84,14 +91,22 @@ class FifoFeed:
         os.mkfifo(self.path)
         # Read-write, so opening neither blocks nor ends the stream when idle.
         self._fd: int | None = os.open(self.path, os.O_RDWR)
+        try:
+            max_size = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+            self.capacity = fcntl.fcntl(self._fd, F_SETPIPE_SZ, max_size)
+        except OSError:
+            self.capacity = fcntl.fcntl(self._fd, F_GETPIPE_SZ)
+        self._written = 0
 
     def write(self, samples: np.ndarray) -> None:
-        """Blocks while the pipe is full (the device is consuming)."""
+        """Queue samples (raw device format) for the device; never blocks."""
         assert self._fd is not None, "FifoFeed is closed"
         data = np.ascontiguousarray(samples, dtype=np.int16).tobytes()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        if self._written + len(data) > self.capacity:
+            raise ValueError(f"{self._written + len(data)} bytes do not fit the "
+                             f"{self.capacity}-byte pipe")
+        os.write(self._fd, data)
+        self._written += len(data)
 
     def close(self) -> None:
         if self._fd is not None:

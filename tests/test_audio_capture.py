@@ -1,0 +1,213 @@
+"""The microphone on real PortAudio (ALSA file devices) and on a .wav input."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soxr
+
+from edge_agent.audio import Microphone, RingBuffer, list_devices
+from edge_agent.events import Event, EventBus
+from tests.alsa import FifoFeed, asoundrc, write_raw
+from tests.speech import espeak, write_wav
+
+RATE = 16000
+
+
+@pytest.fixture
+def speech() -> np.ndarray:
+    audio = espeak("the quick brown fox jumps over the lazy dog")
+    audio[0] = 1234  # a non-zero first sample marks where the input starts
+    return audio
+
+
+class Recorder:
+    """Collects bus events; lets a test wait for one."""
+
+    def __init__(self, bus: EventBus) -> None:
+        self.events: list[Event] = []
+        bus.subscribe(self.events.append)
+
+    def named(self, name: str) -> list[Event]:
+        return [e for e in self.events if e.name == name]
+
+
+async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
+    """Poll ``condition`` (state that another thread changes) under a deadline."""
+
+    async def poll() -> None:
+        while not condition():  # noqa: ASYNC110 - no event to wait on across threads
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(poll(), seconds)
+
+
+async def capture_through_fifo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                               device_audio: np.ndarray, wanted: int, *, rate: int,
+                               channels: int) -> np.ndarray:
+    """Feed ``device_audio`` (raw device format) to a capture device through a FIFO
+    and return the first ``wanted`` samples the ring received."""
+    fifo = tmp_path / "mic.fifo"
+    env = asoundrc(tmp_path, capture={"edgemic": fifo})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    ring = RingBuffer(30.0)
+    bus = EventBus()
+    with FifoFeed(fifo) as feed:
+        feed.write(device_audio)
+        # Padding pushes the wanted samples through the device's buffers.
+        feed.write(np.zeros((rate // 2, channels) if channels > 1 else rate // 2,
+                            dtype=np.int16))
+        mic = Microphone("EdgeMic", ring, bus, rate=rate, channels=channels, stall_timeout=60)
+        task = asyncio.create_task(mic.run())
+        try:
+            await until(lambda: ring.total >= wanted)
+            assert mic.healthy
+            return ring.read_range(0, wanted)
+        finally:
+            feed.close()  # EOF unblocks the device thread so the stream can close
+            task.cancel()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+
+
+def test_captured_samples_equal_the_input_file(tmp_path, monkeypatch, speech) -> None:
+    got = asyncio.run(capture_through_fifo(tmp_path, monkeypatch, speech, len(speech),
+                                           rate=RATE, channels=1))
+    np.testing.assert_array_equal(got, speech)
+
+
+def test_48k_stereo_device_is_converted_to_16k_mono(tmp_path, monkeypatch, speech) -> None:
+    at48 = soxr.resample(speech, RATE, 48000)
+    stereo = np.stack([at48, at48], axis=1)
+    wanted = len(speech) - 200
+    got = asyncio.run(capture_through_fifo(tmp_path, monkeypatch, stereo, wanted,
+                                           rate=48000, channels=2))
+    expected = soxr.resample(at48, 48000, RATE)[:wanted]
+    # The stream resampler matches the one-shot conversion, aligned, to within
+    # rounding: any shift or channel mix-up would bring this far below 40 dB.
+    error = got.astype(np.float64) - expected
+    snr = 10 * np.log10(np.mean(expected.astype(np.float64) ** 2) / np.mean(error**2))
+    assert snr > 40, f"SNR {snr:.1f} dB"
+
+
+def test_missing_device_is_retried_until_it_appears(tmp_path, monkeypatch, speech) -> None:
+    infile = tmp_path / "late.raw"
+    env = asoundrc(tmp_path, capture={"latemic": infile})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    ring = RingBuffer(30.0)
+    bus = EventBus()
+    events = Recorder(bus)
+
+    async def main() -> None:
+        mic = Microphone("latemic", ring, bus, rate=RATE, channels=1, reconnect_max=0.5)
+        task = asyncio.create_task(mic.run())
+        try:
+            await until(lambda: bool(events.named("audio_device")))
+            assert not mic.healthy
+            assert ring.total == 0
+            write_raw(infile, speech)  # the device is plugged in
+            await until(lambda: mic.healthy and ring.total >= len(speech))
+        finally:
+            task.cancel()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+
+    asyncio.run(main())
+    device_events = [e.fields for e in events.named("audio_device")]
+    assert device_events[0]["ok"] is False and device_events[0]["direction"] == "input"
+    assert device_events[-1]["ok"] is True
+    # Reported once per change, not once per retry.
+    assert len(device_events) == 2
+    np.testing.assert_array_equal(ring.read_range(0, len(speech)), speech)
+
+
+def test_wav_input_is_replayed_then_silence(tmp_path, speech) -> None:
+    """A 22.05 kHz stereo file arrives as 16 kHz mono, paced by the clock thread,
+    followed by silence for as long as the microphone runs."""
+    mono22 = soxr.resample(speech[:RATE // 2], RATE, 22050)
+    path = tmp_path / "input.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(np.stack([mono22, mono22], axis=1).astype(np.int16).tobytes())
+    ring = RingBuffer(5.0)
+    bus = EventBus()
+
+    async def main() -> None:
+        mic = Microphone(str(path), ring, bus)
+        task = asyncio.create_task(mic.run())
+        try:
+            await until(lambda: ring.total >= RATE)
+            assert mic.healthy
+        finally:
+            task.cancel()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+
+    asyncio.run(main())
+    got = ring.read_range(0, RATE)
+    expected = soxr.resample(mono22, 22050, RATE)
+    np.testing.assert_array_equal(got[:len(expected)], expected)
+    assert not got[len(expected) + 320:].any()
+
+
+def test_missing_wav_input_reports_the_device_error(tmp_path) -> None:
+    ring = RingBuffer(1.0)
+    bus = EventBus()
+    events = Recorder(bus)
+
+    async def main() -> None:
+        mic = Microphone(str(tmp_path / "absent.wav"), ring, bus)
+        task = asyncio.create_task(mic.run())
+        try:
+            await until(lambda: bool(events.named("audio_device")))
+        finally:
+            task.cancel()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+
+    asyncio.run(main())
+    (event,) = events.named("audio_device")
+    assert event.fields["ok"] is False
+    assert "absent.wav" in event.fields["reason"]
+
+
+def test_overruns_reach_the_bus_as_events(tmp_path) -> None:
+    ring = RingBuffer(0.5)
+    bus = EventBus()
+    events = Recorder(bus)
+    write_wav(tmp_path / "in.wav", np.full(RATE, 100, dtype=np.int16))
+    reader = ring.reader("wake")
+
+    async def main() -> None:
+        mic = Microphone(str(tmp_path / "in.wav"), ring, bus)
+        task = asyncio.create_task(mic.run())
+        try:
+            await until(lambda: ring.total >= RATE)  # 1 s into a 0.5 s ring
+            await asyncio.wait_for(reader.read(320), 5)
+        finally:
+            task.cancel()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+
+    asyncio.run(main())
+    (event,) = events.named("audio_overrun")
+    assert event.fields["reader"] == "wake"
+    assert event.fields["samples"] >= RATE // 2
+    assert reader.overruns == 1
+
+
+def test_devices_are_listed_with_their_channels(tmp_path, monkeypatch) -> None:
+    env = asoundrc(tmp_path, capture={"listmic": tmp_path / "x.raw"},
+                   playback={"listspk": tmp_path / "y.raw"})
+    write_raw(tmp_path / "x.raw", np.zeros(10, dtype=np.int16))
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    found = {d.name: d for d in list_devices()}
+    assert {"listmic", "listspk"} <= found.keys()
+    assert found["listmic"].max_input_channels > 0
+    assert found["listspk"].max_output_channels > 0
+    assert found["listspk"].default_rate > 0
