@@ -26,7 +26,8 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"~~(.+?)~~"), r"\1"),                                 # ~~strike~~
     (re.compile(r"`([^`]*)`"), r"\1"),                                 # `code`
     (re.compile(r"\s*\|\s*"), ", "),                                   # table cells
-    (re.compile(r"[*#`~]+"), " "),                                     # stray markup
+    (re.compile(r"(?<=\d)\s*[*×]\s*(?=\d)"), " times "),               # 2*3
+    (re.compile(r"[*`~]+|(?<!\w)#+(?=\s|$)"), " "),                    # stray markup (not C#)
 ]
 
 _EMOJI = re.compile(
