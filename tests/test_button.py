@@ -231,6 +231,29 @@ def test_mixed_gestures_in_a_row() -> None:
     run(scenario)
 
 
+def test_on_press_comes_at_the_press_once_per_gesture() -> None:
+    """Barge-in needs the press itself, not the tap classified at the release."""
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        factory = MockFactory()
+        events: asyncio.Queue[str] = asyncio.Queue()
+        with PushButton(FAST, factory, loop, lambda a: events.put_nowait(a.value),
+                        on_press=lambda: events.put_nowait("press")):
+            pin = factory.pin(PIN)
+            for _ in range(2):
+                await asyncio.wait_for(asyncio.to_thread(chatter, pin, True, 4), 10)
+                assert await asyncio.wait_for(events.get(), 10) == "press"
+                assert not pin.state, "while the button is still down"
+                await asyncio.wait_for(asyncio.to_thread(chatter, pin, False, 4), 10)
+                assert await asyncio.wait_for(events.get(), 10) == TAP.value
+                await asyncio.sleep(FAST.bounce_time * 2 + 0.1)
+                assert events.empty()
+        factory.close()
+
+    run(scenario)
+
+
 def test_a_failing_handler_does_not_wedge_the_button() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()

@@ -52,6 +52,10 @@ class PushButton:
     ``on_action`` always runs on ``loop``'s thread. Without a factory (no GPIO)
     or with ``settings.button == ""`` there is no button and nothing is ever
     called.
+
+    ``on_press`` (optional, also on the loop thread) is called the moment the
+    button goes down, before the gesture is known: a tap is only a tap at its
+    release, so barge-in (stop talking within 50 ms of the press) belongs here.
     """
 
     def __init__(
@@ -60,9 +64,12 @@ class PushButton:
         factory: Factory | None,
         loop: asyncio.AbstractEventLoop,
         on_action: Callable[[ButtonAction], None],
+        *,
+        on_press: Callable[[], None] | None = None,
     ) -> None:
         self._loop = loop
         self._on_action = on_action
+        self._on_press = on_press
         self._bounce = settings.bounce_time
         self._hold = settings.hold_seconds
         self._mute_hold = settings.mute_hold_seconds
@@ -157,6 +164,8 @@ class PushButton:
         self._mute_sent = False
         self._timers = [self._loop.call_at(at + self._hold, self._talk_start),
                         self._loop.call_at(at + self._mute_hold, self._mute_toggle)]
+        if self._on_press is not None:
+            self._call(self._on_press)
 
     def _gesture_ended(self, at: float) -> None:
         self._cancel_timers()
@@ -186,9 +195,13 @@ class PushButton:
 
     def _emit(self, action: ButtonAction) -> None:
         log.debug("button: %s", action)
+        self._call(self._on_action, action)
+
+    @staticmethod
+    def _call(handler: Callable[..., None], *args: object) -> None:
         try:
-            self._on_action(action)
+            handler(*args)
         except Exception:
             # The agent's handler failing must not leave the button half-way
-            # through a gesture; the state above is already consistent.
-            log.exception("button action handler failed on %s", action)
+            # through a gesture; the state is already consistent when it runs.
+            log.exception("button handler %r failed", handler)
