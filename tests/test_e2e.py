@@ -248,3 +248,161 @@ def test_no_speech_after_wake_word_returns_to_idle(tmp_path: Path) -> None:
         assert h.states() == ["listening", "idle"]
 
     run(scenario())
+
+
+def test_barge_in_by_button_silences_output_and_closes_streams(tmp_path: Path) -> None:
+    audio = wake_then("tell me a long story", after=10.0)
+
+    async def scenario() -> None:
+        # A slow model and real-time TTS: both streams are still open at the press.
+        latency = Latency(llm_tokens_per_second=4.0, tts_rtf=1.0)
+        with FakeCloud(transcript="tell me a long story", reply=STORY, latency=latency) as fake:
+            extra = NO_EARCONS + "[turn]\nno_speech_timeout = 1.5\n"
+            async with Harness(tmp_path, fake, audio, extra=extra) as h:
+                first_audio = await h.wait_event("audio_out_start", engine="cloud")
+                await asyncio.sleep(0.4)
+                released = await h.tap()
+                barge_in = await h.wait_event("barge_in")
+                assert barge_in.fields["source"] == "button"
+                end = await h.wait_event("audio_out_end", engine="cloud")
+                assert end.fields["interrupted"] is True
+                await h.wait_event("state", state="listening", count=2)
+                # Mashing while it listens: no second barge-in, no queued turns.
+                for _ in range(8):
+                    await h.tap(0.03)
+                    await asyncio.sleep(0.03)
+                await h.wait_event("state", state="idle")
+                llm = fake.requests_for("llm")[0]
+                await finished(llm)
+                assert llm.closed_early
+                tts = fake.requests_for("tts")
+                for request in tts:
+                    await finished(request)
+                assert any(r.closed_early for r in tts)
+                assert len(h.named("barge_in")) == 1
+                assert h.daemon.agent.status()["barge_ins"] == 1
+                assert h.named("turn_done") == []
+                assert h.named("error") == []
+        assert h.states() == ["listening", "thinking", "speaking", "listening", "idle"]
+        out = h.output()
+        loud = np.flatnonzero(np.abs(out.astype(np.int32)) > LOUD)
+        start = loud[0]  # the first answer sample: handed over at first_audio.t
+        cut = start + int((released - first_audio.t + 0.25) * RATE)
+        assert cut < len(out)
+        assert loud[-1] < cut, "the speaker kept talking after the button press"
+        assert loud_seconds(out) < 0.5 * 0.03 * len(STORY)
+
+    run(scenario())
+
+
+def test_mute_by_long_press_blocks_every_reader_and_survives_restart(tmp_path: Path) -> None:
+    speech_at = 3.5
+    audio = np.concatenate([silence(speech_at), piper("hey jarvis"), silence(0.15),
+                            piper("what time is it"), silence(2.0)])
+    holds = "hold_seconds = 0.3\nmute_hold_seconds = 1.0\n"
+
+    async def scenario() -> None:
+        with FakeCloud() as fake:
+            h = Harness(tmp_path, fake, audio)
+            h.config.write_text(h.config.read_text().replace(
+                f"button = {BUTTON_PIN}\n", f"button = {BUTTON_PIN}\n{holds}"))
+            async with h:
+                wake_reader = h.daemon.ring.reader("test-before-mute")
+                h.button(True)
+                mute = await h.wait_event("mute")
+                h.button(False)
+                assert mute.fields["muted"] is True
+                assert h.daemon.agent.state == "muted"
+                await h.at_input_second(len(audio) / RATE - 0.2)
+                heard = h.daemon.ring.read_range(int(speech_at * RATE),
+                                                 int((len(audio) / RATE - 0.5) * RATE))
+                # A reader opened before the mute gets zeros too.
+                wake_reader.seek(int(speech_at * RATE))
+                early = await asyncio.wait_for(wake_reader.read(RATE), 5)
+                wake_reader.close()
+                assert h.named("wake") == []
+                assert fake.requests_for("stt") == []
+                await h.tap()  # a tap while muted starts nothing
+                await asyncio.sleep(0.2)
+                assert h.daemon.agent.state == "muted"
+            assert not np.any(heard)
+            assert not np.any(early)
+            saved = (tmp_path / "state" / "mute.json").read_text()
+            assert '"muted": true' in saved
+
+            # Restart: still muted, before any audio arrives.
+            async with Harness(tmp_path, fake, audio) as h2:
+                assert h2.daemon.agent.muted
+                assert h2.daemon.ring.muted
+                assert h2.daemon.agent.status()["state"] == "muted"
+                h2.daemon.agent.set_muted(False)
+                assert h2.daemon.agent.state == "idle"
+            assert '"muted": false' in (tmp_path / "state" / "mute.json").read_text()
+
+    run(scenario())
+
+
+def test_follow_up_turn_without_wake_word(tmp_path: Path) -> None:
+    audio = np.concatenate([wake_then("what is the weather", after=3.0),
+                            piper("and tomorrow"), silence(3.0)])
+
+    async def scenario() -> None:
+        with FakeCloud(reply="It is sunny.") as fake:
+            fake.queue_transcripts("what is the weather", "and tomorrow")
+            extra = "[turn]\nfollow_up_seconds = 6.0\n"
+            async with Harness(tmp_path, fake, audio, extra=extra, gpio=False) as h:
+                await h.wait_event("turn_done", count=2, within=40)
+                await h.wait_event("state", state="idle", within=20)
+                assert len(h.named("wake")) == 1
+                assert len(fake.requests_for("stt")) == 2
+                second = fake.requests_for("llm")[1]
+                assert second.messages[-1]["content"] == "and tomorrow"
+        assert h.states() == ["listening", "thinking", "speaking", "listening", "thinking",
+                              "speaking", "listening", "idle"]
+
+    run(scenario())
+
+
+def test_push_to_talk_keeps_the_first_word_with_preroll(tmp_path: Path) -> None:
+    speech_at = 2.5
+    speech = piper("what is the weather like today")
+    audio = np.concatenate([silence(speech_at), speech, silence(3.0)])
+    speech_end = speech_at + len(speech) / RATE
+
+    async def scenario() -> None:
+        with FakeCloud(reply="Sunny.") as fake:
+            async with Harness(tmp_path, fake, audio, extra=NO_EARCONS) as h:
+                await h.at_input_second(speech_at + 0.3)  # pressed after the first word began
+                h.button(True)
+                await h.wait_event("state", state="listening")
+                await h.at_input_second(speech_end + 0.4)
+                h.button(False)
+                utterance = await h.wait_event("utterance")
+                stt = await asyncio.to_thread(fake.wait_for_request, "stt", 1, 20)
+                await h.wait_event("turn_done")
+        assert utterance.fields["outcome"] == "released"
+        assert utterance.fields["start_index"] <= speech_at * RATE
+        assert h.named("wake") == []
+        uploaded = stt.audio.astype(np.float64)
+        spoken = speech.astype(np.float64)
+        assert np.sum(uploaded**2) >= 0.95 * np.sum(spoken**2)
+
+    run(scenario())
+
+
+def test_offline_start_still_answers_with_piper(tmp_path: Path) -> None:
+    audio = wake_then("what is the weather")
+
+    async def scenario() -> None:
+        fake = FakeCloud().start()
+        fake.stop()  # its port now refuses connections: no network at all
+        async with Harness(tmp_path, fake, audio, gpio=False) as h:
+            offline = await h.wait_event("network")
+            assert offline.fields["online"] is False
+            spoken = await h.wait_event("audio_out_start", within=40)
+            await h.wait_event("turn_done", within=40)
+            assert spoken.fields["engine"] == "piper"
+            assert h.daemon.agent.status()["online"] is False
+        assert loud_seconds(h.output()) > 0.3
+
+    run(scenario())

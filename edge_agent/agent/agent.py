@@ -65,6 +65,9 @@ class TurnPipeline(Protocol):
 class _Request:
     source: str
     start_index: int
+    """Where the utterance starts: the wake phrase's end, or pre-roll before a press."""
+    trigger_index: int
+    """ring.total when the trigger came; timeouts count from here, not from the pre-roll."""
     push_to_talk: bool = False
 
 
@@ -222,7 +225,7 @@ class Agent:
             return
         if state in (AgentState.THINKING, AgentState.SPEAKING):
             self._barge_in(source)
-        self._pending = _Request(source, start_index, push_to_talk)
+        self._pending = _Request(source, start_index, self.ring.total, push_to_talk)
         # Listening from now on, so further presses are ignored rather than queued.
         self._set_state(AgentState.LISTENING)
         self._wakeup.set()
@@ -293,11 +296,13 @@ class Agent:
 
     async def _conversation(self, request: _Request) -> None:
         start, push_to_talk, follow_up = request.start_index, request.push_to_talk, False
+        lead = max(0, request.trigger_index - start) / self.ring.rate
         while True:
             self._set_state(AgentState.LISTENING)
             if not follow_up:
                 self._earcon("wake")
-            bounds = await self._listen(start, push_to_talk=push_to_talk, follow_up=follow_up)
+            bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
+                                        follow_up=follow_up)
             if bounds.outcome == Outcome.NO_SPEECH or bounds.speech_start_index is None:
                 log.info("no speech (%s); back to idle", bounds.outcome)
                 self._set_state(AgentState.IDLE)
@@ -306,12 +311,17 @@ class Agent:
             if not spoken or self.settings.turn.follow_up_seconds <= 0:
                 self._set_state(AgentState.IDLE)
                 return
-            start, push_to_talk, follow_up = self.ring.total, False, True
+            start, lead, push_to_talk, follow_up = self.ring.total, 0.0, False, True
 
-    async def _listen(self, start: int, *, push_to_talk: bool, follow_up: bool) -> TurnBounds:
+    async def _listen(self, start: int, *, lead: float, push_to_talk: bool,
+                      follow_up: bool) -> TurnBounds:
         """Feed the end-of-turn detector from ``start`` until it decides, or until the
-        button is released (push-to-talk: the release ends the turn, pauses do not)."""
+        button is released (push-to-talk: the release ends the turn, pauses do not).
+        ``lead`` is audio before the trigger (pre-roll, wake detection lag): the
+        timeouts start at the trigger, so it is added to them."""
         turn = self.settings.turn
+        turn = dataclasses.replace(turn, no_speech_timeout=turn.no_speech_timeout + lead,
+                                   max_seconds=turn.max_seconds + lead)
         if follow_up:
             turn = dataclasses.replace(turn, no_speech_timeout=turn.follow_up_seconds)
         if push_to_talk:
