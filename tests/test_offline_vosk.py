@@ -36,8 +36,15 @@ def stt() -> VoskSTT:
 
 
 @pytest.fixture(scope="module")
-def commands() -> VoskSTT:
-    return VoskSTT(ko_model_dir(), grammar=GRAMMAR)
+def commands(stt: VoskSTT) -> VoskSTT:
+    return stt.with_grammar(GRAMMAR)
+
+
+def test_grammar_at_load_time() -> None:
+    stt = VoskSTT(ko_model_dir(), grammar=["서울"])
+    assert stt.grammar == ["서울"]
+    assert run(stt.transcribe(korean("서울"))) == "서울"
+    assert stt.with_grammar(None).grammar is None
 
 
 def test_find_model_prefers_configured_dir(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ a worker thread and ``VoskStream.feed`` must be called from one.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import re
@@ -70,6 +71,12 @@ class VoskSTT:
         self.grammar = list(grammar) if grammar else None
         log.info("Vosk model loaded from %s%s", self.model_dir,
                  f" (grammar of {len(self.grammar)} phrases)" if self.grammar else "")
+
+    def with_grammar(self, grammar: list[str] | None) -> VoskSTT:
+        """The same loaded model restricted to a phrase list: no second load."""
+        twin = copy.copy(self)
+        twin.grammar = list(grammar) if grammar else None
+        return twin
 
     def _recognizer(self):  # vosk.KaldiRecognizer
         if self.grammar is None:
