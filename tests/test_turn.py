@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
@@ -117,8 +119,10 @@ class Rig:
 @contextlib.asynccontextmanager
 async def make_rig(
     tmp_path: Path, cloud: FakeCloud, *, prefer_local: bool = True, cloud_enabled: bool = True,
-    timeouts: dict[str, float] | None = None, **cloud_settings: Any,
+    timeouts: dict[str, float] | None = None, refused: str = "", **cloud_settings: Any,
 ) -> AsyncIterator[Rig]:
+    """``refused`` names a stage ("stt", "llm", "tts") whose requests go to a closed
+    port instead of the fake cloud: connection refused at exactly that stage."""
     out = tmp_path / "out.wav"
     settings = Settings(
         audio=AudioSettings(output=str(out)),
@@ -130,6 +134,9 @@ async def make_rig(
     rig_events: list[Event] = []
     bus.subscribe(rig_events.append)
     client = CloudClient(settings.cloud, Secret("sk-test-key"))
+    dead = CloudClient(dataclasses.replace(settings.cloud, base_url=closed_port_url()),
+                       Secret("sk-test-key"))
+    clients = {stage: dead if stage == refused else client for stage in ("stt", "llm", "tts")}
     player = Player(settings.audio.output, bus, volume=1.0)
     player.open()
     timers = Timers(tmp_path / "timers.json", on_ring=lambda timer: None)
@@ -138,14 +145,24 @@ async def make_rig(
     conversation = Conversation(settings.cloud)
     runner = TurnRunner(
         settings, bus, player, connectivity=connectivity,
-        cloud_stt=CloudSTT(client), vosk=vosk_engine(), cloud_llm=CloudLLM(client),
-        cloud_tts=CloudTTS(client), piper=piper_engine(), intents=LocalIntents(toolbox),
+        cloud_stt=CloudSTT(clients["stt"]), vosk=vosk_engine(),
+        cloud_llm=CloudLLM(clients["llm"]), cloud_tts=CloudTTS(clients["tts"]),
+        piper=piper_engine(), intents=LocalIntents(toolbox),
         toolbox=toolbox, conversation=conversation)
     try:
         yield Rig(runner, cloud, player, out, conversation, connectivity, rig_events)
     finally:
         player.close()
         await client.aclose()
+        await dead.aclose()
+
+
+def closed_port_url() -> str:
+    """An API URL on a loopback port nobody listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture

@@ -1,0 +1,147 @@
+"""The failover matrix: every fault of the fake cloud at every stage ends in audible
+speech in the output WAV, with one ``failover`` event naming the switch, and no
+crash. Real engines throughout (see tests/test_turn.py for the rig)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.agent.turn import LOST_CONNECTION
+from edge_agent.errors import SttCloudError
+from tests.fakecloud import FakeCloud
+from tests.test_turn import loud_seconds, make_rig, sync
+
+REPLY = "It is sunny and warm today. Tomorrow will bring some rain."
+FIRST_SENTENCE = "It is sunny and warm today."
+# LLM faults "mid" strike after this many tokens: the first sentence is complete
+# (the chunker confirms it on the next word) and on its way to the speaker.
+MID = 7
+
+# (stage, fault kind or "refused", fault parameters)
+BEFORE_ANY_TEXT = [
+    ("refused", {}),
+    ("status", {"status": 500}),
+    ("status", {"status": 503}),
+    ("rate_limit", {"retry_after": 1}),
+    ("disconnect", {}),
+    ("stall_first", {}),
+]
+CASES = [
+    *[("stt", kind, params) for kind, params in BEFORE_ANY_TEXT],
+    ("stt", "stall_mid", {}),
+    ("stt", "reset_mid", {}),
+    ("stt", "malformed_json", {}),
+    *[("llm", kind, params) for kind, params in BEFORE_ANY_TEXT],
+    ("llm", "malformed_sse", {"after": 0}),
+    ("llm", "stall_mid", {"after": MID}),
+    ("llm", "reset_mid", {"after": MID}),
+    ("llm", "malformed_sse", {"after": MID}),
+    ("llm", "malformed_json", {"after": MID}),
+    *[("tts", kind, params) for kind, params in BEFORE_ANY_TEXT],
+    ("tts", "stall_mid", {"after": 2}),
+    ("tts", "reset_mid", {"after": 2}),
+    ("tts", "wrong_format", {"variant": "wav"}),
+    ("tts", "wrong_format", {"variant": "mp3"}),
+]
+
+
+def _id(case: tuple[str, str, dict[str, Any]]) -> str:
+    stage, kind, params = case
+    return "-".join([stage, kind, *(f"{k}{v}" for k, v in params.items())])
+
+
+@pytest.fixture
+def cloud() -> FakeCloud:
+    with FakeCloud(transcript="what is the weather like today", reply=REPLY) as server:
+        yield server
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
+@sync
+async def test_every_fault_ends_in_speech(tmp_path: Path, cloud: FakeCloud,
+                                          case: tuple[str, str, dict[str, Any]]) -> None:
+    stage, kind, params = case
+    if kind != "refused":
+        cloud.fail(stage, kind, **params)
+    async with make_rig(tmp_path, cloud, refused=stage if kind == "refused" else "") as rig:
+        result = await rig.turn()
+        audio, rate = rig.output(), rig.rate()
+
+    (failover,) = rig.named("failover")
+    to = {"stt": "vosk", "llm": "offline", "tts": "piper"}[stage]
+    assert (failover.fields["stage"], failover.fields["from"], failover.fields["to"]) == (
+        stage, "cloud", to)
+    assert failover.fields["reason"]
+    assert result.spoken
+    assert loud_seconds(audio, rate) > 0.5
+    assert len(rig.named("audio_out_start")) == 1  # one stream for the whole answer
+    (done,) = rig.named("turn_done")
+    assert done.fields["spoken"] is True
+
+    if stage == "stt":
+        assert result.transcript_engine == "vosk"
+    elif stage == "llm" and params.get("after"):
+        # Broken mid-answer: what was said stands, a notice ends it, and the
+        # conversation remembers only the sentence the user heard.
+        assert result.reply == f"{FIRST_SENTENCE} {LOST_CONNECTION}"
+        assert result.reply_engine == "cloud"
+        history = rig.conversation.messages("and tomorrow?")
+        assert history[-2] == {"role": "assistant", "content": FIRST_SENTENCE}
+    elif stage == "llm":
+        assert result.reply_engine == "offline"
+        assert result.reply == rig.runner.intents.offline_help()
+        assert len(rig.conversation) == 0
+    else:
+        assert result.reply == REPLY
+        assert rig.named("audio_out_end")[-1].fields["engine"] == "piper"
+        if kind != "refused":
+            assert FIRST_SENTENCE in [r.json["input"] for r in cloud.requests_for("tts")]
+
+
+@pytest.mark.slow
+@sync
+async def test_an_open_breaker_skips_the_cloud(tmp_path: Path, cloud: FakeCloud) -> None:
+    async with make_rig(tmp_path, cloud) as rig:
+        rig.connectivity.record_failure("stt", SttCloudError("refused", offline=True))
+        result = await rig.turn()
+    assert cloud.requests == []  # no request, so no timeout paid
+    assert rig.named("failover") == []
+    assert result.transcript_engine == "vosk"
+    assert [e.fields["engine"] for e in rig.named("audio_out_start")] == ["piper"]
+    assert result.spoken
+
+
+@pytest.mark.slow
+@sync
+async def test_stt_failure_uses_the_parallel_vosk_result(
+        tmp_path: Path, cloud: FakeCloud) -> None:
+    async def live_vosk() -> str:
+        return "what time is it"
+
+    cloud.fail("stt", "status", status=500)
+    async with make_rig(tmp_path, cloud) as rig:
+        result = await rig.turn(vosk_result=live_vosk())
+    assert result.transcript == "what time is it"
+    assert result.transcript_engine == "vosk"
+    assert result.reply_engine == "local"
+    assert "M." in result.reply  # "It's 3:05 PM."
+    assert cloud.requests_for("llm") == []
+
+
+@pytest.mark.slow
+@sync
+async def test_llm_failure_falls_back_to_a_local_intent(tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.transcript = "set a timer for five minutes"
+    cloud.fail("llm", "rate_limit", retry_after=1)
+    async with make_rig(tmp_path, cloud, prefer_local=False) as rig:
+        result = await rig.turn()
+    (failover,) = rig.named("failover")
+    assert failover.fields["to"] == "local"
+    assert result.reply_engine == "local"
+    assert "5 minute" in result.reply or "five minute" in result.reply
+    assert result.spoken
+    assert len(cloud.requests_for("llm")) == 1
