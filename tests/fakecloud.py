@@ -34,6 +34,7 @@ import re
 import select
 import socket
 import struct
+import sys
 import threading
 import time
 import wave
@@ -134,6 +135,11 @@ class Request:
     status: int | None = None
     closed_early: bool = False
     """The client closed the connection before the response was complete."""
+    received_at: float = 0.0
+    """time.perf_counter() when the whole request had arrived."""
+    responded_at: float | None = None
+    """time.perf_counter() when the response headers went out (the first data follows at
+    once): a client's time minus ``responded_at - received_at`` is the client's overhead."""
     done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -209,8 +215,7 @@ class FakeCloud:
     def start(self) -> FakeCloud:
         """Listen (on an ephemeral port the first time, then on the same one)."""
         self._stopping.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), self._handler_class())
-        server.daemon_threads = True
+        server = _Server(("127.0.0.1", self.port), self._handler_class())
         self._server, self.port = server, server.server_address[1]
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -334,6 +339,15 @@ class FakeCloud:
         return Handler
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up on idle kept-alive connections is normal, not an error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive and chunked bodies, like a real API
     fake: FakeCloud
@@ -369,7 +383,7 @@ class _Handler(BaseHTTPRequestHandler):
         stage = _PATHS.get(path.rstrip("/"))
         record = Request(stage or "unknown", method, path, query,
                          {k.lower(): v for k, v in self.headers.items()}, body,
-                         client_port=self.client_address[1])
+                         client_port=self.client_address[1], received_at=time.perf_counter())
         try:
             self._parse(record)
         finally:
@@ -478,6 +492,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _head(self, status: int, ctype: str, record: Request,
               headers: dict[str, str] | None = None, length: int | None = None) -> None:
         record.status = status
+        record.responded_at = time.perf_counter()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("x-request-id", f"req_{next(self._ids)}")
