@@ -140,12 +140,12 @@ class Harness:
             pin.drive_high()
 
     async def tap(self, hold: float = 0.08) -> float:
-        """A short press; returns the monotonic time of the release (when TAP fires)."""
+        """A short press; returns the monotonic time of the press."""
+        pressed = time.monotonic()
         self.button(True)
         await asyncio.sleep(hold)
-        released = time.monotonic()
         self.button(False)
-        return released
+        return pressed
 
     def output(self) -> np.ndarray:
         """The speaker WAV (complete once the daemon stopped)."""
@@ -261,7 +261,7 @@ def test_barge_in_by_button_silences_output_and_closes_streams(tmp_path: Path) -
             async with Harness(tmp_path, fake, audio, extra=extra) as h:
                 first_audio = await h.wait_event("audio_out_start", engine="cloud")
                 await asyncio.sleep(0.4)
-                released = await h.tap()
+                pressed = await h.tap()
                 barge_in = await h.wait_event("barge_in")
                 assert barge_in.fields["source"] == "button"
                 end = await h.wait_event("audio_out_end", engine="cloud")
@@ -287,7 +287,8 @@ def test_barge_in_by_button_silences_output_and_closes_streams(tmp_path: Path) -
         out = h.output()
         loud = np.flatnonzero(np.abs(out.astype(np.int32)) > LOUD)
         start = loud[0]  # the first answer sample: handed over at first_audio.t
-        cut = start + int((released - first_audio.t + 0.25) * RATE)
+        # Barge-in happens at the press, not at the release that makes it a tap.
+        cut = start + int((pressed - first_audio.t + 0.25) * RATE)
         assert cut < len(out)
         assert loud[-1] < cut, "the speaker kept talking after the button press"
         assert loud_seconds(out) < 0.5 * 0.03 * len(STORY)

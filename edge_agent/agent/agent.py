@@ -127,6 +127,8 @@ class Agent:
         self._pending: _Request | None = None
         self._wakeup = asyncio.Event()
         self._turn_task: asyncio.Task | None = None
+        self._current: _Request | None = None
+        self._press_request: _Request | None = None
         self._release_index: int | None = None
         self._muted = False
         self._unsubscribe = bus.subscribe(self._on_event)
@@ -200,13 +202,26 @@ class Agent:
         """Start a turn as a button tap would, with pre-roll so the first word is in."""
         self._start(source, self._preroll_start())
 
+    def on_press(self) -> None:
+        """The button went down. While talking or thinking that is a barge-in, now,
+        not at the release that makes it a tap: silence within 50 ms of the press."""
+        if self._state in (AgentState.THINKING, AgentState.SPEAKING) or self.player.playing:
+            self._start("button", self._preroll_start())
+            self._press_request = self._pending
+
     def on_button(self, action: ButtonAction) -> None:
+        pressed_into, self._press_request = self._press_request, None
         if action == ButtonAction.MUTE_TOGGLE:
             self.set_muted(not self._muted)
         elif action == ButtonAction.TAP:
-            self._start("button", self._preroll_start())
+            if pressed_into is None:  # else the press already barged in and listens
+                self._start("button", self._preroll_start())
         elif action == ButtonAction.TALK_START:
-            self._start("button", self._preroll_start(), push_to_talk=True)
+            if pressed_into is not None and pressed_into is self._current:
+                # Held after barging in: the same turn becomes push-to-talk.
+                self._restart(dataclasses.replace(pressed_into, push_to_talk=True))
+            else:
+                self._start("button", self._preroll_start(), push_to_talk=True)
         elif (action == ButtonAction.TALK_END and self._state is AgentState.LISTENING
               and self._release_index is None):
             self._release_index = self.ring.total
@@ -225,7 +240,11 @@ class Agent:
             return
         if state in (AgentState.THINKING, AgentState.SPEAKING):
             self._barge_in(source)
-        self._pending = _Request(source, start_index, self.ring.total, push_to_talk)
+        self._restart(_Request(source, start_index, self.ring.total, push_to_talk))
+
+    def _restart(self, request: _Request) -> None:
+        self._cancel_turn()
+        self._pending = request
         # Listening from now on, so further presses are ignored rather than queued.
         self._set_state(AgentState.LISTENING)
         self._wakeup.set()
@@ -279,6 +298,7 @@ class Agent:
                 request, self._pending = self._pending, None
                 if request is None:
                     continue
+                self._current = request
                 self._turn_task = asyncio.create_task(
                     self._conversation(request), name=f"conversation-{request.source}")
         finally:

@@ -211,7 +211,8 @@ class Daemon:
             return
         loop = asyncio.get_running_loop()
         if s.button != "":
-            self.button = PushButton(s, factory, loop, self.agent.on_button)
+            self.button = PushButton(s, factory, loop, self.agent.on_button,
+                                     on_press=self.agent.on_press)
         self.leds = StatusLeds(s, factory)
         self._leds_unsubscribe = self.leds.attach(self.bus)
         self.leds.show(self.agent.state)
