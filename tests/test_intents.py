@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.intents import LocalIntents, Timers, Toolbox, device_tools
+from edge_agent.intents import LocalIntents, Timers, Toolbox, device_tools, vocabulary
 from edge_agent.intents.phrases import normalize, parse_duration, say_duration
 
 
@@ -183,6 +183,28 @@ def test_offline_help_names_what_still_works(intents: LocalIntents) -> None:
     help_text = intents.offline_help()
     assert help_text.startswith("I'm offline right now")
     assert "tell the time" in help_text and "set timers" in help_text
+
+
+VOSK_STYLE = [  # what an English Vosk model writes: lowercase words, numbers spelled out
+    "what time is it", "what's the date today", "set a timer for five minutes",
+    "set a ten second timer", "set a pasta timer for twenty five minutes",
+    "set a timer for one hour and thirty minutes", "how much time is left on the pasta timer",
+    "cancel the timer", "volume to thirty percent", "turn it up", "a bit quieter", "stop",
+    "mute the microphone", "are you online", "say that again", "could you set a timer for "
+    "half an hour please",
+]
+
+
+@pytest.mark.parametrize("text", VOSK_STYLE)
+def test_vocabulary_covers_the_commands(intents: LocalIntents, text: str) -> None:
+    assert intents.match(text) is not None
+    assert set(text.split()) <= set(vocabulary())
+
+
+def test_unknown_words_from_a_grammar_never_make_a_command(intents: LocalIntents) -> None:
+    assert "[unk]" in vocabulary()
+    assert intents.match("what time is it [unk]") is None
+    assert intents.match("set a timer for [unk] minutes") is None
 
 
 @pytest.mark.parametrize(("text", "normalized"), [

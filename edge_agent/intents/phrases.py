@@ -11,6 +11,8 @@ _ONES = {w: i for i, w in enumerate([
     "nineteen"])}
 _TENS = {w: 10 * i for i, w in enumerate(
     ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"], start=2)}
+NUMBER_WORDS = (*_ONES, *_TENS, "hundred", "thousand")
+"""Every word ``words_to_numbers`` understands."""
 _UNITS = {"hour": 3600, "hr": 3600, "minute": 60, "min": 60, "second": 1, "sec": 1}
 _UNIT = r"(?:hours?|hrs?|minutes?|mins?|seconds?|secs?)"
 _AMOUNT = r"(?:\d+(?:\.\d+)?|an?)"

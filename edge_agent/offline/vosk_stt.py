@@ -22,7 +22,9 @@ from edge_agent.errors import ModelError
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
-# Tokens Vosk emits for out-of-vocabulary speech; never worth saying back.
+# Tokens Vosk emits for out-of-vocabulary speech. Dropped in free recognition
+# (noise, not words); kept with a grammar, where "[unk]" means "something the
+# grammar does not cover was said", so it cannot pass for a command.
 _UNKNOWN = re.compile(r"\[unk\]|<unk>")
 
 
@@ -40,8 +42,10 @@ def find_vosk_model(settings: OfflineSettings, state_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _clean(text: str) -> str:
-    return " ".join(_UNKNOWN.sub(" ", text).split())
+def _clean(text: str, *, keep_unknown: bool = False) -> str:
+    if not keep_unknown:
+        text = _UNKNOWN.sub(" ", text)
+    return " ".join(text.split())
 
 
 def _pcm(audio: np.ndarray) -> bytes:
@@ -50,7 +54,9 @@ def _pcm(audio: np.ndarray) -> bytes:
 
 class VoskSTT:
     """Offline speech-to-text. ``grammar`` restricts recognition to a phrase
-    list (command vocabulary): faster and far more accurate for commands."""
+    list (command vocabulary, e.g. ``edge_agent.intents.vocabulary()``): faster
+    and far more accurate for commands; include "[unk]" so other speech shows as
+    "[unk]" rather than as the nearest command."""
 
     name = "vosk"
 
@@ -89,25 +95,30 @@ class VoskSTT:
         """The whole utterance at once (16 kHz mono int16). CPU-bound."""
         recognizer = self._recognizer()
         recognizer.AcceptWaveform(_pcm(audio))
-        return _clean(json.loads(recognizer.FinalResult()).get("text", ""))
+        text = json.loads(recognizer.FinalResult()).get("text", "")
+        return _clean(text, keep_unknown=self.grammar is not None)
 
     async def transcribe(self, audio: np.ndarray) -> str:
         return await asyncio.to_thread(self.transcribe_blocking, audio)
 
     def stream(self) -> VoskStream:
         """A recognizer fed live while the user speaks ("parallel" mode)."""
-        return VoskStream(self._recognizer())
+        return VoskStream(self._recognizer(), keep_unknown=self.grammar is not None)
 
 
 class VoskStream:
     """Live recognition of one utterance. ``feed`` is CPU-bound: call it from a
     worker thread, and from one thread at a time."""
 
-    def __init__(self, recognizer) -> None:
+    def __init__(self, recognizer, *, keep_unknown: bool = False) -> None:
         self._recognizer = recognizer
+        self._keep_unknown = keep_unknown
         self._segments: list[str] = []  # finished segments (Vosk endpoints inside the turn)
         self._partial = ""
         self._final: str | None = None
+
+    def _clean(self, text: str) -> str:
+        return _clean(text, keep_unknown=self._keep_unknown)
 
     def _text(self, current: str) -> str:
         return " ".join(s for s in [*self._segments, current] if s)
@@ -117,12 +128,12 @@ class VoskStream:
         if self._final is not None:
             raise RuntimeError("VoskStream.feed after final()")
         if self._recognizer.AcceptWaveform(_pcm(frame)):
-            segment = _clean(json.loads(self._recognizer.Result()).get("text", ""))
+            segment = self._clean(json.loads(self._recognizer.Result()).get("text", ""))
             if segment:
                 self._segments.append(segment)
             current = ""
         else:
-            current = _clean(json.loads(self._recognizer.PartialResult()).get("partial", ""))
+            current = self._clean(json.loads(self._recognizer.PartialResult()).get("partial", ""))
         text = self._text(current)
         if text == self._partial:
             return None
@@ -136,6 +147,6 @@ class VoskStream:
     def final(self) -> str:
         """The transcript of everything fed; the stream is finished after this."""
         if self._final is None:
-            last = _clean(json.loads(self._recognizer.FinalResult()).get("text", ""))
+            last = self._clean(json.loads(self._recognizer.FinalResult()).get("text", ""))
             self._final = self._text(last)
         return self._final
