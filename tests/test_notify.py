@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.service.notify import Notifier, Watchdog, stall_check
+from edge_agent.service.notify import Notifier, Watchdog, progress_check, stall_check
 
 WATCHDOG_SECONDS = 0.4  # pings every 0.2 s: quick tests, still many loop turns apart
 
@@ -131,12 +131,16 @@ def test_pings_stop_while_a_check_fails_and_resume_after(
     systemd_socket: NotifySocket, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def scenario() -> None:
-        stalled = False
+        stalled = 0
         checked = asyncio.Event()
 
         def capture() -> str | None:
+            nonlocal stalled
             checked.set()
-            return "capture stalled 3.2 s" if stalled else None
+            if not stalled:
+                return None
+            stalled += 1  # the reason grows with the stall, as a real one does
+            return f"capture stalled {stalled} s"
 
         async def ticks(n: int) -> None:
             for _ in range(n):
@@ -149,14 +153,15 @@ def test_pings_stop_while_a_check_fails_and_resume_after(
             for _ in range(3):
                 await asyncio.wait_for(systemd_socket.next_ping(), 5)
 
-            stalled = True
+            stalled = 2
             await asyncio.wait_for(ticks(1), 5)
             systemd_socket.pending()  # anything sent before the stall was seen
             await asyncio.wait_for(ticks(4), 5)
             assert systemd_socket.pending() == []
-            assert watchdog.failing == "capture stalled 3.2 s"
+            assert watchdog.failing is not None
+            assert watchdog.failing.startswith("capture stalled")
 
-            stalled = False
+            stalled = 0
             await asyncio.wait_for(systemd_socket.next_ping(), 5)
             assert watchdog.failing is None
         finally:
@@ -164,7 +169,7 @@ def test_pings_stop_while_a_check_fails_and_resume_after(
             await asyncio.gather(task, return_exceptions=True)
         unhealthy = [r for r in caplog.records if "unhealthy" in r.getMessage()]
         assert len(unhealthy) == 1  # once, not on every tick
-        assert "capture stalled 3.2 s" in unhealthy[0].getMessage()
+        assert "capture stalled 3 s" in unhealthy[0].getMessage()
         assert any("healthy again" in r.getMessage() for r in caplog.records)
 
     run(scenario())
@@ -255,3 +260,14 @@ def test_stall_check_reports_how_long_progress_stopped() -> None:
     reason = check()
     assert reason is not None
     assert reason.startswith("capture stalled 3.")
+
+
+def test_progress_check_fails_only_while_the_count_stands_still() -> None:
+    total = 0
+    check = progress_check("capture", lambda: total, limit=0.05)
+    assert check() is None
+    time.sleep(0.1)
+    reason = check()
+    assert reason is not None and reason.startswith("capture stalled")
+    total += 320  # audio arrived: healthy again at once
+    assert check() is None

@@ -121,6 +121,7 @@ class Watchdog:
         self.interval = notifier.watchdog_interval()
         self.failing: str | None = None
         """The current reason pings are withheld, None while healthy."""
+        self._failing_check: Check | None = None
         self.pings = 0
         self.max_lag = 0.0
         """Longest the loop made the watchdog wait beyond its period, in seconds."""
@@ -131,6 +132,10 @@ class Watchdog:
 
     def failure(self) -> str | None:
         """Run every check; the first reason found, or None when all pass."""
+        found = self._first_failure()
+        return found[1] if found else None
+
+    def _first_failure(self) -> tuple[Check, str] | None:
         for check in self.checks:
             try:
                 reason = check()
@@ -138,7 +143,7 @@ class Watchdog:
                 log.exception("watchdog check %r raised", check)
                 reason = f"health check failed: {exc!r}"
             if reason:
-                return reason
+                return check, reason
         return None
 
     async def run(self) -> None:
@@ -159,8 +164,11 @@ class Watchdog:
                 deadline = time.monotonic()
 
     def _tick(self) -> None:
-        reason = self.failure()
-        if reason != self.failing:
+        found = self._first_failure()
+        check, reason = found if found else (None, None)
+        # Logged when the failing check changes, not on every tick: its reason
+        # text changes as a stall grows ("stalled 3.0 s", "stalled 4.0 s"...).
+        if check is not self._failing_check:
             if reason is None:
                 log.warning("healthy again; watchdog pings resume")
             elif self.interval:
@@ -168,6 +176,7 @@ class Watchdog:
                           "edge-agent within %.0f s unless it recovers", reason, self.interval)
             else:
                 log.error("unhealthy: %s", reason)
+        self._failing_check = check
         self.failing = reason
         if reason is None and self.interval:
             self.notifier.watchdog()
@@ -187,4 +196,25 @@ def stall_check(name: str, last_progress: Callable[[], float | None], limit: flo
         return f"{name} stalled {age:.1f} s" if age > limit else None
 
     check.__name__ = check.__qualname__ = f"stall_check[{name}]"
+    return check
+
+
+def progress_check(name: str, counter: Callable[[], int], limit: float) -> Check:
+    """A check failing once ``counter()`` (e.g. ``RingBuffer.total``) has not grown
+    for ``limit`` seconds. Unlike a timestamp that a reopen refreshes, a count only
+    moves when audio really arrives, so a device that keeps reopening without ever
+    delivering still stops the pings."""
+    last_value = counter()
+    last_change = time.monotonic()
+
+    def check() -> str | None:
+        nonlocal last_value, last_change
+        value, now = counter(), time.monotonic()
+        if value != last_value:
+            last_value, last_change = value, now
+            return None
+        age = now - last_change
+        return f"{name} stalled {age:.1f} s" if age > limit else None
+
+    check.__name__ = check.__qualname__ = f"progress_check[{name}]"
     return check
