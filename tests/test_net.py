@@ -114,15 +114,28 @@ def test_breaker_hold_and_trip() -> None:
 # --- passive: failures of real requests -----------------------------------------------
 
 
-def test_offline_failure_trips_every_stage_and_says_so() -> None:
+@pytest.fixture(params=["refused", "dns", "tls"])
+def unreachable(request: pytest.FixtureRequest, service: Service) -> str:
+    """A base URL that fails the way a device without network (or with a wrong
+    clock, which breaks TLS) fails."""
+    return {
+        "refused": refused_url(),
+        "dns": "http://edge-agent-test.invalid/v1",
+        # TLS to a plain HTTP server: the handshake fails as with a bad certificate
+        "tls": service.url.replace("http://", "https://"),
+    }[request.param]
+
+
+def test_offline_failure_trips_every_stage_and_says_so(unreachable: str) -> None:
     bus = EventBus()
     events = recorder(bus)
 
     async def scenario() -> Connectivity:
-        client = CloudClient(CloudSettings(base_url=refused_url()), None)
+        client = CloudClient(CloudSettings(base_url=unreachable), None)
         try:
             with pytest.raises(SttCloudError) as caught:
                 await CloudSTT(client).transcribe(np.zeros(1600, dtype=np.int16))
+            assert not await client.probe()
         finally:
             await client.aclose()
         assert caught.value.offline
