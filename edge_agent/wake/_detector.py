@@ -19,12 +19,14 @@ log = logging.getLogger(__name__)
 
 RATE = 16000
 
-DETECTION_LAG = {"hey_jarvis": 0.16, "alexa": 0.04, "hey_mycroft": 0.25,
-                 "hey_rhasspy": 0.07, "okay_nabu": 0.33}
+DETECTION_LAG = {"hey_jarvis": 0.16, "alexa": 0.04, "hey_mycroft": 0.22,
+                 "hey_rhasspy": 0.07, "okay_nabu": 0.40}
 """Seconds from the end of the spoken wake phrase to the end of the frame whose
-score first crosses 0.5: medians over Piper and espeak-ng voices at several
-speeds (tests/bench/bench_wake.py measures them). Subtracted to place
-``end_index``; a custom model gets ``DEFAULT_LAG``."""
+score first crosses 0.5: about the medians over Piper and espeak-ng voices at
+several speeds (tests/bench/bench_wake.py prints them as "lag_s"), rounded
+down a little: starting the utterance early only hands STT the wake word's
+tail (strip_wake_phrase removes it), starting late clips the command.
+Subtracted to place ``end_index``; a custom model gets ``DEFAULT_LAG``."""
 DEFAULT_LAG = 0.16
 
 GATE_AGGRESSIVENESS = 0
