@@ -61,6 +61,7 @@ FAULTS = (
     "malformed_sse",   # llm: an event whose data is not JSON at all
     "malformed_json",  # llm: a truncated JSON chunk; stt: a truncated JSON body
     "wrong_format",    # tts: variant="wav" (RIFF header) or "mp3" (audio/mpeg)
+    "captive_portal",  # 200 text/html login page, as hotel or café Wi-Fi answers everything
 )
 _PATHS = {
     "/v1/audio/transcriptions": "stt",
@@ -442,6 +443,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "rate_limit":
             self._json(429, {"error": {"message": "rate limited", "type": "rate_limit"}},
                        record, headers={"Retry-After": str(fault.retry_after)})
+        elif fault.kind == "captive_portal":
+            page = b"<!DOCTYPE html><html><body><h1>Welcome! Please log in.</h1></body></html>"
+            self._head(200, "text/html; charset=utf-8", record, length=len(page))
+            self.wfile.write(page)
         elif fault.kind == "disconnect":
             self._reset(rst=False)
         elif fault.kind == "stall_first":

@@ -58,10 +58,12 @@ def test_probe_says_whether_the_service_answers(fake_cloud: FakeCloud) -> None:
             results.append(await client.probe())
             fake_cloud.fail("models", "stall_first", seconds=60)
             results.append(await client.probe())
+            fake_cloud.fail("models", "captive_portal")
+            results.append(await client.probe())
             results.append(await client.probe())
             return results
 
-    assert run(scenario()) == [True, False, False, True, False, True]
+    assert run(scenario()) == [True, False, False, True, False, False, True]
 
 
 def test_without_a_key_requests_still_go_out(fake_cloud: FakeCloud) -> None:

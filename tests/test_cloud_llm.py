@@ -275,3 +275,17 @@ def test_requests_reuse_one_connection(fake_cloud: FakeCloud) -> None:
 
     run(scenario())
     assert len({r.client_port for r in fake_cloud.requests_for("llm")}) == 1
+
+
+def test_a_captive_portal_page_means_offline(fake_cloud: FakeCloud) -> None:
+    fake_cloud.fail("llm", "captive_portal")
+    error = failure(fake_cloud)
+    assert error.offline and "web page" in error.reason
+
+
+def test_tools_are_optional(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> str:
+        async with CloudClient(fake_cloud.settings(), KEY) as client:
+            return "".join([d async for d in CloudLLM(client).reply(QUESTION)])
+
+    assert run(scenario()) == fake_cloud.reply

@@ -125,3 +125,9 @@ def test_cancelling_closes_the_upload(fake_cloud: FakeCloud) -> None:
             assert record.closed_early
 
     run(scenario())
+
+
+def test_a_captive_portal_page_means_offline(fake_cloud: FakeCloud) -> None:
+    fake_cloud.fail("stt", "captive_portal")
+    error = failure(fake_cloud)
+    assert error.offline and "web page" in error.reason

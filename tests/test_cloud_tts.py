@@ -131,3 +131,9 @@ def test_cancelling_the_consumer_closes_the_stream(fake_cloud: FakeCloud) -> Non
             assert record.closed_early
 
     run(scenario())
+
+
+def test_a_captive_portal_page_means_offline(fake_cloud: FakeCloud) -> None:
+    fake_cloud.fail("tts", "captive_portal")
+    error = failure(fake_cloud)
+    assert error.offline and "web page" in error.reason

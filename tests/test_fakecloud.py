@@ -310,3 +310,11 @@ def test_tone_is_24k_int16() -> None:
     audio = tone(0.5)
     assert audio.dtype == np.int16 and audio.size == TTS_RATE // 2
     assert 15000 < np.abs(audio).max() <= 16000
+
+
+def test_captive_portal_answers_any_endpoint_with_a_page(
+        fake_cloud: FakeCloud, http: httpx2.Client) -> None:
+    fake_cloud.fail("models", "captive_portal")
+    response = http.get("/models")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")

@@ -59,8 +59,9 @@ class CloudClient:
             log.debug("prewarm failed: %s", exc)
 
     async def probe(self) -> bool:
-        """True if the service answers at all (any status below 500), e.g. for the
-        offline probe. Never raises except on cancellation."""
+        """True if the service answers at all (any status below 500, and not a captive
+        portal's web page), e.g. for the offline probe. Never raises except on
+        cancellation."""
         self.touch()
         try:
             async with asyncio.timeout(self.settings.timeouts.connect * 2):
@@ -71,7 +72,8 @@ class CloudClient:
         except (httpx2.HTTPError, TimeoutError, OSError) as exc:
             log.debug("probe failed: %s", type(exc).__name__)
             return False
-        return response.status_code < 500
+        ctype = response.headers.get("content-type", "").lower()
+        return response.status_code < 500 and not ctype.startswith("text/html")
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
@@ -116,6 +118,14 @@ def convert(
     if isinstance(exc, openai.OpenAIError | httpx2.HTTPError):
         return error(f"{_name(exc)}", partial=partial)
     raise TypeError(f"not a cloud failure: {exc!r}") from exc
+
+
+def check_intercepted(content_type: str, error: type[CloudError]) -> None:
+    """Raise when an API call was answered with a web page: a captive portal (hotel or
+    café Wi-Fi) or a proxy stands between us and the service, so it is out of reach."""
+    if content_type.lower().startswith(("text/html", "application/xhtml")):
+        raise error(f"answered by a web page ({content_type}), not the API: a captive "
+                    "portal or proxy is in the way", offline=True)
 
 
 def _status_error(exc: openai.APIStatusError, error: type[CloudError]) -> CloudError:

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.cloud.client import CloudClient, convert
+from edge_agent.cloud.client import CloudClient, check_intercepted, convert
 from edge_agent.errors import LlmCloudError
 from edge_agent.intents.tools import Toolbox
 
@@ -40,9 +40,13 @@ class CloudLLM:
     def __init__(self, client: CloudClient) -> None:
         self._client = client
 
-    async def reply(self, messages: list[dict[str, Any]], tools: Toolbox) -> AsyncIterator[str]:
-        """Text deltas of the answer. Cancelling the consumer closes the HTTP stream."""
+    async def reply(
+        self, messages: list[dict[str, Any]], tools: Toolbox | None = None,
+    ) -> AsyncIterator[str]:
+        """Text deltas of the answer. Cancelling the consumer closes the HTTP stream;
+        a consumer that stops early should wrap this in ``contextlib.aclosing``."""
         conversation = list(messages)
+        tools = tools if tools is not None else Toolbox()
         spoke = False
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             offer_tools = len(tools) > 0 and round_ < MAX_TOOL_ROUNDS
@@ -88,6 +92,7 @@ class CloudLLM:
                     **({"tools": tools.schemas()} if tools is not None else {}),
                 )
             responded = True
+            check_intercepted(stream.response.headers.get("content-type", ""), LlmCloudError)
             while True:
                 async with asyncio.timeout_at(deadline):
                     chunk = await anext(stream, None)

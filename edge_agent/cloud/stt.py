@@ -10,7 +10,7 @@ import wave
 import numpy as np
 import openai
 
-from edge_agent.cloud.client import CloudClient, convert
+from edge_agent.cloud.client import CloudClient, check_intercepted, convert
 from edge_agent.errors import SttCloudError
 
 log = logging.getLogger(__name__)
@@ -46,13 +46,14 @@ class CloudSTT:
         self._client.touch()
         try:
             async with asyncio.timeout(settings.timeouts.stt):
-                result = await self._client.api.audio.transcriptions.create(
+                raw = await self._client.api.audio.transcriptions.with_raw_response.create(
                     model=settings.stt_model,
                     file=("utterance.wav", data, "audio/wav"),
                     language=settings.language or openai.omit,
                     response_format="json",
                 )
-            text = result.text
+            check_intercepted(raw.headers.get("content-type", ""), SttCloudError)
+            text = raw.parse().text
             if not isinstance(text, str):
                 raise TypeError("no text in the transcript")
         except TimeoutError as exc:

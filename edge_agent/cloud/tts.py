@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from edge_agent.cloud.client import CloudClient, convert
+from edge_agent.cloud.client import CloudClient, check_intercepted, convert
 from edge_agent.errors import TtsCloudError
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class CloudTTS:
                             response_format="pcm",
                         ))
                 responded = True
+                check_intercepted(response.headers.get("content-type", ""), TtsCloudError)
                 _check_content_type(response.headers.get("content-type", ""))
                 chunks = response.http_response.aiter_bytes()
                 stack.push_async_callback(chunks.aclose)
