@@ -129,6 +129,7 @@ class Agent:
         self._turn_task: asyncio.Task | None = None
         self._current: _Request | None = None
         self._press_request: _Request | None = None
+        self._error_timer: asyncio.TimerHandle | None = None
         self._release_index: int | None = None
         self._muted = False
         self._unsubscribe = bus.subscribe(self._on_event)
@@ -329,7 +330,8 @@ class Agent:
                 return
             spoken = await self._answer(request.source, bounds)
             if not spoken or self.settings.turn.follow_up_seconds <= 0:
-                self._set_state(AgentState.IDLE)
+                if self._state is not AgentState.ERROR:  # it clears itself
+                    self._set_state(AgentState.IDLE)
                 return
             start, lead, push_to_talk, follow_up = self.ring.total, 0.0, False, True
 
@@ -384,8 +386,7 @@ class Agent:
         except Exception as exc:
             log.exception("turn %d failed", turn_id)
             record.error = str(exc) or type(exc).__name__
-            self.bus.emit("error", where="turn", message=record.error, turn_id=turn_id)
-            await self._show_error()
+            self.report_error("turn", record.error)
             return False
         record.transcript, record.engine = result.transcript, result.transcript_engine
         record.reply, record.reply_engine = result.reply, result.reply_engine
@@ -394,11 +395,23 @@ class Agent:
             self.last_answer = result.reply
         return bool(result.spoken)
 
-    async def _show_error(self) -> None:
+    def report_error(self, where: str, message: str) -> None:
+        """Something failed (a turn, a supervised job): the ``error`` event, and the
+        error state with its earcon for ERROR_HOLD seconds, then idle again."""
+        self.bus.emit("error", where=where, message=message)
+        if self._state is AgentState.MUTED:
+            return
+        if self._state is not AgentState.ERROR:
+            self._earcon("error")
         self._set_state(AgentState.ERROR)
-        self._earcon("error")
-        await asyncio.sleep(ERROR_HOLD)
-        self._set_state(AgentState.IDLE)
+        if self._error_timer is not None:
+            self._error_timer.cancel()
+        self._error_timer = self._loop.call_later(ERROR_HOLD, self._clear_error)
+
+    def _clear_error(self) -> None:
+        self._error_timer = None
+        if self._state is AgentState.ERROR:
+            self._set_state(AgentState.IDLE)
 
     # --- speaking outside a turn --------------------------------------------------
 

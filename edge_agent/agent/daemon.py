@@ -32,7 +32,6 @@ from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk
 from edge_agent.service.control import ControlServer
 from edge_agent.service.notify import Notifier, Watchdog, stall_check
 from edge_agent.service.reload import ReloadPlan, plan_reload
-from edge_agent.state import AgentState
 from edge_agent.wake import WakeDetector
 
 log = logging.getLogger(__name__)
@@ -252,9 +251,11 @@ class Daemon:
             await asyncio.sleep(HEARTBEAT)
 
     def _job_crashed(self, name: str, exc: BaseException) -> None:
-        self.bus.emit("error", where=name, message=str(exc) or type(exc).__name__)
-        if self.agent.state is not AgentState.MUTED:
-            self.agent._set_state(AgentState.ERROR)
+        message = f"{type(exc).__name__}: {exc}"
+        if hasattr(self, "agent"):
+            self.agent.report_error(name, message)
+        else:
+            self.bus.emit("error", where=name, message=message)
 
     def status_line(self) -> str:
         """The human line systemctl status shows."""
