@@ -85,6 +85,7 @@ def test_timer_due_while_down_rings_at_start(tmp_path: Path) -> None:
     assert [t.remaining for t in restarted.remaining()] == [0.0]
     _, rung = ring_within(path, 5)
     assert [t.label for t in rung] == ["laundry"]
+    assert rung[0].overdue >= 0.2
 
 
 def test_save_is_atomic_and_leaves_no_temp_files(tmp_path: Path) -> None:

@@ -34,6 +34,12 @@ class Timer:
     def remaining(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
+    @property
+    def overdue(self) -> float:
+        """Seconds since it was due: more than a moment when it came due while
+        the daemon was down ("your pasta timer went off 3 minutes ago")."""
+        return max(0.0, time.monotonic() - self.deadline)
+
 
 class Timers:
     """The set of running timers, persisted as JSON at ``path``.
