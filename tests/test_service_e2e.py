@@ -112,7 +112,7 @@ class ServiceRun:
         raise AssertionError(f"no {key}={value or '*'} within {timeout} s "
                              f"(exit {self.proc.poll()}); daemon log:\n{log}")
 
-    def keys(self, since: int = 0) -> list[str]:
+    def kinds(self, since: int = 0) -> list[str]:
         """The notifications received so far, as their first key, in order."""
         return [next(iter(m)) for _, m in self.messages[since:]]
 
@@ -166,7 +166,7 @@ def test_notify_sequence_reload_and_sigterm(
     ready = service.wait_for("READY", "1", timeout=START_TIMEOUT)
     ready_at = service.messages[-1][0]
     # Pings may precede READY=1 (systemd arms the watchdog only after it); nothing else.
-    assert [k for k in service.keys() if k != "WATCHDOG"] == ["READY"]
+    assert [k for k in service.kinds() if k != "WATCHDOG"] == ["READY"]
     assert ready["STATUS"] == "listening for hey jarvis, cloud disabled"
     # READY=1 only once audio flows: the microphone opened, the speaker file exists.
     opened = service.events("audio_device")
@@ -182,7 +182,7 @@ def test_notify_sequence_reload_and_sigterm(
     service.wait_for("READY", "1")
     reloading = next(m for _, m in service.messages[mark:] if "RELOADING" in m)
     assert int(reloading["MONOTONIC_USEC"]) > 0
-    notified = [k for k in service.keys(mark) if k != "WATCHDOG"]
+    notified = [k for k in service.kinds(mark) if k != "WATCHDOG"]
     assert notified == ["RELOADING", "READY"]
     assert service.wait_event("config_reloaded")["keys"] == ["turn.end_silence"]
 
@@ -191,7 +191,7 @@ def test_notify_sequence_reload_and_sigterm(
     service.write_config(base + "\n[turn\nend_silence = \n")
     service.proc.send_signal(signal.SIGHUP)
     service.wait_for("READY", "1")
-    assert [k for k in service.keys(mark) if k != "WATCHDOG"] == ["RELOADING", "READY"]
+    assert [k for k in service.kinds(mark) if k != "WATCHDOG"] == ["RELOADING", "READY"]
     rejected = service.wait_event("config_rejected")
     assert "TOML syntax error" in rejected["errors"][0]
     assert service.proc.poll() is None
@@ -201,7 +201,7 @@ def test_notify_sequence_reload_and_sigterm(
     took = service.terminate()
     print(f"SIGTERM to exit: {took:.2f} s")
     assert service.proc.returncode == 0, "\n".join(service.stderr[-30:])
-    assert service.keys()[-1] == "STOPPING"
+    assert service.kinds()[-1] == "STOPPING"
     assert took < STOP_BUDGET
     with wave.open(str(tmp_path / "out.wav"), "rb") as out:
         # The header was finished: it counts exactly the frames in the file.
@@ -273,7 +273,7 @@ def test_a_stalled_microphone_stops_the_watchdog_pings(
         end = time.monotonic() + 3 * WATCHDOG_USEC / 1e6
         while (left := end - time.monotonic()) > 0:
             service.receive(left)
-        assert "WATCHDOG" not in service.keys(mark)
+        assert "WATCHDOG" not in service.kinds(mark)
         assert service.proc.poll() is None  # alive; systemd would now restart it
         # Said once, not once per tick.
         assert sum("unhealthy:" in line for line in service.stderr) == 1
@@ -281,4 +281,4 @@ def test_a_stalled_microphone_stops_the_watchdog_pings(
         fifo.close()  # release the capture thread blocked on the pipe
     took = service.terminate()
     print(f"SIGTERM to exit after a wedged capture: {took:.2f} s")
-    assert service.keys()[-1] == "STOPPING"
+    assert service.kinds()[-1] == "STOPPING"
