@@ -40,6 +40,7 @@ def commands(stt: VoskSTT) -> VoskSTT:
     return stt.with_grammar(GRAMMAR)
 
 
+@pytest.mark.slow
 def test_grammar_at_load_time() -> None:
     stt = VoskSTT(ko_model_dir(), grammar=["서울"])
     assert stt.grammar == ["서울"]
@@ -65,6 +66,7 @@ def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
         VoskSTT(tmp_path / "nowhere")
 
 
+@pytest.mark.slow
 def test_broken_model_is_a_model_error(tmp_path: Path) -> None:
     (tmp_path / "am").mkdir()
     (tmp_path / "am" / "final.mdl").write_bytes(b"not a model")
@@ -73,22 +75,27 @@ def test_broken_model_is_a_model_error(tmp_path: Path) -> None:
 
 
 def run(coro, timeout: float = 60):
+    """``coro`` on a fresh loop, under a timeout."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+@pytest.mark.slow
 def test_transcribe_hears_a_word(stt: VoskSTT) -> None:
     assert "음악" in run(stt.transcribe(korean("음악 틀어 줘"))).split()
 
 
+@pytest.mark.slow
 def test_silence_is_empty(stt: VoskSTT) -> None:
     assert run(stt.transcribe(silence(1.0))) == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("phrase", GRAMMAR)
 def test_grammar_restricts_to_the_phrases(commands: VoskSTT, phrase: str) -> None:
     assert run(commands.transcribe(korean(phrase))) == phrase
 
 
+@pytest.mark.slow
 def test_stream_gives_growing_partials_then_the_final(stt: VoskSTT) -> None:
     audio = korean("음악 틀어 줘")
     stream = stt.stream()
@@ -107,6 +114,7 @@ def test_stream_gives_growing_partials_then_the_final(stt: VoskSTT) -> None:
         stream.feed(silence(0.1))
 
 
+@pytest.mark.slow
 def test_stream_with_grammar(commands: VoskSTT) -> None:
     stream = commands.stream()
     audio = korean("서울")
@@ -115,6 +123,7 @@ def test_stream_with_grammar(commands: VoskSTT) -> None:
     assert stream.final() == "서울"
 
 
+@pytest.mark.slow
 def test_concurrent_utterances_share_the_model(commands: VoskSTT) -> None:
     async def both() -> list[str]:
         return await asyncio.gather(
