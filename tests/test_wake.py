@@ -130,6 +130,18 @@ def test_idle_gate_does_not_change_scores(jarvis: WakeDetector) -> None:
         assert g.score == pytest.approx(p.score, abs=1e-4)
 
 
+def test_idle_gate_closes_in_a_quiet_room_and_opens_for_a_voice(jarvis: WakeDetector) -> None:
+    """While nobody speaks the models do not run at all (scores read 0.0)."""
+    jarvis.reset()
+    feed(jarvis, noise(3.0, level=20, seed=9))
+    assert jarvis.last_scores == {"hey_jarvis": 0.0}
+    ungated = WakeDetector(WakeSettings(), gate=False)
+    feed(ungated, noise(3.0, level=20, seed=9))
+    assert ungated.last_scores["hey_jarvis"] > 0.0  # the models do give a score there
+    feed(jarvis, piper("the weather tomorrow"))
+    assert jarvis.last_scores["hey_jarvis"] > 0.0
+
+
 def test_scores_match_openwakeword_model() -> None:
     """Our streaming front end computes exactly what openwakeword.Model does
     (once its randomly filled start-up window has scrolled out)."""

@@ -21,12 +21,17 @@ class VoiceActivity:
             self._vad = webrtcvad.Vad(aggressiveness)
         except Exception as exc:  # webrtcvad raises a bare Error/ValueError
             raise ModelError(f"webrtcvad rejected aggressiveness {aggressiveness!r}") from exc
+        self.aggressiveness = aggressiveness
         if rate not in (8000, 16000, 32000, 48000):
             raise ModelError(f"webrtcvad cannot run at {rate} Hz")
         if frame_ms not in (10, 20, 30):
             raise ModelError(f"webrtcvad frames are 10, 20 or 30 ms, not {frame_ms}")
         self.rate = rate
         self.frame_samples = rate * frame_ms // 1000
+
+    def reset(self) -> None:
+        """Forget the noise estimate and hangover learned from past audio."""
+        self._vad = webrtcvad.Vad(self.aggressiveness)
 
     def is_speech(self, frame: np.ndarray) -> bool:
         """One frame of exactly ``frame_samples`` int16 samples."""

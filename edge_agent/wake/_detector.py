@@ -83,6 +83,8 @@ class WakeDetector:
         self._warmup_left = int(self.settings.warmup_seconds * RATE)
         self._refractory_until: dict[str, int] = {}
         self._voice_quiet = GATE_HOLD_SAMPLES  # as if the last voice was long ago
+        if self._gate is not None:
+            self._gate.reset()
         self.last_scores = dict.fromkeys(self.model_names, 0.0)
 
     def set_playing(self, playing: bool) -> None:
