@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.config import default_config_path, load_config
-from edge_agent.errors import ConfigError
+from edge_agent.errors import AudioDeviceError, ConfigError
 from edge_agent.service import control
 
 EXIT_OK = 0
@@ -112,6 +112,22 @@ def cmd_say(args: argparse.Namespace) -> int:
     return EXIT_OK if result.get("spoken") else EXIT_FAILURE
 
 
+def cmd_devices(args: argparse.Namespace) -> int:
+    """The audio devices PortAudio sees, named as audio.input/audio.output expect."""
+    from edge_agent.audio import list_devices  # PortAudio only for this verb
+
+    try:
+        found = list_devices()
+    except AudioDeviceError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{'index':>5}  {'in':>3}  {'out':>3}  {'rate':>6}  name")
+    for d in found:
+        print(f"{d.index:>5}  {d.max_input_channels:>3}  {d.max_output_channels:>3}  "
+              f"{d.default_rate:>6}  {d.name}")
+    return EXIT_OK
+
+
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, default=None,
                         help="config file naming the control socket")
@@ -154,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         parser_ = verbs.add_parser(verb, help=what)
         _add_client_options(parser_)
         parser_.set_defaults(func=cmd_simple)
+
+    devices = verbs.add_parser("devices", help="list audio devices (index, name, channels, rate)")
+    devices.set_defaults(func=cmd_devices)
     return parser
 
 

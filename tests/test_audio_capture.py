@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import soxr
 
+from edge_agent import cli
 from edge_agent.audio import Microphone, RingBuffer, list_devices
 from edge_agent.events import Event, EventBus
 from tests.alsa import FifoFeed, asoundrc, write_raw
@@ -216,3 +217,14 @@ def test_devices_are_listed_with_their_channels(tmp_path, monkeypatch) -> None:
     assert found["listmic"].max_input_channels > 0
     assert found["listspk"].max_output_channels > 0
     assert found["listspk"].default_rate > 0
+
+
+def test_devices_verb_prints_a_table(tmp_path, monkeypatch, capsys) -> None:
+    env = asoundrc(tmp_path, playback={"tablespk": tmp_path / "y.raw"})
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["devices"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["index", "in", "out", "rate", "name"]
+    (row,) = [line.split() for line in lines[1:] if line.endswith("tablespk")]
+    assert int(row[2]) > 0 and int(row[3]) > 0
