@@ -94,6 +94,7 @@ class Rig:
     out: Path
     conversation: Conversation
     connectivity: Connectivity
+    client: CloudClient
     events: list[Event] = field(default_factory=list)
 
     def named(self, name: str) -> list[Event]:
@@ -150,7 +151,7 @@ async def make_rig(
         piper=piper_engine(), intents=LocalIntents(toolbox),
         toolbox=toolbox, conversation=conversation)
     try:
-        yield Rig(runner, cloud, player, out, conversation, connectivity, rig_events)
+        yield Rig(runner, cloud, player, out, conversation, connectivity, client, rig_events)
     finally:
         player.close()
         await client.aclose()
