@@ -31,7 +31,7 @@ from tests.test_turn import Rig, make_rig, question
 INJECTED = Latency(stt=0.300, llm_first_token=0.250, llm_tokens_per_second=40,
                    tts_first_byte=0.150)
 TRANSCRIPT = "what is the weather like today"
-# A typical spoken answer: three sentences, 36 tokens.
+# A typical spoken answer: three sentences, 32 tokens.
 REPLY = ("It is mild and dry today. Expect a high of eighteen degrees in the afternoon, "
          "with a light breeze from the west. Tomorrow brings some rain, so keep an "
          "umbrella close by.")
