@@ -130,6 +130,7 @@ class Agent:
         self._current: _Request | None = None
         self._press_request: _Request | None = None
         self._error_timer: asyncio.TimerHandle | None = None
+        self._speeches: set[asyncio.Task] = set()
         self._release_index: int | None = None
         self._muted = False
         self._unsubscribe = bus.subscribe(self._on_event)
@@ -173,9 +174,14 @@ class Agent:
         return self.connectivity.online if self.connectivity is not None else False
 
     def stop(self) -> None:
-        """Stop talking (and the conversation, unless a tool of it is asking)."""
+        """Stop talking: playback, a ringing timer's announcement, and the conversation,
+        unless it is the conversation's own "stop" tool asking (it ends by itself)."""
         self.player.stop()
-        if self._turn_task is not None and self._turn_task is not asyncio.current_task():
+        current = asyncio.current_task()
+        for task in self._speeches:
+            if task is not current:
+                task.cancel()
+        if self._turn_task is not None and self._turn_task is not current:
             self._cancel_turn()
             if self._state in (AgentState.SPEAKING, AgentState.THINKING):
                 self._set_state(AgentState.IDLE)
@@ -258,9 +264,12 @@ class Agent:
         self.bus.emit("barge_in", source=source)
 
     def _cancel_turn(self) -> None:
+        """Cancel the conversation and any announcement (say, timer) in flight."""
         self._pending = None
         if self._turn_task is not None and not self._turn_task.done():
             self._turn_task.cancel()
+        for task in self._speeches:
+            task.cancel()
 
     # --- long-lived jobs (run under the supervisor) -------------------------------
 
@@ -416,10 +425,19 @@ class Agent:
     # --- speaking outside a turn --------------------------------------------------
 
     async def say(self, text: str) -> bool:
-        """Speak a text (control socket `say`)."""
+        """Speak a text (control socket `say`, timers). Its own task, so barge-in,
+        stop and mute can cancel it like a turn; False when it was cut off."""
         if self.turns is None:
             return False
-        return await self.turns.speak(text)
+        task = asyncio.create_task(self.turns.speak(text), name="say")
+        self._speeches.add(task)
+        task.add_done_callback(self._speeches.discard)
+        try:
+            await asyncio.wait({task})
+        finally:
+            if not task.done():
+                task.cancel()
+        return False if task.cancelled() else task.result()
 
     def ring_timer(self, timer: Timer) -> None:
         """Timers call this when one is done; it speaks even offline (Piper)."""
