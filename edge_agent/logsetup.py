@@ -17,7 +17,10 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edge_agent.events import Event, EventBus
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s%(context)s"
 # The journal stamps time, host and pid itself; a priority travels as a field.
@@ -32,6 +35,8 @@ CHATTY_LOGGERS = ("httpx2", "httpcore2", "openai")
 _FIELD_NAME = re.compile(r"^[A-Z0-9][A-Z0-9_]*$")
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
     "edge_agent_log_context", default={})  # noqa: B039 (never mutated, only replaced)
+# Fields of the whole process (the agent's STATE), under any log_context's fields.
+_process_fields: dict[str, str] = {}
 
 JournalSender = Callable[..., Any]
 
@@ -81,13 +86,30 @@ def current_context() -> dict[str, str]:
     return dict(_context.get())
 
 
+def follow_state(bus: EventBus) -> Callable[[], None]:
+    """Stamp every record with the agent's current STATE (from "state" events), so
+    ``journalctl -u edge-agent STATE=thinking`` works; returns the unsubscribe."""
+
+    def on_event(event: Event) -> None:
+        if event.name == "state":
+            _process_fields["STATE"] = str(event.fields["state"])
+
+    unsubscribe = bus.subscribe(on_event)
+
+    def stop() -> None:
+        unsubscribe()
+        _process_fields.pop("STATE", None)
+
+    return stop
+
+
 class ContextFilter(logging.Filter):
     """Puts the context's fields on each record: as attributes, which
     JournalHandler sends as journal fields, and as " [TURN_ID=12 STAGE=stt]" text
     for the plain formats."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        fields = _context.get()
+        fields = {**_process_fields, **_context.get()}
         for key, value in fields.items():
             setattr(record, key, value)
         record.context = (

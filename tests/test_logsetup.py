@@ -14,7 +14,14 @@ from typing import Any
 
 import pytest
 
-from edge_agent.logsetup import current_context, log_context, setup_logging, under_systemd
+from edge_agent.events import EventBus
+from edge_agent.logsetup import (
+    current_context,
+    follow_state,
+    log_context,
+    setup_logging,
+    under_systemd,
+)
 
 log = logging.getLogger("edge_agent.test")
 
@@ -154,3 +161,23 @@ def test_under_systemd_only_when_stderr_is_the_journal_stream(
         monkeypatch.setenv("INVOCATION_ID", "x")
         monkeypatch.setenv("JOURNAL_STREAM", "garbage")
         assert not under_systemd()
+
+
+def test_every_record_carries_the_agent_state() -> None:
+    journal = Journal()
+    setup_logging("info", journal=True, journal_sender=journal)
+    bus = EventBus()
+    stop = follow_state(bus)
+    try:
+        log.info("before any state")
+        bus.emit("state", state="thinking")
+        with log_context(TURN_ID=4):
+            log.info("asking the model")
+        bus.emit("state", state="idle")
+        log.info("done")
+    finally:
+        stop()
+    log.info("after")
+    states = [journal.fields(e).get("STATE") for e in journal.entries]
+    assert states == [None, "thinking", "idle", None]
+    assert journal.fields(journal.entries[1])["TURN_ID"] == "4"
