@@ -72,6 +72,11 @@ CASES = [
     ("你好。今天天气很好。", ["你好。", "今天天气很好。"]),
     ("No terminator at all", ["No terminator at all"]),
     ("Trailing space. ", ["Trailing space."]),
+    ("The answer is no. Sorry about that.", ["The answer is no.", "Sorry about that."]),
+    ("See No. 5 on the list. Done.", ["See No. 5 on the list.", "Done."]),
+    ("It takes 5 min. Then rest.", ["It takes 5 min.", "Then rest."]),
+    ("**Note.** Then go.", ["Note.", "Then go."]),
+    ("It opens on Jan. 5 at noon. Be there.", ["It opens on Jan. 5 at noon.", "Be there."]),
     ("", []),
     ("🎉", []),
 ]

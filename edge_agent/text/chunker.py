@@ -16,18 +16,20 @@ from edge_agent.text.speech import clean_for_speech, speakable
 # Abbreviations that are followed by more of the same sentence.
 _NEVER_END = frozenset({
     "dr", "mr", "mrs", "ms", "prof", "sr", "jr", "st", "mt", "ft", "vs", "cf", "approx",
-    "e.g", "i.e", "fig", "no", "nos", "vol", "ca", "gen", "gov", "sen", "rep", "capt",
-    "lt", "col", "sgt", "rev", "hon", "dept", "est", "min", "max",
+    "e.g", "i.e", "ca", "gen", "gov", "sen", "rep", "capt", "lt", "col", "sgt", "rev", "hon",
+    "dept",
 })
 # Abbreviations that may also end a sentence: an end only before a capital letter.
-_MAYBE_END = frozenset({"etc", "inc", "ltd", "co", "corp", "am", "pm", "a.m", "p.m",
+_MAYBE_END = frozenset({"etc", "inc", "ltd", "co", "corp", "am", "pm", "a.m", "p.m", "min",
                         "u.s", "u.k", "u.n", "e.u", "jan", "feb", "mar", "apr", "jun", "jul",
                         "aug", "sep", "sept", "oct", "nov", "dec", "mon", "tue", "wed", "thu",
                         "fri", "sat", "sun"})
+# Abbreviations before a number ("No. 5", "Fig. 2"); otherwise ordinary words ("no.").
+_BEFORE_NUMBER = frozenset({"no", "nos", "fig", "vol", "p", "pp", "ch", "sec", "art"})
 _DOTTED = re.compile(r"(?:[A-Za-z]\.)+[A-Za-z]")  # U.S, e.g, a.m, i.e
 
 _END = re.compile(
-    r"(?P<end>[.!?…]+[\"'”’»)\]]*)(?P<space>\s+)(?P<next>\S)"  # ". Next" (needs the next char)
+    r"(?P<end>[.!?…]+[\"'”’»)\]*_`]*)(?P<space>\s+)(?P<next>\S)"  # ". Next" (needs the next)
     r"|(?P<cjk>[。！？]+)"                                        # CJK ends need no space
     r"|(?P<line>\n)"                                              # a new line or list item
 )
@@ -131,10 +133,12 @@ def _ends_sentence(text: str, at: int, end: str, following: str) -> bool:
     upper_next = following.isupper() or following in "\"'“‘«("
     if following.islower():
         return False  # "approx. five", "e.g. apples", "the U.S. economy"
+    if key in _BEFORE_NUMBER:
+        return not following.isdigit()  # "No. 5" goes on; "The answer is no." ends
     if key in _NEVER_END or (len(word) == 1 and word.isalpha()):
         return False  # "Dr. Smith", an initial: "J. K. Rowling"
     if key in _MAYBE_END or _DOTTED.fullmatch(word):
-        return upper_next and key not in ("e.g", "i.e")
+        return upper_next
     # A list number opening the sentence ("1. Drink water.") is no sentence of its own.
     return not (word.isdigit() and len(word) <= 3
                 and not before[: len(before) - len(word)].strip())
