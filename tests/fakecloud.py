@@ -60,7 +60,7 @@ FAULTS = (
     "truncate",        # part of the body, then a clean end (llm: no finish_reason, no [DONE])
     "malformed_sse",   # llm: an event whose data is not JSON at all
     "malformed_json",  # llm: a truncated JSON chunk; stt: a truncated JSON body
-    "wrong_format",    # tts: variant="wav" (RIFF header) or "mp3" (audio/mpeg)
+    "wrong_format",    # tts: variant="wav" (RIFF), "mp3" (audio/mpeg), "mislabelled" (pcm as mpeg)
     "captive_portal",  # 200 text/html login page, as hotel or café Wi-Fi answers everything
 )
 _PATHS = {
@@ -586,11 +586,12 @@ class _Handler(BaseHTTPRequestHandler):
             finish = "tool_calls"
         gap = 1.0 / self.fake.latency.llm_tokens_per_second if (
             self.fake.latency.llm_tokens_per_second > 0) else 0.0
+        start = time.monotonic()
         for n, piece in enumerate(pieces):
             if fault is not None and n == fault.after and self._llm_fault(fault):
                 return
-            if n:
-                self._wait(gap)
+            # Token n is due at start + n * gap: writing never makes the rate drift.
+            self._wait(start + n * gap - time.monotonic())
             self._chunk(piece)
         if fault is not None and fault.after >= len(pieces) and self._llm_fault(fault):
             return
@@ -630,6 +631,7 @@ class _Handler(BaseHTTPRequestHandler):
         data = audio.tobytes()
         # Odd chunk boundaries on purpose: real servers do not respect sample alignment.
         chunks = [data[i:i + step + 1] for i in range(0, len(data), step + 1)]
+        start, sent = time.monotonic(), 0
         for n, chunk in enumerate(chunks):
             if fault is not None and n == fault.after:
                 if fault.kind == "truncate":
@@ -639,11 +641,14 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault.kind in ("stall_mid", "reset_mid"):
                     self._reset()
             self._chunk(chunk)
-            self._wait(self.fake.latency.tts_rtf * (len(chunk) / 2 / TTS_RATE))
+            sent += len(chunk)
+            self._wait(start + self.fake.latency.tts_rtf * sent / 2 / TTS_RATE - time.monotonic())
         self._end_chunks()
 
     def _wrong_format(self, fault: Fault, audio: np.ndarray, record: Request) -> None:
-        if fault.variant == "mp3":
+        if fault.variant == "mislabelled":  # right bytes, wrong label
+            data, ctype = audio.tobytes(), "audio/mpeg"
+        elif fault.variant == "mp3":
             data, ctype = b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x00" * 256, (
                 "audio/mpeg")
         else:

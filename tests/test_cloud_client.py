@@ -134,3 +134,14 @@ def test_retry_after(headers: dict[str, str], expected: float | None) -> None:
 def test_retry_after_as_an_http_date() -> None:
     when = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 <= retry_after(_response(**{"retry-after": when})) <= 31
+
+
+def test_prewarm_can_skip_a_recently_used_connection(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> None:
+        async with CloudClient(fake_cloud.settings(), KEY) as client:
+            await client.prewarm(if_idle_for=60)  # never used: goes out
+            await client.prewarm(if_idle_for=60)  # just used: skipped
+            await client.prewarm()                # unconditional
+
+    run(scenario())
+    assert [r.stage for r in fake_cloud.requests] == ["models", "models"]

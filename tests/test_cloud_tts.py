@@ -58,7 +58,8 @@ def test_audio_arrives_before_synthesis_ends(fake_cloud: FakeCloud) -> None:
     assert run(scenario())
 
 
-@pytest.mark.parametrize(("variant", "kind"), [("wav", "audio/wav"), ("mp3", "audio/mpeg")])
+@pytest.mark.parametrize(("variant", "kind"), [("wav", "audio/wav"), ("mp3", "audio/mpeg"),
+                                               ("mislabelled", "audio/mpeg")])
 def test_a_wrong_audio_format_is_refused(fake_cloud: FakeCloud, variant: str, kind: str) -> None:
     fake_cloud.fail("tts", "wrong_format", variant=variant)
     error = failure(fake_cloud)

@@ -51,8 +51,15 @@ class CloudClient:
         self.last_used = 0.0
         """Monotonic time of the last request (prewarm after long idle)."""
 
-    async def prewarm(self) -> None:
-        """Open a connection ahead of need (at start and after idle). Never raises."""
+    async def prewarm(self, *, if_idle_for: float = 0.0) -> None:
+        """Open a connection ahead of need (at start, and after idle: e.g. on the wake
+        word, while the user is still speaking). Never raises.
+
+        ``if_idle_for``: skip it when a request went out more recently than this, as
+        the connection is then still open (servers keep idle ones for a minute or more).
+        """
+        if self.last_used and time.monotonic() - self.last_used < if_idle_for:
+            return
         try:
             await self.probe()
         except Exception as exc:  # a failed prewarm only means the first turn pays setup
