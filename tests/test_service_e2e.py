@@ -282,3 +282,19 @@ def test_a_stalled_microphone_stops_the_watchdog_pings(
     took = service.terminate()
     print(f"SIGTERM to exit after a wedged capture: {took:.2f} s")
     assert service.kinds()[-1] == "STOPPING"
+
+
+@pytest.mark.xfail(strict=False, reason=(
+    "edge_agent/agent/daemon.py installs its SIGHUP/SIGTERM handlers after READY=1, so a "
+    "reload systemd queued during start-up (sent the moment READY=1 arrives) kills it"))
+def test_a_reload_right_after_ready_is_survived(
+    tmp_path: Path, service_runs: list[ServiceRun]
+) -> None:
+    write_wav(tmp_path / "in.wav", silence(1.0))
+    service = ServiceRun(tmp_path, config_text(tmp_path, f"{tmp_path}/in.wav"))
+    service_runs.append(service)
+    service.wait_for("READY", "1", timeout=START_TIMEOUT)
+    service.proc.send_signal(signal.SIGHUP)  # what `systemctl reload` during start does
+    service.wait_for("RELOADING", "1", timeout=30)
+    service.wait_for("READY", "1", timeout=30)
+    assert service.proc.poll() is None
