@@ -13,6 +13,8 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+from piper import AudioChunk, PiperVoice
+
 from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
 
@@ -37,8 +39,6 @@ class PiperTTS:
     name = "piper"
 
     def __init__(self, voice: Path | str) -> None:
-        from piper import PiperVoice
-
         self.voice_path = Path(voice)
         if not self.voice_path.is_file():
             raise ModelError(f"Piper voice {self.voice_path} does not exist")
@@ -52,7 +52,7 @@ class PiperTTS:
         self._lock = threading.Lock()
         log.info("Piper voice loaded from %s (%d Hz)", self.voice_path, self.sample_rate)
 
-    def _next(self, sentences: Iterator):  # -> piper AudioChunk | None
+    def _next(self, sentences: Iterator[AudioChunk]) -> AudioChunk | None:
         with self._lock:
             return next(sentences, None)
 

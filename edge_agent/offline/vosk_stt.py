@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import vosk
 
 from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
@@ -61,8 +62,6 @@ class VoskSTT:
     name = "vosk"
 
     def __init__(self, model_dir: Path | str, *, grammar: list[str] | None = None) -> None:
-        import vosk
-
         # Kaldi logs every model component at level 0; our own log says what matters.
         vosk.SetLogLevel(-1)
         self.model_dir = Path(model_dir)
@@ -73,7 +72,6 @@ class VoskSTT:
             self._model = vosk.Model(str(self.model_dir))
         except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
             raise ModelError(f"cannot load Vosk model {self.model_dir}: {exc}") from exc
-        self._vosk = vosk
         self.grammar = list(grammar) if grammar else None
         log.info("Vosk model loaded from %s%s", self.model_dir,
                  f" (grammar of {len(self.grammar)} phrases)" if self.grammar else "")
@@ -84,12 +82,12 @@ class VoskSTT:
         twin.grammar = list(grammar) if grammar else None
         return twin
 
-    def _recognizer(self):  # vosk.KaldiRecognizer
+    def _recognizer(self) -> vosk.KaldiRecognizer:
         if self.grammar is None:
-            return self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
+            return vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
         # ensure_ascii=False: Vosk looks words up by their UTF-8 spelling, not \u escapes.
         grammar = json.dumps(self.grammar, ensure_ascii=False)
-        return self._vosk.KaldiRecognizer(self._model, SAMPLE_RATE, grammar)
+        return vosk.KaldiRecognizer(self._model, SAMPLE_RATE, grammar)
 
     def transcribe_blocking(self, audio: np.ndarray) -> str:
         """The whole utterance at once (16 kHz mono int16). CPU-bound."""
@@ -110,7 +108,7 @@ class VoskStream:
     """Live recognition of one utterance. ``feed`` is CPU-bound: call it from a
     worker thread, and from one thread at a time."""
 
-    def __init__(self, recognizer, *, keep_unknown: bool = False) -> None:
+    def __init__(self, recognizer: vosk.KaldiRecognizer, *, keep_unknown: bool = False) -> None:
         self._recognizer = recognizer
         self._keep_unknown = keep_unknown
         self._segments: list[str] = []  # finished segments (Vosk endpoints inside the turn)
