@@ -138,3 +138,8 @@ def test_a_captive_portal_page_means_offline(fake_cloud: FakeCloud) -> None:
     fake_cloud.fail("tts", "captive_portal")
     error = failure(fake_cloud)
     assert error.offline and "web page" in error.reason
+
+
+def test_nothing_to_say_sends_nothing(fake_cloud: FakeCloud) -> None:
+    assert run(chunks(fake_cloud, "  ")) == []
+    assert fake_cloud.requests_for("tts") == []

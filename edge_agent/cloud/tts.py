@@ -31,6 +31,8 @@ class CloudTTS:
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """PCM chunks of whole samples. Cancelling the consumer closes the stream."""
+        if not text.strip():
+            return
         settings = self._client.settings
         loop = asyncio.get_running_loop()
         # tts_first_byte bounds the wait for the first audio and, as no separate
