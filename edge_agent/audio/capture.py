@@ -180,7 +180,7 @@ class Microphone:
         try:
             while True:
                 try:
-                    source = await asyncio.to_thread(self._open)
+                    source = await self._open_in_thread()
                 except AudioDeviceError as exc:
                     self._set_health(False, str(exc))
                     log.info("input %r: retrying in %.1f s", self.spec, delay)
@@ -206,6 +206,16 @@ class Microphone:
         finally:
             unsubscribe()
             self.healthy = False
+
+    async def _open_in_thread(self) -> Source:
+        """Open off the loop (PortAudio enumerates devices, which takes a while); a
+        source that finishes opening after we were cancelled is closed, not leaked."""
+        opening = asyncio.ensure_future(asyncio.to_thread(self._open))
+        try:
+            return await asyncio.shield(opening)
+        except asyncio.CancelledError:
+            opening.add_done_callback(_close_late_source)
+            raise
 
     async def _watch(self, source: Source) -> None:
         while True:
@@ -240,3 +250,9 @@ class Microphone:
 
     def _overrun(self, reader: str, skipped: int) -> None:
         self.bus.emit("audio_overrun", reader=reader, samples=skipped)
+
+
+def _close_late_source(opening: asyncio.Future) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        threading.Thread(target=opening.result().close, name="close-input",
+                         daemon=True).start()
