@@ -7,8 +7,11 @@ in, JSON out), ``POST /v1/chat/completions`` (``stream=True``: real SSE
 is "synthesized") and ``GET /v1/models``.
 
 Behaviour is scripted (transcripts, replies, tool calls, audio), slowed down on
-purpose (``Latency``) and broken on purpose (``fail``). Every request is
-recorded (``requests``), including whether the client closed a stream early.
+purpose (``Latency``) and broken on purpose (``fail(stage, kind)``, see
+``FAULTS``; a refused connection is ``with cloud.offline():`` or ``stop()``).
+Every request is recorded (``requests``, ``requests_for(stage)``): headers,
+body, uploaded audio, when it arrived and was answered, and whether the client
+closed the stream early (``Request.wait()`` blocks until the exchange is over).
 
     with FakeCloud(reply="It is sunny.") as cloud:
         settings = cloud.settings()          # CloudSettings pointing here
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import email.parser
 import email.policy
 import io
@@ -662,13 +664,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._head(200, ctype, record)
         self._chunk(data)
         self._end_chunks()
-
-
-def as_dict(request: Request) -> dict[str, Any]:
-    """A request as plain data (for printing from benchmarks and failed tests)."""
-    skip = {"body", "audio", "done"}
-    return {f.name: getattr(request, f.name) for f in dataclasses.fields(request)
-            if f.name not in skip}
 
 
 def run(coro: Any, timeout: float = 30.0) -> Any:
