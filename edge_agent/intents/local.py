@@ -46,6 +46,14 @@ def _timer_arguments(m: re.Match[str]) -> dict[str, Any] | None:
     return {"seconds": seconds, "label": label}
 
 
+def _volume_arguments(m: re.Match[str]) -> dict[str, Any]:
+    level = int(m["level"])
+    # "volume 5" means the 0-10 scale people know from other speakers; "volume 5
+    # percent" and "volume 30" mean percent.
+    percent = level * 10 if level <= 10 and not m["percent"] else level
+    return {"percent": min(100, percent)}
+
+
 def _label(m: re.Match[str]) -> dict[str, Any]:
     label = (m.groupdict().get("label") or "").strip()
     return {"label": "" if label in ("my", "the", "all", "all the", "all my") else label}
@@ -71,7 +79,7 @@ INTENTS: tuple[_Intent, ...] = (
        rf"(?: (?:called|named|labeled|for) {_NAME})?",
        rf"(?:{_SET} )?{_ARTICLE}{_D} (?:{_LABEL} )?timer(?: (?:called|named|for) {_NAME})?",
        rf"(?:remind me|wake me(?: up)?|alert me|ring) in {_D}",
-       rf"timer {_D}",
+       rf"(?:{_SET} )?{_ARTICLE}timer {_D}",
        arguments=_timer_arguments),
     _i("cancel_timer",
        rf"(?:cancel|stop|delete|remove|clear|turn off|kill) {_TIMER_LABEL}",
@@ -79,23 +87,27 @@ INTENTS: tuple[_Intent, ...] = (
     _i("timer_status",
        rf"how (?:much (?:time|longer)|long) (?:is |'s )?(?:left|remaining)"
        rf"(?: on {_TIMER_LABEL})?",
+       r"how much longer",
        rf"how long until {_TIMER_LABEL} (?:rings|goes off|is done)",
        rf"(?:how's|how is|check|status of) {_TIMER_LABEL}",
        rf"{_TIMER_LABEL} status", r"time (?:left|remaining)",
        r"what timers (?:do i have|are (?:running|set|there))", r"(?:any|list) timers",
        arguments=_label),
     _i("set_volume",
-       r"(?:set |change |turn |put )?(?:the )?volume (?:to |at )?(?P<percent>\d+)(?: percent)?",
-       arguments=lambda m: {"percent": min(100, int(m["percent"]))}),
+       r"(?:set |change |turn |put )?(?:the )?volume (?:to |at )?(?P<level>\d+)"
+       r"(?P<percent> percent)?",
+       arguments=_volume_arguments),
     _i("set_volume", r"(?:set |turn )?(?:the )?volume (?:to )?(?:max|maximum|full)",
        r"(?:max|maximum) volume", arguments=lambda m: {"percent": 100}),
     _i("change_volume",
-       r"(?:turn (?:it |the volume |the sound )?up|(?:the )?volume up|louder|speak up|"
-       r"(?:increase|raise) (?:the )?volume|(?:a bit |a little )?louder)",
+       r"turn (?:it |the volume |the sound )?up(?: the (?:volume|sound))?", r"(?:the )?volume up",
+       r"speak up", r"(?:increase|raise) (?:the )?volume",
+       r"(?:make it |speak |talk )?(?:a bit |a little )?louder",
        arguments=lambda m: {"direction": "up"}),
     _i("change_volume",
-       r"(?:turn (?:it |the volume |the sound )?down|(?:the )?volume down|(?:a bit |a little )?"
-       r"(?:quieter|softer)|(?:decrease|lower|reduce) (?:the )?volume)",
+       r"turn (?:it |the volume |the sound )?down(?: the (?:volume|sound))?",
+       r"(?:the )?volume down", r"(?:decrease|lower|reduce) (?:the )?volume",
+       r"(?:make it |speak |talk )?(?:a bit |a little )?(?:quieter|softer)",
        arguments=lambda m: {"direction": "down"}),
     _i("get_time", r"what time is it", r"what's the time", r"what is the time",
        r"(?:the |current )?time", r"(?:what's |what is )?the current time",
