@@ -162,7 +162,7 @@ def test_the_first_sentence_is_cut_early_at_a_clause() -> None:
             break
     assert early == ["The weather in Paris today is mostly sunny with a few clouds in the "
                      "afternoon"]
-    assert chunker.pending.startswith("and a high")
+    assert chunker.pending == "and"
 
 
 def test_only_the_first_sentence_is_cut_early() -> None:

@@ -78,7 +78,7 @@ class SentenceChunker:
         while True:
             cut = self._boundary()
             if cut is None:
-                cut = self._long_cut(final=final)
+                cut = self._long_cut()
             if cut is None:
                 if final and self._buffer.strip():
                     cut = len(self._buffer)
@@ -104,16 +104,14 @@ class SentenceChunker:
                 return m.start("space")
         return None
 
-    def _long_cut(self, *, final: bool) -> int | None:
+    def _long_cut(self) -> int | None:
         """A cut for a sentence too long to wait for its end."""
         text = self._buffer
         limit = self.max_chars if self._sent_any else min(self.first_chars, self.max_chars)
         if len(text.strip()) <= limit:
             return None
         window = text[: self.max_chars]
-        clauses = [m.end() for m in _CLAUSE.finditer(window)
-                   if m.end() >= self.min_clause_chars
-                   and len(text) - m.end() >= (0 if final else self.min_clause_chars // 2)]
+        clauses = [m.end() for m in _CLAUSE.finditer(window) if m.end() >= self.min_clause_chars]
         if clauses:
             return clauses[-1]
         if len(text.strip()) <= self.max_chars:
