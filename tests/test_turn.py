@@ -95,6 +95,9 @@ class Rig:
     conversation: Conversation
     connectivity: Connectivity
     client: CloudClient
+    opened_at: float
+    """When the output opened: sample i of the output WAV reached the "device" at
+    about opened_at + (i // 320 + 1) * 0.02 (its clock ticks every 20 ms)."""
     events: list[Event] = field(default_factory=list)
 
     def named(self, name: str) -> list[Event]:
@@ -140,6 +143,7 @@ async def make_rig(
     clients = {stage: dead if stage == refused else client for stage in ("stt", "llm", "tts")}
     player = Player(settings.audio.output, bus, volume=1.0)
     player.open()
+    opened_at = time.monotonic()
     timers = Timers(tmp_path / "timers.json", on_ring=lambda timer: None)
     toolbox = device_tools(Speaker(), timers)
     connectivity = Connectivity(settings, bus, client.probe)
@@ -151,7 +155,8 @@ async def make_rig(
         piper=piper_engine(), intents=LocalIntents(toolbox),
         toolbox=toolbox, conversation=conversation)
     try:
-        yield Rig(runner, cloud, player, out, conversation, connectivity, client, rig_events)
+        yield Rig(runner, cloud, player, out, conversation, connectivity, client, opened_at,
+                  rig_events)
     finally:
         player.close()
         await client.aclose()
