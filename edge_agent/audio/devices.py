@@ -7,6 +7,9 @@ a fresh ``PyAudio`` instance: a USB microphone plugged back in is then found.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Literal
@@ -38,8 +41,51 @@ class StreamFormat:
     channels: int
 
 
+# C callbacks for the native libraries' own messages; kept referenced for the
+# life of the process because the libraries hold the pointers.
+_ALSA_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                                 ctypes.c_int, ctypes.c_char_p)
+_JACK_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+
+
+def _alsa_message(file: bytes, line: int, function: bytes, err: int, fmt: bytes) -> None:
+    # Variadic in C: only the fixed arguments are read, so the text is the format.
+    log.debug("ALSA %s:%d %s: %s", file.decode(errors="replace"), line,
+              function.decode(errors="replace"), fmt.decode(errors="replace"))
+
+
+def _jack_message(message: bytes) -> None:
+    log.debug("JACK: %s", message.decode(errors="replace"))
+
+
+_alsa_handler = _ALSA_HANDLER(_alsa_message)
+_jack_handler = _JACK_HANDLER(_jack_message)
+
+
+@functools.cache
+def _quiet_native_libraries() -> None:
+    """PortAudio probes every ALSA PCM and the JACK server at each start; the
+    libraries print dozens of harmless lines to stderr ("Unknown PCM
+    cards.pcm.rear", "jack server is not running"), which would flood the journal
+    at every reconnection attempt. Send them to the debug log instead."""
+    for name, setters, handler in (
+        ("asound", ("snd_lib_error_set_handler",), _alsa_handler),
+        ("jack", ("jack_set_error_function", "jack_set_info_function"), _jack_handler),
+    ):
+        path = ctypes.util.find_library(name)
+        if path is None:
+            continue
+        try:
+            library = ctypes.CDLL(path)
+            for setter in setters:
+                getattr(library, setter)(handler)
+        except (OSError, AttributeError) as exc:
+            log.debug("cannot redirect %s messages: %s", name, exc)
+
+
 def open_portaudio() -> pyaudio.PyAudio:
     """A fresh PortAudio session (re-enumerates devices); terminate() it when done."""
+    _quiet_native_libraries()
     try:
         return pyaudio.PyAudio()
     except Exception as exc:  # PortAudio raises OSError, or a bare Exception
