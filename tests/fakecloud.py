@@ -265,7 +265,7 @@ class FakeCloud:
         timeouts = overrides.pop("timeouts", {})
         if isinstance(timeouts, dict):
             timeouts = CloudTimeouts(**timeouts)
-        return CloudSettings(base_url=self.base_url, timeouts=timeouts, **overrides)
+        return CloudSettings(**({"base_url": self.base_url} | overrides), timeouts=timeouts)
 
     # --- scripting ------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ decimals, abbreviations, list numbers or times; long sentences cut at clauses.""
 
 from __future__ import annotations
 
+import random
 import re
 
 import pytest
@@ -187,3 +188,27 @@ def test_flush_starts_a_new_reply() -> None:
 
 def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text)
+
+
+PROSE = [
+    "Dr. Smith arrived at 10:30 a.m. with 3.5 kilos of apples, e.g. Gala and Fuji. "
+    "She paid $4.20. Was it enough? Yes! The U.S. market, however, is larger.",
+    LONG + ". " + LONG + "!",
+    "First, mix the flour; then add water. Bake for 20 min. Done.",
+]
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_no_word_is_lost_however_the_stream_is_cut(seed: int) -> None:
+    rng = random.Random(seed)
+    for text in PROSE:
+        chunker = SentenceChunker(first_chars=rng.choice([40, 80, 200]))
+        out: list[str] = []
+        at = 0
+        while at < len(text):
+            step = rng.randint(1, 12)
+            out += chunker.feed(text[at:at + step])
+            at += step
+        out += chunker.flush()
+        assert _words(" ".join(out)) == _words(text)
+        assert all(len(s) <= chunker.max_chars for s in out)

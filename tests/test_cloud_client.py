@@ -145,3 +145,16 @@ def test_prewarm_can_skip_a_recently_used_connection(fake_cloud: FakeCloud) -> N
 
     run(scenario())
     assert [r.stage for r in fake_cloud.requests] == ["models", "models"]
+
+
+def test_a_tls_failure_is_offline(fake_cloud: FakeCloud) -> None:
+    # https:// to a plain-HTTP port: the handshake fails as with a broken TLS proxy.
+    settings = fake_cloud.settings(base_url=fake_cloud.base_url.replace("http:", "https:"))
+
+    async def scenario() -> None:
+        async with CloudClient(settings, KEY) as client:
+            await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+
+    with pytest.raises(CloudError) as caught:
+        run(scenario())
+    assert caught.value.offline and "reach" in caught.value.reason

@@ -289,3 +289,17 @@ def test_tools_are_optional(fake_cloud: FakeCloud) -> None:
             return "".join([d async for d in CloudLLM(client).reply(QUESTION)])
 
     assert run(scenario()) == fake_cloud.reply
+
+
+def test_the_first_delta_arrives_while_the_model_still_writes(fake_cloud: FakeCloud) -> None:
+    fake_cloud.latency = Latency(llm_tokens_per_second=20)
+    fake_cloud.reply = "one two three four five six seven eight nine ten"
+
+    async def scenario() -> bool:
+        async with (CloudClient(fake_cloud.settings(timeouts=FAST), KEY) as client,
+                    contextlib.aclosing(CloudLLM(client).reply(QUESTION)) as deltas):
+            async for _ in deltas:
+                return not fake_cloud.requests_for("llm")[0].done.is_set()
+        return False
+
+    assert run(scenario())
