@@ -9,7 +9,13 @@ import pytest
 
 from edge_agent.config import BUILTIN_WAKE_MODELS, WakeSettings
 from edge_agent.errors import ModelError
-from edge_agent.wake import WakeDetection, WakeDetector, bundled_models_dir, strip_wake_phrase
+from edge_agent.wake import (
+    DEFAULT_LAG,
+    WakeDetection,
+    WakeDetector,
+    bundled_models_dir,
+    strip_wake_phrase,
+)
 from tests.speech import espeak, mix_snr, noise, piper, silence
 
 RATE = 16000
@@ -222,6 +228,51 @@ def test_custom_model_path(tmp_path) -> None:
     assert [d.model for d in found] == ["my_word_v2"]
 
 
+def _protobuf_field(number: int, value: int | str | bytes) -> bytes:
+    def varint(n: int) -> bytes:
+        out = bytearray()
+        while True:
+            low, n = n & 0x7F, n >> 7
+            out.append(low | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+
+    if isinstance(value, int):
+        return varint(number << 3) + varint(value)
+    data = value.encode() if isinstance(value, str) else value
+    return varint(number << 3 | 2) + varint(len(data)) + data
+
+
+def tiny_onnx_classifier(windows: int = 16) -> bytes:
+    """An ONNX model with a classifier's shape, [1, windows, 96] -> [1, 1, 1]:
+    sigmoid(mean(embeddings)). Written as raw protobuf (field numbers from
+    onnx.proto) because the onnx package is not a dependency."""
+    f = _protobuf_field
+
+    def tensor(name: str, dims: list[int]) -> bytes:
+        shape = b"".join(f(1, f(1, d)) for d in dims)
+        return f(1, name) + f(2, f(1, f(1, 1) + f(2, shape)))  # elem_type 1: float
+
+    axes = f(1, "axes") + f(8, 1) + f(8, 2) + f(20, 7)  # type 7: INTS
+    mean = f(1, "x") + f(2, "m") + f(4, "ReduceMean") + f(5, axes)
+    sigmoid = f(1, "m") + f(2, "y") + f(4, "Sigmoid")
+    graph = (f(1, mean) + f(1, sigmoid) + f(2, "g")
+             + f(11, tensor("x", [1, windows, 96])) + f(12, tensor("y", [1, 1, 1])))
+    return f(1, 8) + f(8, f(1, "") + f(2, 13)) + f(7, graph)  # IR 8, opset 13
+
+
+def test_custom_onnx_model(tmp_path) -> None:
+    path = tmp_path / "tiny.onnx"
+    path.write_bytes(tiny_onnx_classifier(windows=12))
+    detector = WakeDetector(WakeSettings(models=[str(path)], threshold=0.0,
+                                         warmup_seconds=0.5), gate=False)
+    assert detector.model_names == ["tiny"]
+    found = feed(detector, piper("hello there"))
+    assert 0.0 < detector.last_scores["tiny"] < 1.0
+    assert found and found[0].model == "tiny"
+    assert found[0].end_index >= 0.5 * RATE - DEFAULT_LAG * RATE
+
+
 def test_bad_models_raise_model_error(tmp_path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
         WakeDetector(WakeSettings(models=[str(tmp_path / "gone.tflite")]))
@@ -233,6 +284,10 @@ def test_bad_models_raise_model_error(tmp_path) -> None:
     shutil.copy(bundled_models_dir() / "embedding_model.tflite", features)
     with pytest.raises(ModelError, match="not an openWakeWord classifier"):
         WakeDetector(WakeSettings(models=[str(features)]))
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"\x08\x08garbage")
+    with pytest.raises(ModelError, match=r"broken\.onnx"):
+        WakeDetector(WakeSettings(models=[str(broken)]))
     with pytest.raises(ModelError, match="neither a bundled wake word"):
         WakeDetector(WakeSettings(models=["hey_siri"]))
 
