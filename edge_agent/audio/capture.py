@@ -43,6 +43,8 @@ class PortAudioSource:
 
     def __init__(self, spec: str, sink: Sink, *, rate: int | None, channels: int | None) -> None:
         self.failed: str | None = None
+        self.overflows = 0
+        """Periods in which the device dropped input (we were late to read it)."""
         self._sink = sink
         self._pa = open_portaudio()
         try:
@@ -68,6 +70,8 @@ class PortAudioSource:
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: dict,
                   status: int) -> tuple[None, int]:
         # The PortAudio thread: convert and copy into the ring, nothing else.
+        if status & pyaudio.paInputOverflow:
+            self.overflows += 1
         try:
             if in_data:
                 self._sink(self._convert(in_data))
@@ -95,6 +99,8 @@ class PortAudioSource:
 class WavSource:
     """A .wav file played into the ring in real time (20 ms blocks), then silence
     forever, like a microphone in a quiet room."""
+
+    overflows = 0
 
     def __init__(self, path: str, sink: Sink) -> None:
         self.failed: str | None = None
@@ -218,8 +224,14 @@ class Microphone:
             raise
 
     async def _watch(self, source: Source) -> None:
+        overflows = 0
         while True:
             await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+            if source.overflows > overflows:
+                # Samples the device dropped: the sample clock now lags the wall clock.
+                log.warning("input %r overflowed %d times: audio was lost",
+                            self.spec, source.overflows - overflows)
+                overflows = source.overflows
             if source.failed:
                 raise AudioDeviceError(source.failed)
             if not source.active:
