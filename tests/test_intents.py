@@ -176,6 +176,9 @@ def test_llm_tool_calls_use_the_same_tools(speaker: Speaker, timers: Timers) -> 
 
     replies = asyncio.run(asyncio.wait_for(calls(), 10))
     assert replies[0] == "Tea timer set for 1 minute and 30 seconds."
+    status = asyncio.run(asyncio.wait_for(
+        tools.call("timer_status", {"label": "The Tea Timer"}), 10))
+    assert status.endswith("left on the tea timer.")
     assert replies[1].startswith("error:")
     assert "24 hours" in replies[2]
     assert [t.label for t in timers.remaining()] == ["tea"]

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Protocol
 
 from edge_agent.intents.phrases import say_duration
-from edge_agent.intents.timers import Timer, Timers
+from edge_agent.intents.timers import Timer, Timers, timer_label
 from edge_agent.intents.tools import Tool, Toolbox
 
 VOLUME_STEP = 10
@@ -66,20 +66,21 @@ def device_tools(
         return f"{name.capitalize()} set for {say_duration(seconds)}."
 
     def cancel_timer(label: str = "") -> str:
+        label = timer_label(label)
         running = timers.remaining()
         if not running:
             return "There are no timers running."
-        if label and not any(t.label == label.strip().lower() for t in running):
+        if label and not any(t.label == label for t in running):
             return f"There is no {label} timer."
         cancelled = timers.cancel(label or None)
         if cancelled == 1:
-            which = f"the {label.strip().lower()} timer" if label else timer_name(running[0])
+            which = f"the {label} timer" if label else timer_name(running[0])
             return f"Cancelled {which}."
         return f"Cancelled {cancelled} timers."
 
     def timer_status(label: str = "") -> str:
-        running = [t for t in timers.remaining()
-                   if not label or t.label == label.strip().lower()]
+        label = timer_label(label)
+        running = [t for t in timers.remaining() if not label or t.label == label]
         if not running:
             return f"There is no {label} timer." if label else "There are no timers running."
         parts = [f"{say_duration(t.remaining)} left on {timer_name(t)}" for t in running]

@@ -21,6 +21,13 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 
+def timer_label(label: str) -> str:
+    """The one spelling of a timer's name: "The Pasta Timer" -> "pasta"."""
+    label = " ".join(label.lower().split())
+    label = label.removeprefix("the ").removeprefix("my ")
+    return label.removesuffix("timer").strip()
+
+
 @dataclass(frozen=True)
 class Timer:
     label: str
@@ -97,7 +104,7 @@ class Timers:
         """Start a timer; a new one with the label of a running one replaces it."""
         if not seconds > 0:
             raise ValueError(f"timer length must be positive, got {seconds}")
-        label = label.strip().lower()
+        label = timer_label(label)
         timer = Timer(label, float(seconds), time.monotonic() + seconds)
         if label:
             self._timers = [t for t in self._timers if t.label != label]
@@ -109,7 +116,7 @@ class Timers:
     def cancel(self, label: str | None = None) -> int:
         """Cancel the timer(s) with this label, or all with None; the number cancelled."""
         keep = [] if label is None else [t for t in self._timers
-                                         if t.label != label.strip().lower()]
+                                         if t.label != timer_label(label)]
         cancelled = len(self._timers) - len(keep)
         if cancelled:
             self._timers = keep
