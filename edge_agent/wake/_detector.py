@@ -1,7 +1,7 @@
 """The wake-word detector: openWakeWord's models on 80 ms frames, with the
 guards a speaker needs around them (per-model thresholds, warm-up after a
 reset, a refractory period, a stricter threshold while playing) and an idle
-gate that skips the expensive embedding net while nobody speaks."""
+gate that skips the neural nets while nobody speaks."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.config import WakeSettings
+from edge_agent.errors import ModelError
 from edge_agent.vad._webrtc import VoiceActivity
 from edge_agent.wake._features import CHUNK, StreamingFeatures
 from edge_agent.wake._models import Classifier, load_classifier, model_name
@@ -33,9 +34,8 @@ GATE_AGGRESSIVENESS = 0
 """webrtcvad mode of the idle gate: the most permissive, so the gate only ever
 closes on audio that surely holds no voice."""
 
-GATE_HOLD_SAMPLES = 2 * RATE
-"""The gate stays open this long after the last voiced frame: a classifier
-looks at 16 embeddings (1.28 s) of ~0.78 s each, ~2 s of audio in all."""
+EMBEDDING_SPAN = 12400
+"""Samples behind one embedding: 76 mel frames, 160 apart, 400 wide (0.775 s)."""
 
 
 @dataclass(frozen=True)
@@ -58,16 +58,22 @@ class WakeDetector:
     FRAME_SAMPLES = CHUNK
 
     def __init__(self, settings: WakeSettings, *, gate: bool = True) -> None:
-        """``gate=False`` runs the embedding net on every frame (benchmarks)."""
+        """``gate=False`` runs the nets on every frame (benchmarks)."""
+        if not settings.models:
+            raise ModelError("no wake-word model configured (wake.models is empty)")
         self.settings = settings
         self.model_names = [model_name(m) for m in settings.models]
         self._classifiers: list[tuple[str, Classifier, int]] = []
         for model in settings.models:
             net, windows = load_classifier(model)
             self._classifiers.append((model_name(model), net, windows))
-        self._features = StreamingFeatures(max(w for _, _, w in self._classifiers))
+        windows = max(w for _, _, w in self._classifiers)
+        self._features = StreamingFeatures(windows)
         # 20 ms frames tile an 80 ms chunk exactly.
         self._gate = VoiceActivity(GATE_AGGRESSIVENESS, frame_ms=20) if gate else None
+        # The gate stays open while the audio the classifiers look at (16
+        # embeddings for the bundled models: ~2 s) still holds a voiced frame.
+        self._gate_hold = (windows - 1) * CHUNK + EMBEDDING_SPAN
         self._thresholds = {name: settings.thresholds.get(name, settings.threshold)
                             for name in self.model_names}
         self._playing = False
@@ -82,7 +88,7 @@ class WakeDetector:
         self._pending = np.zeros(0, dtype=np.int16)
         self._warmup_left = int(self.settings.warmup_seconds * RATE)
         self._refractory_until: dict[str, int] = {}
-        self._voice_quiet = GATE_HOLD_SAMPLES  # as if the last voice was long ago
+        self._voice_quiet = self._gate_hold  # as if the last voice was long ago
         if self._gate is not None:
             self._gate.reset()
         self.last_scores = dict.fromkeys(self.model_names, 0.0)
@@ -140,5 +146,5 @@ class WakeDetector:
         if self._gate.any_speech(chunk):
             self._voice_quiet = 0
         else:
-            self._voice_quiet = min(self._voice_quiet + CHUNK, GATE_HOLD_SAMPLES)
-        return self._voice_quiet < GATE_HOLD_SAMPLES
+            self._voice_quiet = min(self._voice_quiet + CHUNK, self._gate_hold)
+        return self._voice_quiet < self._gate_hold
