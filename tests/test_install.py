@@ -154,3 +154,21 @@ def test_unknown_options_are_refused() -> None:
                             text=True, timeout=60)
     assert result.returncode == 2
     assert "unknown option --prefx" in result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the real-root plan includes root-only steps")
+def test_dry_run_on_this_machine_shows_the_whole_plan_and_touches_nothing() -> None:
+    watched = [Path("/opt/edge-agent"), Path("/etc/edge-agent"),
+               Path("/etc/systemd/system/edge-agent.service")]
+    before = [p.exists() for p in watched]
+    user_exists = subprocess.run(["getent", "passwd", "edge-agent"],
+                                 capture_output=True, timeout=30).returncode == 0
+    out = script(INSTALL, "--dry-run")
+    if not user_exists:
+        assert "would run: useradd --system --user-group" in out
+    if not before[0]:
+        assert "would run: " in out and "-m venv /opt/edge-agent" in out
+    if not before[1]:
+        assert "would create /etc/edge-agent/secrets (mode 0640)" in out
+    script(UNINSTALL, "--dry-run", "--purge")
+    assert [p.exists() for p in watched] == before
