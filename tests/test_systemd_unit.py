@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.cli import EXIT_CONFIG
+
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edge-agent.service"
 MAX_EXPOSURE = 2.0
 
@@ -97,6 +99,8 @@ def test_service_contract() -> None:
     assert one("Service.Type") == "notify"
     assert float(one("Service.WatchdogSec")) > 0
     assert one("Service.Restart") == "on-failure"
+    # edge-agent exits 2 for a bad config (edge_agent.cli.EXIT_CONFIG): no restart loop.
+    assert one("Service.RestartPreventExitStatus") == str(EXIT_CONFIG)
     assert one("Service.ExecStart") == "/opt/edge-agent/bin/edge-agent run"
     assert one("Service.ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one("Service.User") == "edge-agent"
