@@ -131,6 +131,8 @@ class Agent:
         self._press_request: _Request | None = None
         self._error_timer: asyncio.TimerHandle | None = None
         self._speeches: set[asyncio.Task] = set()
+        self._answered_until = 0
+        """ring.total when the last answer ended: pre-roll stops there."""
         self._release_index: int | None = None
         self._muted = False
         self._unsubscribe = bus.subscribe(self._on_event)
@@ -213,7 +215,8 @@ class Agent:
         """The button went down. While talking or thinking that is a barge-in, now,
         not at the release that makes it a tap: silence within 50 ms of the press."""
         if self._state in (AgentState.THINKING, AgentState.SPEAKING) or self.player.playing:
-            self._start("button", self._preroll_start())
+            # No pre-roll: what the microphone heard just now is the speaker itself.
+            self._start("button", self.ring.total)
             self._press_request = self._pending
 
     def on_button(self, action: ButtonAction) -> None:
@@ -234,8 +237,9 @@ class Agent:
             self._release_index = self.ring.total
 
     def _preroll_start(self) -> int:
+        """Pre-roll, but never back into the last answer (the speaker's own voice)."""
         preroll = int(self.settings.audio.preroll_seconds * self.ring.rate)
-        return max(0, self.ring.total - preroll)
+        return max(0, self.ring.total - preroll, self._answered_until)
 
     def _start(self, source: str, start_index: int, *, push_to_talk: bool = False) -> None:
         state = self._state
@@ -392,11 +396,16 @@ class Agent:
             raise RuntimeError("Agent.turns was never set")
         try:
             result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id)
+        except asyncio.CancelledError:
+            self._answered_until = ring.total
+            raise
         except Exception as exc:
+            self._answered_until = ring.total
             log.exception("turn %d failed", turn_id)
             record.error = str(exc) or type(exc).__name__
             self.report_error("turn", record.error)
             return False
+        self._answered_until = ring.total
         record.transcript, record.engine = result.transcript, result.transcript_engine
         record.reply, record.reply_engine = result.reply, result.reply_engine
         record.timings = dict(result.timings)

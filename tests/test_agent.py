@@ -1,0 +1,124 @@
+"""The Agent's decisions, through the real daemon: barge-in by the wake word
+while it talks, a held barge-in turning into push-to-talk, timers announced
+offline with Piper, the Device protocol the tools use, and status() over the
+control socket."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.cli import main
+from edge_agent.intents import Device
+from tests.fakecloud import FakeCloud, Latency
+from tests.speech import RATE, piper, silence
+from tests.test_e2e import NO_EARCONS, STORY, Harness, loud_seconds, run, wake_then
+
+pytestmark = pytest.mark.slow
+
+
+def test_wake_word_while_speaking_barges_in(tmp_path: Path) -> None:
+    # The second "hey jarvis" comes while the long answer to the first is playing.
+    audio = np.concatenate([wake_then("tell me a long story", after=3.0), piper("hey jarvis"),
+                            silence(0.15), piper("what about tomorrow"), silence(3.0)])
+
+    async def scenario() -> None:
+        latency = Latency(tts_rtf=1.0)
+        with FakeCloud(reply=STORY, latency=latency) as fake:
+            fake.queue_transcripts("tell me a long story", "what about tomorrow")
+            fake.queue_replies(STORY, "Okay.")
+            async with Harness(tmp_path, fake, audio, extra=NO_EARCONS, gpio=False) as h:
+                barge_in = await h.wait_event("barge_in", within=40)
+                assert barge_in.fields["source"] == "wake"
+                end = await h.wait_event("audio_out_end")
+                assert end.fields["interrupted"] is True
+                await h.wait_event("turn_done", within=40)
+                assert len(h.named("wake")) == 2
+                assert fake.requests_for("llm")[-1].messages[-1]["content"] == "what about tomorrow"
+        states = h.states()
+        assert states[:5] == ["listening", "thinking", "speaking", "listening", "thinking"]
+
+    run(scenario())
+
+
+def test_held_barge_in_becomes_push_to_talk(tmp_path: Path) -> None:
+    first = wake_then("tell me a long story", after=2.7)
+    speech = piper("what about tomorrow")
+    audio = np.concatenate([first, speech, silence(3.0)])
+    speech_end = (len(first) + len(speech)) / RATE
+
+    async def scenario() -> None:
+        with FakeCloud(reply=STORY, latency=Latency(tts_rtf=1.0)) as fake:
+            fake.queue_transcripts("tell me a long story", "what about tomorrow")
+            h = Harness(tmp_path, fake, audio, extra=NO_EARCONS)
+            h.config.write_text(h.config.read_text().replace(
+                "button = 17\n", "button = 17\nmute_hold_seconds = 20.0\n"))
+            async with h:
+                await h.wait_event("audio_out_start")
+                h.button(True)  # press and hold while it talks
+                await h.wait_event("barge_in")
+                await h.at_input_second(speech_end + 0.5)
+                h.button(False)
+                utterance = await h.wait_event("utterance", count=2)
+                await h.wait_event("turn_done", within=40)
+        # A pause did not end it: only the release did, after the whole question.
+        assert utterance.fields["outcome"] == "released"
+        assert utterance.fields["end_index"] >= speech_end * RATE
+        assert len(fake.requests_for("stt")) == 2
+
+    run(scenario())
+
+
+def test_timer_rings_offline_through_piper(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        fake = FakeCloud().start()
+        fake.stop()  # no cloud at all
+        async with Harness(tmp_path, fake, silence(15.0), gpio=False) as h:
+            await h.wait_event("network")
+            h.daemon.timers.set(0.5, "tea")
+            spoken = await h.wait_event("audio_out_start", within=30)
+            await h.wait_event("audio_out_end", within=30)
+            assert spoken.fields["engine"] == "piper"
+            await h.wait_event("state", state="idle")
+        assert h.states() == ["speaking", "idle"]
+        assert loud_seconds(h.output()) > 0.3
+
+    run(scenario())
+
+
+def test_device_protocol_and_status_over_the_control_socket(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    audio = wake_then("what is the weather")
+
+    async def scenario() -> None:
+        with FakeCloud(transcript="what is the weather", reply="It is sunny.") as fake:
+            async with Harness(tmp_path, fake, audio, gpio=False) as h:
+                agent = h.daemon.agent
+                device: Device = agent
+                device.volume = 1.7
+                assert h.daemon.player.volume == 1.0
+                device.volume = 0.6
+                await h.wait_event("turn_done", within=40)
+                assert device.last_answer == "It is sunny."
+                assert device.online is True
+                await h.wait_event("state", state="idle")
+                socket = str(tmp_path / "control.sock")
+                code = await asyncio.to_thread(main, ["status", "--json", "--socket", socket])
+                assert code == 0
+                code = await asyncio.to_thread(main, ["listen", "--socket", socket])
+                assert code == 0
+                await h.wait_event("state", state="listening", count=2)
+                code = await asyncio.to_thread(main, ["mute", "--socket", socket])
+                assert code == 0
+                assert agent.state == "muted"
+        out = capsys.readouterr().out
+        status = out[out.index("{"):out.rindex("}") + 1]
+        for key in ('"state": "idle"', '"online": true', '"muted": false',
+                    '"wake_models": [', '"transcript": "what is the weather"',
+                    '"reply": "It is sunny."', '"latency_ms": {', '"overruns": '):
+            assert key in status
+
+    run(scenario())
