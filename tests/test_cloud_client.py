@@ -3,6 +3,7 @@ Retry-After parsing, and the API key kept out of URLs, logs and errors."""
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import time
@@ -158,3 +159,22 @@ def test_a_tls_failure_is_offline(fake_cloud: FakeCloud) -> None:
     with pytest.raises(CloudError) as caught:
         run(scenario())
     assert caught.value.offline and "reach" in caught.value.reason
+
+
+def test_prewarm_reopens_after_an_abandoned_stream(fake_cloud: FakeCloud) -> None:
+    # A barge-in closes a stream half read, which costs its connection: the next
+    # wake word's prewarm must open a new one rather than trust the recent use.
+    fake_cloud.reply = "one two three four five six"
+
+    async def scenario() -> None:
+        async with CloudClient(fake_cloud.settings(), KEY) as client:
+            llm = CloudLLM(client)
+            assert [d async for d in llm.reply([])]
+            await client.prewarm(if_idle_for=60)  # finished stream: connection kept, skipped
+            async with contextlib.aclosing(llm.reply([])) as deltas:
+                async for _ in deltas:
+                    break
+            await client.prewarm(if_idle_for=60)
+
+    run(scenario())
+    assert [r.stage for r in fake_cloud.requests] == ["llm", "llm", "models"]

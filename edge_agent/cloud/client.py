@@ -82,8 +82,10 @@ class CloudClient:
         ctype = response.headers.get("content-type", "").lower()
         return response.status_code < 500 and not ctype.startswith("text/html")
 
-    def touch(self) -> None:
-        self.last_used = time.monotonic()
+    def touch(self, *, reusable: bool = True) -> None:
+        """Note a request. ``reusable=False``: a stream was abandoned half read, so its
+        connection is gone and the next ``prewarm(if_idle_for=...)`` must not skip."""
+        self.last_used = time.monotonic() if reusable else 0.0
 
     async def aclose(self) -> None:
         await self.api.close()

@@ -130,6 +130,8 @@ class CloudLLM:
         finally:
             if stream is not None:
                 await stream.close()
+                if not finished:
+                    self._client.touch(reusable=False)
 
     async def _run_tools(
         self, conversation: list[dict[str, Any]], calls: dict[int, _PendingCall], tools: Toolbox,

@@ -39,7 +39,7 @@ class CloudTTS:
         # setting exists, every later gap: a stalled stream must end somehow.
         budget = settings.timeouts.tts_first_byte
         deadline = loop.time() + budget
-        responded = started = False
+        responded = started = complete = False
         carry = b""
         self._client.touch()
         try:
@@ -61,6 +61,7 @@ class CloudTTS:
                     async with asyncio.timeout_at(deadline):
                         chunk = await anext(chunks, None)
                     if chunk is None:
+                        complete = True
                         break
                     if not started:
                         _check_magic(chunk)
@@ -75,6 +76,9 @@ class CloudTTS:
             raise TtsCloudError(f"no audio within {budget:g} s", offline=True) from exc
         except Exception as exc:
             raise convert(exc, TtsCloudError, midstream=responded) from exc
+        finally:
+            if not complete:
+                self._client.touch(reusable=False)
         if carry:
             log.debug("dropped a trailing half sample")
 
