@@ -295,6 +295,14 @@ class FakeCloud:
         with self._lock:
             self._faults.clear()
 
+    def reset(self) -> None:
+        """Forget requests, queued scripts and faults (between benchmark phases)."""
+        with self._lock:
+            self.requests.clear()
+            self._transcripts.clear()
+            self._replies.clear()
+            self._faults.clear()
+
     def requests_for(self, stage: str) -> list[Request]:
         with self._lock:
             return [r for r in self.requests if r.stage == stage]

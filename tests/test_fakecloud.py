@@ -318,3 +318,15 @@ def test_captive_portal_answers_any_endpoint_with_a_page(
     response = http.get("/models")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
+
+
+def test_reset_forgets_requests_scripts_and_faults(
+        fake_cloud: FakeCloud, http: httpx2.Client) -> None:
+    fake_cloud.queue_replies("queued")
+    fake_cloud.fail("llm", "status", times=None)
+    http.get("/models")
+    fake_cloud.reset()
+    assert fake_cloud.requests == []
+    chunks = [json.loads(e) for e in sse_events(chat(http))[:-1]]
+    text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    assert text == fake_cloud.reply
