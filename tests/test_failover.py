@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from edge_agent.agent.turn import LOST_CONNECTION
+from edge_agent.agent.turn import LOST_CONNECTION, ONE_MOMENT
 from edge_agent.errors import SttCloudError
 from tests.fakecloud import FakeCloud
 from tests.test_turn import loud_seconds, make_rig, sync
@@ -84,6 +84,8 @@ async def test_every_fault_ends_in_speech(tmp_path: Path, cloud: FakeCloud,
 
     if stage == "stt":
         assert result.transcript_engine == "vosk"
+        # Vosk decodes only now (fallback mode): the wait is announced, not silent.
+        assert result.reply.startswith(ONE_MOMENT)
     elif stage == "llm" and params.get("after"):
         # Broken mid-answer: what was said stands, a notice ends it, and the
         # conversation remembers only the sentence the user heard.

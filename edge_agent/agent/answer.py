@@ -67,7 +67,7 @@ class SpokenAnswer:
     ) -> None:
         self._player = player
         self._failover = failover
-        self._cloud = cloud_tts if cloud_tts is not None and failover.allow("tts") else None
+        self._cloud = cloud_tts  # None once it failed in this answer
         self._piper = piper
         self._first_byte_timeout = first_byte_timeout
         self.timings = timings
@@ -84,8 +84,11 @@ class SpokenAnswer:
 
     @property
     def engine(self) -> TextToSpeech | None:
-        """The voice new sentences are synthesized with."""
-        return self._cloud or self._piper
+        """The voice the next sentence is synthesized with. Asked per sentence: a
+        stage failing earlier in the turn may have opened the TTS breaker."""
+        if self._cloud is not None and self._failover.allow("tts"):
+            return self._cloud
+        return self._piper
 
     def say(self, text: str, *, record: bool = True) -> None:
         """Queue a sentence. ``record=False`` marks a notice (apology, offline help)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NOT_CAUGHT = "Sorry, I didn't catch that."
+ONE_MOMENT = "One moment."
 NO_STT = "Sorry, I can't understand speech right now."
 LOST_CONNECTION = "Sorry, I lost my connection."
 NO_ANSWER = "Sorry, I have no answer to that."
@@ -132,11 +133,13 @@ class TurnRunner:
         live Vosk transcript when offline.stt_mode is "parallel"."""
         timings = {"end_of_speech": end_of_speech}
         failover = Failover(self.bus, self.connectivity, turn_id)
-        transcript, stt_engine = await self._transcribe(audio, vosk_result, failover)
-        timings["stt_done"] = time.monotonic()
-        self.bus.emit("transcript", text=transcript, engine=stt_engine, turn_id=turn_id)
         answer = self._answer(failover, timings)
+        transcript = ""
         try:
+            transcript, stt_engine = await self._transcribe(audio, vosk_result, failover,
+                                                            answer)
+            timings["stt_done"] = time.monotonic()
+            self.bus.emit("transcript", text=transcript, engine=stt_engine, turn_id=turn_id)
             if stt_engine == "none":
                 reply_engine = "offline"
                 answer.say(NO_STT, record=False)
@@ -175,7 +178,8 @@ class TurnRunner:
     # --- stages --------------------------------------------------------------------
 
     async def _transcribe(
-        self, audio: np.ndarray, vosk_result: Awaitable[str] | None, failover: Failover
+        self, audio: np.ndarray, vosk_result: Awaitable[str] | None, failover: Failover,
+        answer: SpokenAnswer,
     ) -> tuple[str, str]:
         offline_engine = "vosk" if vosk_result is not None or self.vosk is not None else "none"
         if self.cloud_stt is not None and failover.allow("stt"):
@@ -193,6 +197,10 @@ class TurnRunner:
                 _discard(vosk_result)
                 return text.strip(), self.cloud_stt.name
             failover.failed("stt", error, to=offline_engine)
+            if vosk_result is None and offline_engine == "vosk":
+                # Vosk decodes the whole utterance only now, which takes seconds on
+                # a Pi: say so instead of leaving the user in unexplained silence.
+                answer.say(ONE_MOMENT, record=False)
         if offline_engine == "none":
             return "", "none"
         try:
