@@ -130,17 +130,14 @@ class Watchdog:
     def period(self) -> float:
         return self.interval / 2 if self.interval else UNSUPERVISED_CHECK_INTERVAL
 
-    def failure(self) -> str | None:
-        """Run every check; the first reason found, or None when all pass."""
-        found = self._first_failure()
-        return found[1] if found else None
-
     def _first_failure(self) -> tuple[Check, str] | None:
+        """The first failing check and its reason, or None when all pass."""
         for check in self.checks:
             try:
                 reason = check()
             except Exception as exc:
-                log.exception("watchdog check %r raised", check)
+                if check is not self._failing_check:  # the traceback once, not every tick
+                    log.exception("watchdog check %r raised", check)
                 reason = f"health check failed: {exc!r}"
             if reason:
                 return check, reason
