@@ -30,7 +30,7 @@ def test_identical_settings_need_nothing() -> None:
     ({"audio": {"input": "USB Audio"}}, {"reopen_input"}),
     ({"audio": {"output": "hifiberry"}}, {"reopen_output"}),
     ({"audio": {"volume": 0.3}}, {"set_volume"}),
-    ({"audio": {"buffer_seconds": 60.0}}, {"reopen_input", "reload_wake"}),
+    ({"audio": {"buffer_seconds": 60.0}}, {"restart_required"}),
     ({"audio": {"preroll_seconds": 0.5}}, set()),
     ({"wake": {"threshold": 0.7}}, {"reload_wake"}),
     ({"wake": {"models": ["hey_jarvis", "alexa"]}}, {"reload_wake"}),
@@ -64,9 +64,11 @@ def test_properties_and_nested_sections() -> None:
     assert plan.describe() == "audio.volume, cloud.timeouts.llm_idle"
 
 
-def test_a_moved_state_dir_waits_for_a_restart(tmp_path: Path) -> None:
-    plan = plan_reload(BASE, settings(service={"state_dir": str(tmp_path)}))
-    assert plan.restart_required == {"service.state_dir"}
+def test_a_moved_state_dir_or_resized_ring_waits_for_a_restart(tmp_path: Path) -> None:
+    plan = plan_reload(BASE, settings(service={"state_dir": str(tmp_path)},
+                                      audio={"buffer_seconds": 60.0, "volume": 0.5}))
+    assert plan.restart_required == {"service.state_dir", "audio.buffer_seconds"}
+    assert plan.set_volume  # the rest is still applied
     assert not plan_reload(BASE, settings(audio={"volume": 0.1})).restart_required
 
 

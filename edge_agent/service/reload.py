@@ -20,8 +20,9 @@ EFFECTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
     (key, frozenset(effects)) for key, effects in (
         ("audio.input", {"reopen_input"}),
         ("audio.reconnect_max_seconds", {"reopen_input"}),
-        # A new ring buffer needs a new writer and readers: reopen capture, reset wake.
-        ("audio.buffer_seconds", {"reopen_input", "reload_wake"}),
+        # Every reader (wake, the turn, pre-roll) holds absolute indices into the
+        # one ring; swapping it under them is a restart's job, not a reload's.
+        ("audio.buffer_seconds", {"restart_required"}),
         ("audio.output", {"reopen_output"}),
         ("audio.volume", {"set_volume"}),
         ("wake.", {"reload_wake"}),
@@ -36,7 +37,7 @@ EFFECTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("log.events", {"reopen_event_log"}),
         ("service.control_socket", {"reopen_control_socket"}),
         # Timers and mute live there; moving them under a running daemon could
-        # lose a timer, so this one waits for a restart.
+        # lose a timer.
         ("service.state_dir", {"restart_required"}),
     )
 )
