@@ -30,6 +30,11 @@ EFFECTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("offline.piper_voice", {"reload_offline"}),
         ("offline.probe_interval", {"restart_connectivity"}),
         ("offline.probe_max_interval", {"restart_connectivity"}),
+        # Conversation holds these: a new one (history kept or not) applies them.
+        ("cloud.system_prompt", {"rebuild_conversation"}),
+        ("cloud.history_turns", {"rebuild_conversation"}),
+        ("cloud.history_chars", {"rebuild_conversation"}),
+        ("cloud.history_idle_seconds", {"rebuild_conversation"}),
         ("cloud.", {"rebuild_cloud"}),
         ("gpio.", {"rebuild_controls"}),
         ("earcons.", {"reload_earcons"}),
@@ -104,6 +109,11 @@ class ReloadPlan:
     def rebuild_cloud(self) -> bool:
         """Close the cloud client and build a new one (URL, key, models, timeouts)."""
         return "rebuild_cloud" in self.actions
+
+    @property
+    def rebuild_conversation(self) -> bool:
+        """Build a new Conversation (system prompt or history limits changed)."""
+        return "rebuild_conversation" in self.actions
 
     @property
     def restart_connectivity(self) -> bool:
