@@ -27,6 +27,7 @@ from edge_agent.audio import RingBuffer
 from edge_agent.controls import ButtonAction
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events import Event, EventBus
+from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
 
@@ -395,7 +396,8 @@ class Agent:
         if self.turns is None:
             raise RuntimeError("Agent.turns was never set")
         try:
-            result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id)
+            with log_context(turn_id=turn_id):  # journal field TURN_ID on every record
+                result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id)
         except asyncio.CancelledError:
             self._answered_until = ring.total
             raise

@@ -24,9 +24,9 @@ from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversa
 from edge_agent.config import Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.events import EventBus, EventLog
+from edge_agent.events import Event, EventBus, EventLog
 from edge_agent.intents import LocalIntents, Timers, device_tools
-from edge_agent.logsetup import setup_logging
+from edge_agent.logsetup import follow_state, setup_logging
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
 from edge_agent.service.control import ControlServer
@@ -121,6 +121,9 @@ class Daemon:
         """Set once start-up is complete (when READY=1 goes to systemd)."""
         self._heartbeat = time.monotonic()
         self._prewarm: asyncio.Task | None = None
+        self._reload_requested = False
+        self._reload_lock = asyncio.Lock()
+        self._unsubscribe: list[Any] = []
         self.agent: Agent
         self.player: Player
         self.microphone: Microphone
@@ -138,6 +141,7 @@ class Daemon:
     async def start(self) -> None:
         s = self.settings
         self._open_event_log()
+        self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
         # Models and the speaker load in threads, side by side: the loop stays free.
         self.player, wake, self.offline = await asyncio.gather(
@@ -250,6 +254,12 @@ class Daemon:
             self._heartbeat = time.monotonic()
             await asyncio.sleep(HEARTBEAT)
 
+    def _on_event(self, event: Event) -> None:
+        # systemctl status shows the line; keep it true when the network or mute changes.
+        # Before READY=1 the line goes out with READY itself.
+        if event.name in ("network", "mute") and self.ready.is_set():
+            self.notifier.status(self.status_line())
+
     def _job_crashed(self, name: str, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
         if hasattr(self, "agent"):
@@ -271,13 +281,18 @@ class Daemon:
     # --- run, signals, stop -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Start, then serve until SIGTERM/SIGINT; SIGHUP reloads the config."""
+        """Start, then serve until SIGTERM/SIGINT; SIGHUP reloads the config.
+
+        The handlers go in before start-up: systemd may send a reload the moment
+        READY=1 arrives, and a signal without a handler would kill the daemon."""
         loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
             await self.start()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+            if self._reload_requested:
+                self.request_reload()
             await self._stopping.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -289,6 +304,10 @@ class Daemon:
         self._stopping.set()
 
     def request_reload(self) -> None:
+        if not self.ready.is_set():
+            self._reload_requested = True  # applied once start-up is complete
+            return
+        self._reload_requested = False
         task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
         task.add_done_callback(_log_failure)
 
@@ -309,6 +328,8 @@ class Daemon:
                 await asyncio.wait_for(self.cloud.client.aclose(), 0.2)
         if hasattr(self, "player"):
             await asyncio.to_thread(self.player.close)
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
         if self._event_log is not None:
             self._event_log.close()
         log.info("stopped")
@@ -318,6 +339,10 @@ class Daemon:
     async def reload(self) -> None:
         """SIGHUP: a bad file is rejected and the old settings stay; a good one is
         applied in place, reopening audio or reloading models only where keys changed."""
+        async with self._reload_lock:
+            await self._reload()
+
+    async def _reload(self) -> None:
         self.notifier.reloading()
         old = self.settings
         try:
