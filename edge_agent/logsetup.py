@@ -141,8 +141,7 @@ def setup_logging(
     """
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
-        old.close()
+        root.removeHandler(old)  # not closed: a test runner's handler may be reattached
     root.setLevel(level.upper())
     quiet = logging.NOTSET if level.lower() == "debug" else logging.WARNING
     for name in CHATTY_LOGGERS:
