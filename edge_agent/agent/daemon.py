@@ -390,6 +390,9 @@ class Daemon:
             old_cloud, self.cloud = self.cloud, build_cloud(new)
             if old_cloud is not None:
                 await old_cloud.client.aclose()
+        if plan.rebuild_conversation:
+            # New prompt or history limits: the old history was kept under the old ones.
+            self.conversation = Conversation(new.cloud)
         if plan.restart_connectivity or plan.rebuild_cloud:
             await self.supervisor.stop_job("connectivity")
             self.connectivity = Connectivity(new, self.bus, self._probe)
