@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import select
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -118,3 +121,43 @@ class FifoFeed:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class FifoListener:
+    """The reading end of a FIFO used as a playback device's ``file``: drains what
+    the device writes (counting the bytes) until ``close()``, after which the
+    device's next write fails with a broken pipe, as an unplugged speaker does.
+
+    Open it before PortAudio probes the device: ALSA opens ``file`` for writing
+    then, which waits for a reader.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            os.mkfifo(self.path)
+        self.received = 0
+        self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="fifo-listener", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        try:
+            while not self._stop.is_set():
+                ready, _, _ = select.select([self._fd], [], [], 0.02)
+                if not ready:
+                    continue
+                try:
+                    data = os.read(self._fd, 1 << 20)
+                except BlockingIOError:
+                    continue
+                if not data:  # no writer connected right now
+                    time.sleep(0.005)
+                self.received += len(data)
+        finally:
+            os.close(self._fd)  # closed here, never under a read in progress
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)

@@ -13,7 +13,7 @@ import soxr
 from edge_agent.audio import Player
 from edge_agent.errors import AudioDeviceError
 from edge_agent.events import EventBus
-from tests.alsa import asoundrc, read_raw
+from tests.alsa import FifoListener, asoundrc, read_raw
 from tests.speech import espeak, read_wav
 from tests.test_audio_capture import Recorder, snr_db, until
 
@@ -188,3 +188,45 @@ def test_write_after_stop_is_dropped_and_a_missing_device_raises(tmp_path, monke
     stream.write(b"\1\0" * 100, RATE)
     assert not player.playing
     player.close()
+
+
+def test_output_that_vanishes_is_reported_and_reopened(tmp_path, monkeypatch) -> None:
+    """The speaker goes away mid-answer (its pipe breaks, as an unplugged USB
+    device's writes fail): the queue is dropped so drained() returns, the loss is
+    reported, writes fail fast, and the player reopens once the device is back."""
+    fifo = tmp_path / "speaker.fifo"
+    for key, value in asoundrc(tmp_path, playback={"pipespk": fifo}).items():
+        monkeypatch.setenv(key, value)
+    bus = EventBus()
+    events = Recorder(bus)
+    listener = FifoListener(fifo)
+    tone = np.full(RATE * 600, 3000, dtype=np.int16).tobytes()  # outlasts the test
+
+    async def main() -> None:
+        nonlocal listener
+        player = Player("pipespk", bus, rate=RATE, channels=1, reconnect_max=0.5)
+        player.open()
+        try:
+            answer = player.stream(engine="cloud")
+            answer.write(tone, RATE)
+            await until(lambda: answer.first_frame_at is not None)
+            listener.close()  # unplugged
+            await asyncio.wait_for(answer.drained(), 20)
+            assert answer.stopped
+            await until(lambda: bool(events.named("audio_device")))
+            assert not player.healthy
+            with pytest.raises(AudioDeviceError):
+                player.stream(engine="piper").write(b"\0\0" * 160, RATE)
+            listener = FifoListener(fifo)  # plugged back in
+            await until(lambda: player.healthy)
+            await play(player, np.full(1600, 1000, dtype=np.int16).tobytes(), RATE)
+        finally:
+            listener.close()
+            player.close()
+
+    asyncio.run(main())
+    device_events = [e.fields for e in events.named("audio_device")]
+    assert device_events == [
+        {"direction": "output", "ok": False, "reason": "the output stream stopped"},
+        {"direction": "output", "ok": True, "reason": "reopened"}]
+    assert listener.received > 0

@@ -19,7 +19,12 @@ from collections.abc import Callable
 import numpy as np
 import pyaudio
 
-from edge_agent.audio.capture import CLOSE_DEADLINE_SECONDS, is_wav_spec
+from edge_agent.audio.capture import (
+    CLOSE_DEADLINE_SECONDS,
+    FIRST_RETRY_SECONDS,
+    WATCH_INTERVAL_SECONDS,
+    is_wav_spec,
+)
 from edge_agent.audio.convert import PlaybackConverter
 from edge_agent.audio.devices import StreamFormat, choose_format, find_device, open_portaudio
 from edge_agent.audio.ring import SAMPLE_RATE, resolve_threadsafe
@@ -67,7 +72,8 @@ class PlaybackStream:
         cut = len(pcm) - len(pcm) % 2
         pcm, self._odd = pcm[:cut], pcm[cut:]
         if self._converter is None or self._converter.rate != rate:
-            # A new engine mid-answer (TTS failover) may bring a new rate.
+            # A new engine mid-answer (TTS failover) may bring a new rate. The
+            # device format never changes: a reopened output keeps the old one.
             self._flush_converter()
             self._converter = self._player._converter(rate)
         self._player._append(self, self._converter(pcm))
@@ -127,7 +133,7 @@ class PortAudioSink:
     def __init__(self, spec: str, fill: Fill, *, rate: int | None,
                  channels: int | None) -> None:
         self._fill = fill
-        self._pa = open_portaudio()
+        self._pa: pyaudio.PyAudio | None = open_portaudio()
         try:
             device = find_device(self._pa, spec, "output")
             fmt = (StreamFormat(rate, channels) if rate and channels
@@ -151,13 +157,25 @@ class PortAudioSink:
                   status: int) -> tuple[bytes, int]:
         return self._fill(frame_count).tobytes(), pyaudio.paContinue
 
+    @property
+    def active(self) -> bool:
+        """False once PortAudio gave up on the device (unplugged, failed)."""
+        try:
+            return self._stream.is_active()
+        except OSError:
+            return False
+
     def close(self) -> None:
+        """Safe twice: a second terminate() would end another PortAudio session."""
+        if self._pa is None:
+            return
+        pa, self._pa = self._pa, None
         try:
             self._stream.close()
         except OSError as exc:
             log.debug("closing the output stream: %s", exc)
         finally:
-            self._pa.terminate()
+            pa.terminate()
 
 
 class WavSink:
@@ -197,10 +215,14 @@ class Player:
     """
 
     def __init__(self, spec: str, bus: EventBus, *, volume: float = 0.8,
-                 rate: int | None = None, channels: int | None = None) -> None:
+                 rate: int | None = None, channels: int | None = None,
+                 reconnect_max: float = 30.0) -> None:
         self.spec = spec
         self.bus = bus
         self.volume = volume
+        self.reconnect_max = reconnect_max
+        self.healthy = False
+        """False while the output device is missing or failed (it is being reopened)."""
         self.device_rate = rate or SAMPLE_RATE
         self.channels = channels or 1
         self.last_stop_latency: float | None = None
@@ -212,6 +234,8 @@ class Player:
         self._queue: collections.deque[PlaybackStream] = collections.deque()
         self._interrupted: list[PlaybackStream] = []
         self._stop_called_at: float | None = None
+        self._closed = threading.Event()
+        self._supervisor: threading.Thread | None = None
 
     @property
     def volume(self) -> float:
@@ -225,20 +249,73 @@ class Player:
         """Open the output once; it stays open (no open latency per answer)."""
         if self._sink is not None:
             return
+        self._closed.clear()
         if is_wav_spec(self.spec):
             self._sink = WavSink(self.spec, self._fill)
         else:
             self._sink = PortAudioSink(self.spec, self._fill, rate=self._rate,
                                        channels=self._channels_wanted)
+            self._supervisor = threading.Thread(target=self._supervise, name="output-watch",
+                                                daemon=True)
+            self._supervisor.start()
         self.device_rate, self.channels = self._sink.rate, self._sink.channels
+        self.healthy = True
         log.info("playing to %s", self._sink.description)
 
     def close(self) -> None:
         """Stop everything and release the output; safe to call twice."""
+        self._closed.set()
         self.stop()
-        sink, self._sink = self._sink, None
+        if self._supervisor is not None:
+            self._supervisor.join(CLOSE_DEADLINE_SECONDS)
+            self._supervisor = None
+        with self._lock:
+            sink, self._sink = self._sink, None
+        self.healthy = False
         if sink is not None:
             sink.close()
+
+    def _supervise(self) -> None:
+        """A PortAudio output stops calling back when its device fails or is
+        unplugged; everything queued would then wait forever. Drop it (drained()
+        returns), report, and reopen with doubling delays until it is back."""
+        while not self._closed.wait(WATCH_INTERVAL_SECONDS):
+            sink = self._sink
+            if not isinstance(sink, PortAudioSink) or sink.active:
+                continue
+            with self._lock:
+                self._sink = None  # writes fail fast instead of queueing for later
+            self._set_health(False, "the output stream stopped")
+            self.stop()
+            sink.close()
+            delay = FIRST_RETRY_SECONDS
+            while not self._closed.wait(delay):
+                try:
+                    sink = PortAudioSink(self.spec, self._fill, rate=self.device_rate,
+                                         channels=self.channels)
+                except AudioDeviceError as exc:
+                    log.info("output %r: %s; retrying in %.1f s", self.spec, exc, delay)
+                    delay = min(delay * 2, self.reconnect_max)
+                    continue
+                with self._lock:
+                    if self._closed.is_set():
+                        break
+                    self._sink = sink
+                self._set_health(True, "reopened")
+                break
+            else:
+                return
+            if self._closed.is_set():
+                sink.close()
+                return
+
+    def _set_health(self, ok: bool, reason: str) -> None:
+        self.healthy = ok
+        if ok:
+            log.info("output %r is working again", self.spec)
+        else:
+            log.error("output %r failed: %s", self.spec, reason)
+        self.bus.emit("audio_device", direction="output", ok=ok, reason=reason)
 
     def __enter__(self) -> Player:
         self.open()
@@ -261,14 +338,19 @@ class Player:
     def stop(self) -> None:
         """Silence now: drop everything queued of every stream. Any thread."""
         with self._lock:
-            for stream in self._queue:
-                stream.stopped = True
-                stream._chunks.clear()
-                stream._finish()
-                if stream.first_frame_at is not None:
-                    self._interrupted.append(stream)
-            self._queue.clear()
+            for stream in list(self._queue):
+                self._drop(stream)
             self._stop_called_at = time.monotonic()
+
+    def _drop(self, stream: PlaybackStream) -> None:
+        """Under the lock: end ``stream`` now, unheard parts discarded."""
+        stream.stopped = True
+        stream._chunks.clear()
+        stream._finish()
+        if stream in self._queue:
+            self._queue.remove(stream)
+        if stream.first_frame_at is not None:
+            self._interrupted.append(stream)
 
     @property
     def playing(self) -> bool:
@@ -287,12 +369,13 @@ class Player:
         return PlaybackConverter(rate, self.device_rate, self.channels)
 
     def _append(self, stream: PlaybackStream, samples: np.ndarray) -> None:
-        if self._sink is None:
-            raise AudioDeviceError("the player is not open")
-        if not len(samples):
-            return
         with self._lock:
-            if not stream.stopped:
+            if self._sink is None:
+                # The stream is over: left in the queue it would hold back every
+                # stream behind it, since its writer may never call end().
+                self._drop(stream)
+                raise AudioDeviceError(f"output {self.spec!r} is not open or unavailable")
+            if len(samples) and not stream.stopped:
                 stream._chunks.append(samples)
 
     def _end(self, stream: PlaybackStream) -> None:
