@@ -35,14 +35,18 @@ import json
 import re
 import select
 import socket
+import ssl
 import struct
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -193,6 +197,7 @@ class FakeCloud:
         seconds_per_char: float = 0.03,
         latency: Latency | None = None,
         tts_chunk_seconds: float = 0.05,
+        tls: bool = False,
     ) -> None:
         self.transcript = transcript
         """Transcript of every request, or a function of the uploaded samples."""
@@ -212,6 +217,11 @@ class FakeCloud:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.tls = tls
+        """Serve https with a self-signed certificate for 127.0.0.1 (``cert_file``):
+        clients trust it through SSL_CERT_FILE, as they would a private CA."""
+        self.cert_file: Path | None = None
+        self._tls_context: ssl.SSLContext | None = None
 
     # --- life cycle -----------------------------------------------------------------
 
@@ -219,6 +229,11 @@ class FakeCloud:
         """Listen (on an ephemeral port the first time, then on the same one)."""
         self._stopping.clear()
         server = _Server(("127.0.0.1", self.port), self._handler_class())
+        if self.tls:
+            # The handshake runs in the connection's own thread (see _Handler.setup),
+            # so a slow or broken client never blocks accepting the others.
+            server.socket = self._tls().wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False)
         self._server, self.port = server, server.server_address[1]
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.05},
@@ -258,7 +273,22 @@ class FakeCloud:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}/v1"
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._tls_context is None:
+            directory = Path(tempfile.mkdtemp(prefix="fakecloud-tls-"))
+            self.cert_file, key = directory / "cert.pem", directory / "key.pem"
+            # P-256, as large API front ends use; valid for the loopback address only.
+            subprocess.run(
+                ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                 "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj",
+                 "/CN=fakecloud", "-addext", "subjectAltName=IP:127.0.0.1",
+                 "-keyout", str(key), "-out", str(self.cert_file)],
+                check=True, capture_output=True)
+            self._tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self._tls_context.load_cert_chain(self.cert_file, key)
+        return self._tls_context
 
     def settings(self, **overrides: Any) -> CloudSettings:
         """CloudSettings pointing here. ``timeouts`` may be a dict of CloudTimeouts fields."""
@@ -354,8 +384,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up on idle kept-alive connections is normal, not an error."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        """Clients hanging up on idle kept-alive connections is normal, not an error;
+        so is a client refusing our self-signed certificate."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
             super().handle_error(request, client_address)
 
 
@@ -368,6 +399,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: tests read ``requests`` instead of stderr."""
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.fake._lock:
@@ -476,11 +509,18 @@ class _Handler(BaseHTTPRequestHandler):
             if readable:
                 # Mid-response the client has nothing more to send: readable means EOF.
                 try:
-                    data = self.connection.recv(1, socket.MSG_PEEK)
+                    data = self._peek()
+                except ssl.SSLWantReadError:
+                    continue  # part of a TLS record, not the end
                 except OSError:
                     data = b""
                 if not data:
                     raise _ClientGoneError
+
+    def _peek(self) -> bytes:
+        if isinstance(self.connection, ssl.SSLSocket):
+            return self.connection.recv(1)  # TLS cannot peek; nothing is expected anyway
+        return self.connection.recv(1, socket.MSG_PEEK)
 
     def _reset(self, *, rst: bool = True) -> None:
         """Drop the connection: a TCP RST (SO_LINGER 0) as a crashing proxy would send,

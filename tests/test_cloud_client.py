@@ -178,3 +178,39 @@ def test_prewarm_reopens_after_an_abandoned_stream(fake_cloud: FakeCloud) -> Non
 
     run(scenario())
     assert [r.stage for r in fake_cloud.requests] == ["llm", "llm", "models"]
+
+
+@pytest.fixture
+def tls_cloud():
+    with FakeCloud(tls=True) as cloud:
+        yield cloud
+
+
+def test_over_tls_the_handshake_is_paid_once(
+        tls_cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_cloud.cert_file))
+
+    async def scenario() -> None:
+        async with CloudClient(tls_cloud.settings(), KEY) as client:
+            await client.prewarm()
+            for _ in range(3):
+                await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+                assert [c async for c in CloudLLM(client).reply([])]
+                assert [c async for c in CloudTTS(client).synthesize("hi")]
+
+    run(scenario())
+    assert tls_cloud.base_url.startswith("https://")
+    assert len(tls_cloud.requests) == 10
+    assert len({r.client_port for r in tls_cloud.requests}) == 1
+
+
+def test_an_untrusted_certificate_is_offline(tls_cloud: FakeCloud) -> None:
+    async def scenario() -> None:
+        async with CloudClient(tls_cloud.settings(), KEY) as client:
+            assert not await client.probe()
+            await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+
+    with pytest.raises(CloudError) as caught:
+        run(scenario())
+    assert caught.value.offline and "CERTIFICATE_VERIFY_FAILED" in caught.value.reason
+    assert tls_cloud.requests == []

@@ -9,7 +9,9 @@ of the sentence chunker per delta.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import re
 import statistics
 import sys
@@ -105,9 +107,9 @@ async def _engines(cloud: FakeCloud, turns: int) -> dict[str, Any]:
 
 
 async def _cold_vs_warm(cloud: FakeCloud, runs: int) -> dict[str, Any]:
-    """First-token time on a brand-new client (TCP setup inside the turn) against one
-    prewarmed at start. On loopback this is the floor; over TLS to a real API the gap
-    is one or more round trips."""
+    """First-token time on a brand-new client (TCP, and TLS for https, set up inside
+    the turn) against one prewarmed at start. Loopback has no round-trip time, so
+    this is the floor: over a real network each setup round trip adds to "cold"."""
     cold, warm = [], []
     for _ in range(runs):
         for prewarm, into in ((False, cold), (True, warm)):
@@ -115,12 +117,31 @@ async def _cold_vs_warm(cloud: FakeCloud, runs: int) -> dict[str, Any]:
                 if prewarm:
                     await client.prewarm()
                 start = time.perf_counter()
-                async for _ in CloudLLM(client).reply(QUESTION, Toolbox()):
-                    into.append(time.perf_counter() - start)
-                    break
+                async with contextlib.aclosing(CloudLLM(client).reply(QUESTION)) as deltas:
+                    async for _ in deltas:
+                        into.append(time.perf_counter() - start)
+                        break
     return {"cold": _ms(cold), "warm": _ms(warm),
             "saved_median_ms": round((statistics.median(cold) - statistics.median(warm)) * 1000,
                                      2)}
+
+
+def _connection(runs: int) -> dict[str, Any]:
+    result = {}
+    for tls in (False, True):
+        with FakeCloud(reply=REPLY, tls=tls) as cloud:
+            # The https client trusts the fake's certificate as it would a private CA.
+            saved = os.environ.get("SSL_CERT_FILE")
+            if tls:
+                os.environ["SSL_CERT_FILE"] = str(cloud.cert_file)
+            try:
+                result["https" if tls else "http"] = asyncio.run(_cold_vs_warm(cloud, runs))
+            finally:
+                if saved is None:
+                    os.environ.pop("SSL_CERT_FILE", None)
+                else:
+                    os.environ["SSL_CERT_FILE"] = saved
+    return result
 
 
 def _chunker_cost(repeats: int) -> dict[str, Any]:
@@ -142,10 +163,8 @@ def run(quick: bool = False) -> dict[str, Any]:
     turns = 5 if quick else 20
     with FakeCloud(reply=REPLY, latency=Latency(**vars(INJECTED))) as cloud:
         engines = asyncio.run(_engines(cloud, turns))
-        cloud.latency = Latency()
-        connection = asyncio.run(_cold_vs_warm(cloud, turns))
     return {"turns": turns, "injected": vars(INJECTED), "engines": engines,
-            "connection": connection, "chunker": _chunker_cost(3 if quick else 20)}
+            "connection": _connection(turns), "chunker": _chunker_cost(3 if quick else 20)}
 
 
 def main() -> None:
