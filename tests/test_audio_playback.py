@@ -215,6 +215,9 @@ def test_output_that_vanishes_is_reported_and_reopened(tmp_path, monkeypatch) ->
             assert answer.stopped
             await until(lambda: bool(events.named("audio_device")))
             assert not player.healthy
+            await until(lambda: bool(events.named("audio_out_end")))
+            assert events.named("audio_out_end")[0].fields == {"engine": "cloud",
+                                                                "interrupted": True}
             with pytest.raises(AudioDeviceError):
                 player.stream(engine="piper").write(b"\0\0" * 160, RATE)
             listener = FifoListener(fifo)  # plugged back in

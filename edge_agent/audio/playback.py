@@ -287,6 +287,9 @@ class Player:
                 self._sink = None  # writes fail fast instead of queueing for later
             self._set_health(False, "the output stream stopped")
             self.stop()
+            with self._lock:  # no period will be pulled to announce them
+                interrupted, self._interrupted = self._interrupted, []
+            self._announce_interrupted(interrupted)
             sink.close()
             delay = FIRST_RETRY_SECONDS
             while not self._closed.wait(delay):
@@ -413,12 +416,15 @@ class Player:
             out = (out * self._volume).astype(np.int16)
         for stream in started:
             self._emit(stream, "audio_out_start", engine=stream.engine)
-        for stream in interrupted:
-            self._emit(stream, "audio_out_end", engine=stream.engine, interrupted=True)
+        self._announce_interrupted(interrupted)
         for stream in finished:
             if stream.first_frame_at is not None:
                 self._emit(stream, "audio_out_end", engine=stream.engine, interrupted=False)
         return out
+
+    def _announce_interrupted(self, streams: list[PlaybackStream]) -> None:
+        for stream in streams:
+            self._emit(stream, "audio_out_end", engine=stream.engine, interrupted=True)
 
     def _emit(self, stream: PlaybackStream, name: str, **fields: object) -> None:
         """Listeners (LEDs, the event log) must not run on the audio thread."""
