@@ -70,11 +70,15 @@ def press(pin: MockPin, seconds: float) -> None:
     pin.drive_high()
 
 
-def chatter(pin: MockPin, pressed: bool, edges: int) -> None:
-    """Contact bounce: ``edges`` alternating edges ending at the ``pressed`` level."""
+def chatter(pin: MockPin, pressed: bool, edges: int) -> float:
+    """Contact bounce: ``edges`` alternating edges ending at the ``pressed`` level.
+    Returns how long the burst took: microseconds, unless the OS descheduled this
+    thread in the middle of it, which makes it a real second gesture."""
     levels = [(pressed if (edges - i) % 2 else not pressed) for i in range(edges)]
+    started = time.monotonic()
     for level in [pressed, *levels]:
         (pin.drive_low if level else pin.drive_high)()
+    return time.monotonic() - started
 
 
 FAST = GpioSettings(bounce_time=0.02, hold_seconds=0.25, mute_hold_seconds=0.7)
@@ -129,12 +133,16 @@ def test_bouncing_contacts_make_one_tap() -> None:
     async def scenario() -> None:
         h = Harness(GpioSettings(bounce_time=0.05, hold_seconds=1.0, mute_hold_seconds=3.0))
         try:
+            bursts: list[float] = []
+
             def bouncy_tap(pin: MockPin) -> None:
-                chatter(pin, True, 6)
+                bursts.append(chatter(pin, True, 6))
                 time.sleep(0.15)
-                chatter(pin, False, 6)
+                bursts.append(chatter(pin, False, 6))
 
             await h.drive(bouncy_tap)
+            if max(bursts) >= h.settings.bounce_time:
+                pytest.skip("the OS stretched a burst past bounce_time: not bounce any more")
             assert await h.next() == TAP
             assert await h.rest() == []
             assert len(h.pin.states) > 10, "the pin really bounced"
@@ -191,21 +199,23 @@ def test_mashing_gives_one_action_per_gesture() -> None:
     rng = random.Random(7)
     gestures = [(rng.uniform(0.03, 0.06), rng.uniform(0.03, 0.06), rng.random() < 0.5)
                 for _ in range(200)]
+    stretched = 0  # bursts the OS stretched past bounce_time: each may really be two gestures
 
     def mash(pin: MockPin) -> None:
+        nonlocal stretched
         for down, up, bouncy in gestures:
-            chatter(pin, True, 4 if bouncy else 0)
-            time.sleep(down)
-            chatter(pin, False, 4 if bouncy else 0)
-            time.sleep(up)
+            for pressed, pause in ((True, down), (False, up)):
+                if chatter(pin, pressed, 4 if bouncy else 0) >= settings.bounce_time:
+                    stretched += 1
+                time.sleep(pause)
 
     async def scenario() -> None:
         h = Harness(settings)
         try:
             await h.drive(mash)
-            got = [await h.next() for _ in gestures]
-            assert got == [TAP] * len(gestures)
-            assert await h.rest() == []
+            got = [await h.next() for _ in gestures] + await h.rest()
+            assert set(got) == {TAP}
+            assert len(gestures) <= len(got) <= len(gestures) + stretched, stretched
             await h.drive(lambda pin: press(pin, 0.1))
             assert await h.next() == TAP
         finally:
@@ -238,7 +248,8 @@ def test_on_press_comes_at_the_press_once_per_gesture() -> None:
         loop = asyncio.get_running_loop()
         factory = MockFactory()
         events: asyncio.Queue[str] = asyncio.Queue()
-        with PushButton(FAST, factory, loop, lambda a: events.put_nowait(a.value),
+        settings = GpioSettings(bounce_time=0.1, hold_seconds=0.5, mute_hold_seconds=1.0)
+        with PushButton(settings, factory, loop, lambda a: events.put_nowait(a.value),
                         on_press=lambda: events.put_nowait("press")):
             pin = factory.pin(PIN)
             for _ in range(2):
@@ -247,7 +258,7 @@ def test_on_press_comes_at_the_press_once_per_gesture() -> None:
                 assert not pin.state, "while the button is still down"
                 await asyncio.wait_for(asyncio.to_thread(chatter, pin, False, 4), 10)
                 assert await asyncio.wait_for(events.get(), 10) == TAP.value
-                await asyncio.sleep(FAST.bounce_time * 2 + 0.1)
+                await asyncio.sleep(settings.bounce_time * 2)
                 assert events.empty()
         factory.close()
 
