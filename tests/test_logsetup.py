@@ -5,8 +5,11 @@ machine runs no journald."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,3 +184,59 @@ def test_every_record_carries_the_agent_state() -> None:
     states = [journal.fields(e).get("STATE") for e in journal.entries]
     assert states == [None, "thinking", "idle", None]
     assert journal.fields(journal.entries[1])["TURN_ID"] == "4"
+
+
+# A private journald in a private mount namespace (tmpfs over /run and the
+# journal directory, so nothing reaches the machine's own), and a child whose
+# stderr is a journal stream, with JOURNAL_STREAM and INVOCATION_ID set the way
+# systemd sets them for a service.
+JOURNALD_SCRIPT = r'''
+set -euo pipefail
+mount -t tmpfs tmpfs /run
+[ -d /var/log/journal ] && mount -t tmpfs tmpfs /var/log/journal
+mkdir -p /run/systemd/journal
+/lib/systemd/systemd-journald &
+trap 'kill $!' EXIT
+for _ in $(seq 200); do [ -S /run/systemd/journal/stdout ] && break; sleep 0.05; done
+systemd-cat -t edge-agent-stderr bash -c '
+    export INVOCATION_ID=0123456789abcdef0123456789abcdef
+    export JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2)
+    exec "$0" -c "$1"' "$PYTHON" "$CODE"
+journalctl --sync
+journalctl --no-pager -o json SYSLOG_IDENTIFIER=edge-agent
+'''
+
+DAEMON_LIKE = '''
+import logging
+from edge_agent.logsetup import log_context, setup_logging, under_systemd
+assert under_systemd()
+setup_logging("info")
+log = logging.getLogger("edge_agent.agent.turn")
+with log_context(TURN_ID=12, STAGE="stt"):
+    log.warning("transcribed in %d ms", 412)
+log.info("between turns")
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/lib/systemd/systemd-journald").exists()
+                    or shutil.which("unshare") is None,
+                    reason="needs root, unshare and systemd-journald")
+def test_records_reach_a_real_journald_and_filter_by_turn(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "bash", "-c", JOURNALD_SCRIPT],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "PYTHON": sys.executable, "CODE": DAEMON_LIKE,
+             "PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+    if result.returncode != 0 and "Operation not permitted" in result.stderr:
+        pytest.skip(f"no mount namespace here: {result.stderr.strip()[-200:]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    turn = [e for e in entries if e.get("TURN_ID") == "12"]
+    assert len(turn) == 1
+    assert turn[0]["STAGE"] == "stt"
+    assert turn[0]["PRIORITY"] == "4"
+    assert turn[0]["_TRANSPORT"] == "journal"  # structured, not a line on the stream
+    assert turn[0]["MESSAGE"].startswith("edge_agent.agent.turn: transcribed in 412 ms")
+    other = [e for e in entries if e["MESSAGE"].endswith("between turns")]
+    assert len(other) == 1 and "TURN_ID" not in other[0]
