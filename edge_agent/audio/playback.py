@@ -281,36 +281,40 @@ class Player:
         returns), report, and reopen with doubling delays until it is back."""
         while not self._closed.wait(WATCH_INTERVAL_SECONDS):
             sink = self._sink
-            if not isinstance(sink, PortAudioSink) or sink.active:
+            if isinstance(sink, PortAudioSink) and not sink.active:
+                self._lose(sink)
+                self._reopen()
+
+    def _lose(self, sink: PortAudioSink) -> None:
+        with self._lock:
+            self._sink = None  # writes fail fast instead of queueing for later
+        self._set_health(False, "the output stream stopped")
+        self.stop()
+        with self._lock:  # no period will be pulled to announce them
+            interrupted, self._interrupted = self._interrupted, []
+        self._announce_interrupted(interrupted)
+        sink.close()
+
+    def _reopen(self) -> None:
+        delay = FIRST_RETRY_SECONDS
+        while not self._closed.wait(delay):
+            try:
+                # The same format as before: queued streams' converters were made for it.
+                sink = PortAudioSink(self.spec, self._fill, rate=self.device_rate,
+                                     channels=self.channels)
+            except AudioDeviceError as exc:
+                log.info("output %r: %s; retrying in %.1f s", self.spec, exc, delay)
+                delay = min(delay * 2, self.reconnect_max)
                 continue
             with self._lock:
-                self._sink = None  # writes fail fast instead of queueing for later
-            self._set_health(False, "the output stream stopped")
-            self.stop()
-            with self._lock:  # no period will be pulled to announce them
-                interrupted, self._interrupted = self._interrupted, []
-            self._announce_interrupted(interrupted)
-            sink.close()
-            delay = FIRST_RETRY_SECONDS
-            while not self._closed.wait(delay):
-                try:
-                    sink = PortAudioSink(self.spec, self._fill, rate=self.device_rate,
-                                         channels=self.channels)
-                except AudioDeviceError as exc:
-                    log.info("output %r: %s; retrying in %.1f s", self.spec, exc, delay)
-                    delay = min(delay * 2, self.reconnect_max)
-                    continue
-                with self._lock:
-                    if self._closed.is_set():
-                        break
+                installed = not self._closed.is_set()
+                if installed:
                     self._sink = sink
+            if installed:
                 self._set_health(True, "reopened")
-                break
-            else:
-                return
-            if self._closed.is_set():
+            else:  # the player was closed while the device was opening
                 sink.close()
-                return
+            return
 
     def _set_health(self, ok: bool, reason: str) -> None:
         self.healthy = ok
