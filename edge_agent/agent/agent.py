@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from edge_agent.controls import Earcons
     from edge_agent.intents.timers import Timer
     from edge_agent.net import Connectivity
+    from edge_agent.offline import VoskSTT
     from edge_agent.wake import WakeDetector
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class Agent:
         earcons: Earcons | None = None,
         connectivity: Connectivity | None = None,
         turns: TurnPipeline | None = None,
+        vosk: VoskSTT | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -117,6 +119,8 @@ class Agent:
         self.connectivity = connectivity
         self.turns = turns
         """Set once after construction when the pipeline's tools need this agent."""
+        self.vosk = vosk
+        """Run live on every utterance when offline.stt_mode is "parallel"."""
         self.last_answer = ""
         self.last_turns: deque[TurnRecord] = deque(maxlen=LAST_TURNS)
         self.counts = {"turns": 0, "barge_ins": 0, "failovers": 0, "overruns": 0}
@@ -336,18 +340,51 @@ class Agent:
             self._set_state(AgentState.LISTENING)
             if not follow_up:
                 self._earcon("wake")
-            bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
-                                        follow_up=follow_up)
-            if bounds.outcome == Outcome.NO_SPEECH or bounds.speech_start_index is None:
-                log.info("no speech (%s); back to idle", bounds.outcome)
-                self._set_state(AgentState.IDLE)
-                return
-            spoken = await self._answer(request.source, bounds)
+            live = self._live_vosk(start)
+            try:
+                bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
+                                            follow_up=follow_up)
+                if bounds.outcome == Outcome.NO_SPEECH or bounds.speech_start_index is None:
+                    log.info("no speech (%s); back to idle", bounds.outcome)
+                    self._set_state(AgentState.IDLE)
+                    return
+                vosk_result = None
+                if live is not None:
+                    live[1].set_result(bounds.end_index)
+                    vosk_result = live[0]
+                spoken = await self._answer(request.source, bounds, vosk_result)
+            finally:
+                if live is not None and not live[0].done():
+                    live[0].cancel()
             if not spoken or self.settings.turn.follow_up_seconds <= 0:
                 if self._state is not AgentState.ERROR:  # it clears itself
                     self._set_state(AgentState.IDLE)
                 return
             start, lead, push_to_talk, follow_up = self.ring.total, 0.0, False, True
+
+    def _live_vosk(self, start: int) -> tuple[asyncio.Task, asyncio.Future] | None:
+        """In "parallel" mode, Vosk hears the utterance while it is spoken, so its
+        transcript is ready at the end of speech if the cloud fails. Returns the
+        transcript task and the future that will hold the utterance's end index."""
+        if self.vosk is None or self.settings.offline.stt_mode != "parallel":
+            return None
+        end: asyncio.Future[int] = self._loop.create_future()
+        task = asyncio.create_task(self._transcribe_live(self.vosk, start, end),
+                                   name="vosk-live")
+        return task, end
+
+    async def _transcribe_live(self, vosk: VoskSTT, start: int, end: asyncio.Future) -> str:
+        stream = vosk.stream()
+        reader = self.ring.reader("vosk", start=start)
+        chunk = self.ring.rate // 5  # 200 ms: few thread hops, little delay at the end
+        try:
+            while not end.done() or reader.position < end.result():
+                n = chunk if not end.done() else min(chunk, end.result() - reader.position)
+                frame = await reader.read(n)
+                await asyncio.to_thread(stream.feed, frame)
+            return await asyncio.to_thread(stream.final)
+        finally:
+            reader.close()
 
     async def _listen(self, start: int, *, lead: float, push_to_talk: bool,
                       follow_up: bool) -> TurnBounds:
@@ -379,7 +416,8 @@ class Agent:
         finally:
             reader.close()
 
-    async def _answer(self, source: str, bounds: TurnBounds) -> bool:
+    async def _answer(self, source: str, bounds: TurnBounds,
+                      vosk_result: Awaitable[str] | None) -> bool:
         """Run the turn pipeline on the utterance; True when an answer was spoken."""
         ring = self.ring
         start_t, end_t = ring.time_of(bounds.start_index), ring.time_of(bounds.end_index)
@@ -397,7 +435,8 @@ class Agent:
             raise RuntimeError("Agent.turns was never set")
         try:
             with log_context(turn_id=turn_id):  # journal field TURN_ID on every record
-                result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id)
+                result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id,
+                                              vosk_result=vosk_result)
         except asyncio.CancelledError:
             self._answered_until = ring.total
             raise

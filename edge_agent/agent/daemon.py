@@ -153,7 +153,8 @@ class Daemon:
         self.microphone = build_microphone(s, self.ring, self.bus)
         self.connectivity = Connectivity(s, self.bus, self._probe)
         self.agent = Agent(s, self.bus, ring=self.ring, player=self.player, wake=wake,
-                           earcons=Earcons(s.earcons), connectivity=self.connectivity)
+                           earcons=Earcons(s.earcons), connectivity=self.connectivity,
+                           vosk=self.offline.vosk)
         self.timers = Timers(s.state_dir / TIMERS_FILE, self.agent.ring_timer)
         self.toolbox = device_tools(self.agent, self.timers)
         self.intents = LocalIntents(self.toolbox)
@@ -386,6 +387,7 @@ class Daemon:
             agent.wake = await asyncio.to_thread(WakeDetector, new.wake)
         if plan.reload_offline:
             self.offline = await asyncio.to_thread(build_offline, new)
+            agent.vosk = self.offline.vosk
         if plan.rebuild_cloud:
             old_cloud, self.cloud = self.cloud, build_cloud(new)
             if old_cloud is not None:
