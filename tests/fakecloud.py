@@ -61,7 +61,7 @@ FAULTS = (
     "rate_limit",      # 429 with Retry-After: retry_after seconds
     "disconnect",      # the connection is closed (FIN) without any response
     "stall_first",     # nothing at all for `seconds` (headers included)
-    "stall_mid",       # part of the body, then nothing for `seconds`
+    "stall_mid",       # part of the body, nothing for `seconds`, then the rest
     "reset_mid",       # part of the body, then a TCP reset
     "truncate",        # part of the body, then a clean end (llm: no finish_reason, no [DONE])
     "malformed_sse",   # llm: an event whose data is not JSON at all
@@ -114,7 +114,8 @@ class Fault:
     retry_after: float | str = 1
     seconds: float = 30.0
     after: int = 1
-    """For *_mid faults: tokens (llm) or audio chunks (tts) sent before the break."""
+    """For faults mid-stream (stall_mid, reset_mid, truncate, malformed_*): tokens (llm)
+    or audio chunks (tts) sent before the break."""
     variant: str = "wav"
 
 
@@ -593,9 +594,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._head(200, "application/json", record, length=len(data))
             self.wfile.write(data[: len(data) // 2])
             self.wfile.flush()
-            if fault.kind == "stall_mid":
-                self._wait(fault.seconds)
-            self._reset()
+            if fault.kind == "reset_mid":
+                self._reset()
+            self._wait(fault.seconds)
+            self.wfile.write(data[len(data) // 2:])
+            return
         self._json(200, {"text": text}, record)
 
     def _llm(self, record: Request, fault: Fault | None) -> None:
@@ -656,7 +659,6 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if fault.kind == "stall_mid":
             self._wait(fault.seconds)
-            self._reset()
         elif fault.kind == "reset_mid":
             self._reset()
         elif fault.kind == "malformed_sse":
@@ -688,7 +690,7 @@ class _Handler(BaseHTTPRequestHandler):
                     break
                 if fault.kind == "stall_mid":
                     self._wait(fault.seconds)
-                if fault.kind in ("stall_mid", "reset_mid"):
+                if fault.kind == "reset_mid":
                     self._reset()
             self._chunk(chunk)
             sent += len(chunk)

@@ -303,3 +303,10 @@ def test_the_first_delta_arrives_while_the_model_still_writes(fake_cloud: FakeCl
         return False
 
     assert run(scenario())
+
+
+def test_a_gap_shorter_than_llm_idle_is_tolerated(fake_cloud: FakeCloud) -> None:
+    fake_cloud.reply = "one two three four"
+    fake_cloud.fail("llm", "stall_mid", after=2, seconds=0.3)
+    assert "".join(run(collect(fake_cloud, timeouts=FAST | {"llm_idle": 3.0}))) == (
+        fake_cloud.reply)

@@ -143,3 +143,9 @@ def test_a_captive_portal_page_means_offline(fake_cloud: FakeCloud) -> None:
 def test_nothing_to_say_sends_nothing(fake_cloud: FakeCloud) -> None:
     assert run(chunks(fake_cloud, "  ")) == []
     assert fake_cloud.requests_for("tts") == []
+
+
+def test_a_gap_shorter_than_the_budget_is_tolerated(fake_cloud: FakeCloud) -> None:
+    fake_cloud.fail("tts", "stall_mid", after=1, seconds=0.3)
+    audio = b"".join(run(chunks(fake_cloud, timeouts={"tts_first_byte": 3.0})))
+    np.testing.assert_array_equal(np.frombuffer(audio, "<i2"), fake_cloud.speech("Hello there."))
