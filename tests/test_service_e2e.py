@@ -198,17 +198,35 @@ def test_notify_sequence_reload_and_sigterm(
     service.wait_for("WATCHDOG", "1", timeout=10)  # still healthy
     assert len(service.events("config_reloaded")) == 1
 
+    # Muted through the control socket: SIGTERM must persist it.
+    muting = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "mute", "--socket", str(tmp_path / "control.sock")],
+        capture_output=True, text=True, timeout=60)
+    assert muting.returncode == 0, muting.stderr
+    service.wait_event("mute")
+
     took = service.terminate()
     print(f"SIGTERM to exit: {took:.2f} s")
     assert service.proc.returncode == 0, "\n".join(service.stderr[-30:])
     assert service.kinds()[-1] == "STOPPING"
     assert took < STOP_BUDGET
+    # The event log is whole: every line parses, the mute is in it.
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "mute" and e["muted"] for e in events)
     with wave.open(str(tmp_path / "out.wav"), "rb") as out:
         # The header was finished: it counts exactly the frames in the file.
         frames, width, channels = out.getnframes(), out.getsampwidth(), out.getnchannels()
         assert out.getframerate() > 0
     data_bytes = (tmp_path / "out.wav").stat().st_size - 44
     assert frames * width * channels == data_bytes
+
+    # Started again, it comes up muted: the state survived the stop.
+    service.sock.close()
+    (tmp_path / "notify").unlink()
+    again = ServiceRun(tmp_path, base)
+    service_runs.append(again)
+    assert again.wait_for("READY", "1", timeout=START_TIMEOUT)["STATUS"] == "muted"
+    again.terminate()
 
 
 class LiveFifo:
