@@ -42,7 +42,6 @@ class RingBuffer:
         self._cond = threading.Condition(self._lock)
         self._blocking_waiters = 0
         self._async_waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future]] = []
-        self._readers: list[RingReader] = []
         self._overrun_listeners: list[OverrunListener] = []
         # The time anchor: the monotonic capture time of sample total-1.
         self._anchor_index = 0
@@ -109,9 +108,7 @@ class RingBuffer:
         """A cursor starting at absolute ``start`` (clamped to what is kept), or now."""
         with self._lock:
             position = self.total if start is None else max(start, self.oldest)
-            reader = RingReader(self, name, position)
-            self._readers.append(reader)
-        return reader
+        return RingReader(self, name, position)
 
     def on_overrun(self, listener: OverrunListener) -> Callable[[], None]:
         """Be told of overruns (once per burst); returns an unsubscribe function."""
@@ -153,11 +150,6 @@ class RingBuffer:
         with self._lock:
             anchor_index, anchor_time = self._anchor_index, self._anchor_time
         return anchor_index + round((t - anchor_time) * self.rate)
-
-    def _forget(self, reader: RingReader) -> None:
-        with self._lock:
-            if reader in self._readers:
-                self._readers.remove(reader)
 
     def _report_overrun(self, name: str, skipped: int) -> None:
         log.warning("audio reader %r fell %d samples (%.2f s) behind; resynchronised",
@@ -253,8 +245,8 @@ class RingReader:
             self.position = max(index, self.ring.oldest)
 
     def close(self) -> None:
+        """Later reads raise ValueError (a reader left behind by a finished turn)."""
         self._closed = True
-        self.ring._forget(self)
 
     def _check_open(self) -> None:
         if self._closed:
