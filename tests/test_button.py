@@ -267,6 +267,31 @@ def test_on_press_comes_at_the_press_once_per_gesture() -> None:
     run(scenario)
 
 
+def test_pull_down_wiring_without_debounce() -> None:
+    """pull_up = false: the button connects the pin to 3.3 V, so pressed is high;
+    bounce_time = 0 takes every edge as it comes."""
+    settings = GpioSettings(pull_up=False, bounce_time=0.0, hold_seconds=0.3,
+                            mute_hold_seconds=1.0)
+
+    async def scenario() -> None:
+        h = Harness(settings)
+        try:
+            def taps(pin: MockPin) -> None:
+                for _ in range(3):
+                    pin.drive_high()
+                    time.sleep(0.05)
+                    pin.drive_low()
+                    time.sleep(0.05)
+
+            await h.drive(taps)
+            assert [await h.next() for _ in range(3)] == [TAP] * 3
+            assert await h.rest() == []
+        finally:
+            h.close()
+
+    run(scenario)
+
+
 def test_a_failing_handler_does_not_wedge_the_button() -> None:
     async def scenario() -> None:
         loop = asyncio.get_running_loop()
