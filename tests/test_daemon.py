@@ -166,3 +166,21 @@ def test_run_with_a_bad_config_exits_2_naming_the_key(
     assert main(["run", "--config", str(config)]) == 2
     assert "turn.end_silence" in capsys.readouterr().err
 
+
+
+def test_without_a_microphone_it_starts_shows_error_and_keeps_retrying(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with FakeCloud() as fake:
+            h = Harness(tmp_path, fake, silence(1.0), gpio=False)
+            h.config.write_text(h.config.read_text().replace(
+                f'input = "{tmp_path}/in.wav"', 'input = "no-such-microphone"'))
+            async with h:
+                assert h.daemon.status_line() == "no microphone (retrying)"
+                status = h.daemon.agent.status()
+                assert status["microphone"] is False
+                assert status["state"] == "error"
+                # The rest still works: it can speak.
+                assert await asyncio.wait_for(h.daemon.agent.say("Hello."), 30)
+
+    run(scenario())

@@ -137,6 +137,8 @@ class Agent:
         self._error_timer: asyncio.TimerHandle | None = None
         self._speeches: set[asyncio.Task] = set()
         self._answered_until = 0
+        self._input_ok = True
+        """The microphone delivers (from "audio_device" events)."""
         """ring.total when the last answer ended: pre-roll stops there."""
         self._release_index: int | None = None
         self._muted = False
@@ -151,6 +153,8 @@ class Agent:
         return self._state
 
     def _set_state(self, state: AgentState) -> None:
+        if state is AgentState.IDLE and not self._input_ok:
+            state = AgentState.ERROR  # idle but deaf: the owner must see it
         if state is self._state:
             return
         previous, self._state = self._state, state
@@ -514,6 +518,12 @@ class Agent:
             self.wake.set_playing(False)
             if self._state is AgentState.SPEAKING and not self.busy:
                 self._set_state(AgentState.IDLE)
+        elif name == "audio_device" and event.fields["direction"] == "input":
+            self._input_ok = bool(event.fields["ok"])
+            if not self._input_ok and self._state is AgentState.IDLE:
+                self._set_state(AgentState.ERROR)
+            elif self._input_ok and self._state is AgentState.ERROR and not self._error_timer:
+                self._set_state(AgentState.IDLE)
         elif name == "failover":
             self.counts["failovers"] += 1
         elif name == "audio_overrun":
@@ -542,6 +552,7 @@ class Agent:
             "state": str(self._state),
             "online": self.online,
             "muted": self._muted,
+            "microphone": self._input_ok,
             "wake_models": list(self.wake.model_names),
             "uptime": round(time.monotonic() - self._started, 1),
             "volume": round(self.player.volume, 2),

@@ -258,7 +258,7 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
         # Before READY=1 the line goes out with READY itself.
-        if event.name in ("network", "mute") and self.ready.is_set():
+        if event.name in ("network", "mute", "audio_device") and self.ready.is_set():
             self.notifier.status(self.status_line())
 
     def _job_crashed(self, name: str, exc: BaseException) -> None:
@@ -271,6 +271,8 @@ class Daemon:
     def status_line(self) -> str:
         """The human line systemctl status shows."""
         agent = self.agent
+        if not self.microphone.healthy:
+            return "no microphone (retrying)"
         if agent.muted:
             return "muted"
         words = " or ".join(m.replace("_", " ") for m in agent.wake.model_names)
