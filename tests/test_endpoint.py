@@ -53,9 +53,11 @@ def test_command_said_without_a_pause_is_one_turn(snr: float | None) -> None:
     command_end = CLOCK + len(lead) + len(wake) + loud_span(command)[1]
     assert bounds.outcome is Outcome.SPEECH_END
     assert bounds.start_index == start
-    assert start <= command_start + 0.1 * RATE  # the first word is not lost
+    wake_end = CLOCK + len(lead) + loud_span(wake)[1]
+    # From about the end of the wake phrase (never into the command: its
+    # first word is not lost) to just after the command.
+    assert wake_end - 0.3 * RATE <= start <= command_start
     assert command_end <= bounds.end_index <= command_end + 0.5 * RATE
-    assert bounds.duration < (command_end - command_start) / RATE + 1.0
 
 
 def test_pause_mid_command_after_the_wake_word() -> None:

@@ -185,7 +185,7 @@ def test_no_false_wake_right_after_reset() -> None:
     assert feed(detector, phrase) == []
     assert [d.model for d in feed(cold, phrase)] == ["hey_jarvis"]  # the test can fail
     detector.reset()
-    assert feed(detector, mix_snr(piper("okay, jarvis is a name"), noise(3.0), 10)) == []
+    assert feed(detector, mix_snr(piper("okay, what is the time"), noise(3.0), 10)) == []
 
 
 def test_refractory_period_per_model() -> None:
