@@ -4,13 +4,16 @@ crash. Real engines throughout (see tests/test_turn.py for the rig)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from edge_agent.agent.failover import timed
 from edge_agent.agent.turn import LOST_CONNECTION, ONE_MOMENT
-from edge_agent.errors import SttCloudError
+from edge_agent.errors import LlmCloudError, SttCloudError
 from tests.fakecloud import FakeCloud
 from tests.test_turn import loud_seconds, make_rig, sync
 
@@ -147,3 +150,51 @@ async def test_llm_failure_falls_back_to_a_local_intent(tmp_path: Path, cloud: F
     assert "5 minute" in result.reply or "five minute" in result.reply
     assert result.spoken
     assert len(cloud.requests_for("llm")) == 1
+
+
+@pytest.mark.slow
+@sync
+async def test_speak_fails_over_to_piper(tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.fail("tts", "status", status=500)
+    async with make_rig(tmp_path, cloud) as rig:
+        played = await rig.runner.speak("Your tea timer is done.")
+    assert played
+    (failover,) = rig.named("failover")
+    assert (failover.fields["stage"], failover.fields["to"]) == ("tts", "piper")
+    assert loud_seconds(rig.output(), rig.rate()) > 0.5
+
+
+@sync
+async def test_a_stalled_stream_becomes_a_typed_error_and_is_closed() -> None:
+    closed = asyncio.Event()
+
+    async def stream(stall_after: int) -> AsyncIterator[str]:
+        try:
+            for n in range(10):
+                if n == stall_after:
+                    await asyncio.sleep(60)
+                yield f"t{n}"
+        finally:
+            closed.set()
+
+    def error(reason: str) -> LlmCloudError:
+        return LlmCloudError(reason, offline=True)
+
+    got: list[str] = []
+    with pytest.raises(LlmCloudError, match="stalled"):
+        async for item in timed(stream(3), first=5.0, gap=0.05, error=error):
+            got.append(item)
+    assert got == ["t0", "t1", "t2"]
+    assert closed.is_set()
+
+    closed.clear()
+    with pytest.raises(LlmCloudError, match=r"nothing for 0\.05 s"):
+        async for _ in timed(stream(0), first=0.05, gap=5.0, error=error):
+            pass
+    assert closed.is_set()
+    # A slow consumer is no stall: only the wait on the stream is timed.
+    slow = []
+    async for item in timed(stream(99), first=0.05, gap=0.05, error=error):
+        slow.append(item)
+        await asyncio.sleep(0.1)
+    assert len(slow) == 10

@@ -338,7 +338,7 @@ async def test_noise_ends_politely_without_the_llm(tmp_path: Path, cloud: FakeCl
 @sync
 async def test_cancelling_mid_answer_closes_the_cloud_streams(
         tmp_path: Path, cloud: FakeCloud) -> None:
-    cloud.reply = "First sentence here. " + "and then more words " * 20 + "."
+    cloud.reply = "First sentence here. Then " + "more and more words " * 20 + "."
     cloud.latency = Latency(llm_tokens_per_second=10, tts_rtf=0.5)
     async with make_rig(tmp_path, cloud) as rig:
         started = asyncio.Event()
@@ -353,6 +353,30 @@ async def test_cancelling_mid_answer_closes_the_cloud_streams(
         await asyncio.wait_for(asyncio.to_thread(llm.wait, 5), 6)
     assert llm.closed_early
     assert rig.named("turn_done") == []
+    assert len(rig.conversation) == 0  # nothing had finished playing
+
+
+@pytest.mark.slow
+@sync
+async def test_an_interrupted_answer_is_remembered_as_far_as_it_was_heard(
+        tmp_path: Path, cloud: FakeCloud) -> None:
+    # Sentence 1 plays in 0.6 s; sentence 2 needs 4 s more of tokens. Barge in
+    # between the two: the model must only believe the user heard sentence 1.
+    cloud.reply = "First sentence here. Then " + "more and more words " * 5 + "."
+    cloud.latency = Latency(llm_tokens_per_second=5)
+    async with make_rig(tmp_path, cloud) as rig:
+        started = asyncio.Event()
+        rig.runner.bus.subscribe(lambda e: e.name == "audio_out_start" and started.set())
+        task = asyncio.create_task(rig.turn())
+        await asyncio.wait_for(started.wait(), TURN_TIMEOUT)
+        await asyncio.sleep(1.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        rig.player.stop()
+    assert rig.conversation.messages("go on")[-2:] == [
+        {"role": "assistant", "content": "First sentence here."},
+        {"role": "user", "content": "go on"}]
 
 
 @pytest.mark.slow
