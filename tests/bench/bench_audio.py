@@ -139,8 +139,11 @@ def reader_throughput(seconds_of_audio: float) -> dict[str, float]:
     for _ in range(20):
         ring.read_range(0, 15 * SAMPLE_RATE)
     range_s = (time.perf_counter() - started) / 20
+    reads = n // 1280
     return {"async_read_1280_msamples_per_s": round(n / async_s / 1e6, 2),
+            "async_read_1280_us": round(async_s / reads * 1e6, 2),
             "blocking_read_1280_msamples_per_s": round(n / blocking_s / 1e6, 2),
+            "blocking_read_1280_us": round(blocking_s / reads * 1e6, 2),
             "read_range_15s_ms": round(range_s * 1000, 3)}
 
 
