@@ -64,9 +64,12 @@ def _pcm(name: str, *, file: str | Path, infile: Path | None = None) -> str:
 
 
 def write_raw(path: str | Path, samples: np.ndarray) -> Path:
-    """Samples (n,) mono or (n, channels) as the raw interleaved int16 a device reads."""
+    """Samples (n,) mono or (n, channels) as the raw interleaved int16 a device reads.
+    Written aside and renamed, so a device opened meanwhile never sees half a file."""
     path = Path(path)
-    np.ascontiguousarray(samples, dtype=np.int16).tofile(path)
+    partial = path.with_name(path.name + ".partial")
+    np.ascontiguousarray(samples, dtype=np.int16).tofile(partial)
+    partial.replace(path)
     return path
 
 
