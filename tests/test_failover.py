@@ -177,24 +177,23 @@ async def test_a_stalled_stream_becomes_a_typed_error_and_is_closed() -> None:
         finally:
             closed.set()
 
-    def error(reason: str) -> LlmCloudError:
-        return LlmCloudError(reason, offline=True)
-
     got: list[str] = []
-    with pytest.raises(LlmCloudError, match="stalled"):
-        async for item in timed(stream(3), first=5.0, gap=0.05, error=error):
+    with pytest.raises(LlmCloudError, match="stalled") as broken:
+        async for item in timed(stream(3), first=5.0, gap=0.05, error=LlmCloudError):
             got.append(item)
     assert got == ["t0", "t1", "t2"]
     assert closed.is_set()
+    assert (broken.value.offline, broken.value.partial) == (False, True)
 
     closed.clear()
-    with pytest.raises(LlmCloudError, match=r"nothing for 0\.05 s"):
-        async for _ in timed(stream(0), first=0.05, gap=5.0, error=error):
+    with pytest.raises(LlmCloudError, match=r"nothing for 0\.05 s") as unreachable:
+        async for _ in timed(stream(0), first=0.05, gap=5.0, error=LlmCloudError):
             pass
     assert closed.is_set()
+    assert (unreachable.value.offline, unreachable.value.partial) == (True, False)
     # A slow consumer is no stall: only the wait on the stream is timed.
     slow = []
-    async for item in timed(stream(99), first=0.05, gap=0.05, error=error):
+    async for item in timed(stream(99), first=0.05, gap=0.05, error=LlmCloudError):
         slow.append(item)
         await asyncio.sleep(0.1)
     assert len(slow) == 10

@@ -164,7 +164,7 @@ class SpokenAnswer:
         stream = engine.synthesize(sentence.text)
         if engine is self._cloud:
             stream = timed(stream, first=self._first_byte_timeout, gap=TTS_GAP_SECONDS,
-                           error=lambda reason: TtsCloudError(reason, offline=True))
+                           error=TtsCloudError)
         try:
             async with contextlib.aclosing(stream):
                 async for pcm in stream:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TypeVar
 
 from edge_agent.errors import CloudError
@@ -25,20 +25,18 @@ TTS_GAP_SECONDS = 1.0
 
 
 async def timed(
-    stream: AsyncIterator[T],
-    *,
-    first: float,
-    gap: float,
-    error: Callable[[str], CloudError],
+    stream: AsyncIterator[T], *, first: float, gap: float, error: type[CloudError],
 ) -> AsyncIterator[T]:
-    """Yield from ``stream``, raising ``error(reason)`` when the first item takes
-    longer than ``first`` seconds or a later one longer than ``gap``.
+    """Yield from ``stream``, raising ``error`` (a stage's CloudError) when the first
+    item takes longer than ``first`` seconds or a later one longer than ``gap``.
 
     Only the wait on ``stream`` is timed, never the consumer's work between items.
     The engines have their own timeouts; this one guarantees the bound whatever an
     engine does, and closes the stream (and its HTTP response) on every exit.
+    A stall before the first item says the service is out of reach (``offline``);
+    a stall after it is a broken stream (``partial``).
     """
-    limit = first
+    limit, started = first, False
     try:
         while True:
             try:
@@ -47,8 +45,9 @@ async def timed(
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                raise error(f"stalled: nothing for {limit:g} s") from None
-            limit = gap
+                raise error(f"stalled: nothing for {limit:g} s", offline=not started,
+                            partial=started) from None
+            limit, started = gap, True
             yield item
     finally:
         aclose = getattr(stream, "aclose", None)

@@ -251,7 +251,7 @@ class TurnRunner:
         deltas = timed(
             self.cloud_llm.reply(self.conversation.messages(transcript), self.toolbox),
             first=limits.llm_first_token, gap=limits.llm_idle,
-            error=lambda reason: LlmCloudError(reason, offline=True))
+            error=LlmCloudError)
         started = False
         try:
             async with contextlib.aclosing(deltas):
