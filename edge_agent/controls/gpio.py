@@ -11,7 +11,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 from gpiozero import Device
-from gpiozero.exc import GPIOZeroError, PinFactoryFallback
+from gpiozero.exc import PinFactoryFallback
 
 from edge_agent.errors import EdgeAgentError
 
@@ -46,9 +46,10 @@ def make_pin_factory(settings: GpioSettings) -> Factory | None:
             # The public Device.pin_factory would also become gpiozero's global
             # default; the daemon passes its factory explicitly instead.
             factory = Device._default_pin_factory()
-        except (GPIOZeroError, ImportError, OSError) as exc:
-            # BadPinFactory when no driver loads; ImportError/OSError when
-            # GPIOZERO_PIN_FACTORY names a driver this machine cannot run.
+        except Exception as exc:
+            # BadPinFactory when no driver loads. A driver named by
+            # GPIOZERO_PIN_FACTORY raises its own types (ImportError, RuntimeError
+            # from RPi.GPIO off a Pi, lgpio.error without /dev/gpiochip access).
             log.info("%s (%s)", NO_GPIO_MESSAGE, exc)
             return None
     log.debug("GPIO pin factory: %s", type(factory).__name__)
