@@ -278,3 +278,54 @@ def test_a_probe_that_raises_counts_as_offline() -> None:
 
     net = run(scenario())
     assert not net.online and net.probes >= 2
+
+
+def test_nudge_probes_early_while_offline(service: Service) -> None:
+    service.status = 503
+    bus = EventBus()
+    events = recorder(bus)
+
+    async def scenario() -> Connectivity:
+        client = CloudClient(CloudSettings(base_url=service.url), None)
+        probed = asyncio.Event()
+
+        async def probe() -> bool:
+            answered = await client.probe()
+            probed.set()
+            return answered
+
+        # Left alone it would first probe after 30 s.
+        net = Connectivity(settings(service.url, 30, 60), bus, probe=probe, online=False)
+        task = asyncio.create_task(net.run())
+        try:
+            net.nudge()  # a turn starts
+            await probed.wait()
+            assert net.probes == 1 and not net.online
+            probed.clear()
+            service.status = 200
+            net.nudge()  # too soon after the last probe: it waits its interval
+            await asyncio.sleep(0.3)
+            assert net.probes == 1
+        finally:
+            task.cancel()
+            await client.aclose()
+        return net
+
+    net = run(scenario())
+    assert not net.online and [e.fields["online"] for e in events] == [False]
+
+
+def test_nudge_while_online_does_nothing(service: Service) -> None:
+    async def scenario() -> Connectivity:
+        client = CloudClient(CloudSettings(base_url=service.url), None)
+        net = Connectivity(settings(service.url, 0.01, 0.01), EventBus(), probe=client.probe)
+        task = asyncio.create_task(net.run())
+        await asyncio.sleep(0.1)
+        net.nudge()
+        await asyncio.sleep(0.2)
+        task.cancel()
+        await client.aclose()
+        return net
+
+    net = run(scenario())
+    assert net.online and net.probes == 1

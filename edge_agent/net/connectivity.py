@@ -11,7 +11,9 @@ our request, a stream broken mid-way) only counts against its own stage.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from edge_agent.config import Settings
@@ -46,6 +48,8 @@ class Connectivity:
         }
         self._online = online
         self._offline = asyncio.Event()
+        self._nudged = asyncio.Event()
+        self._last_probe = float("-inf")
         if not online:
             self._go_offline("assumed offline at start")
         self.probes = 0
@@ -76,6 +80,13 @@ class Connectivity:
         if not self.breakers[stage].allow():
             log.warning("cloud %s paused after %s", stage, error.reason)
 
+    def nudge(self) -> None:
+        """Probe soon rather than after the whole backoff wait: call it when a turn
+        starts while offline, so a network that came back serves the next turn.
+        At most one probe per ``offline.probe_interval``."""
+        if not self._online:
+            self._nudged.set()
+
     def status(self) -> dict[str, object]:
         """For the status socket: online and each breaker's state."""
         return {"online": self._online,
@@ -94,11 +105,13 @@ class Connectivity:
         for breaker in self.breakers.values():
             breaker.success()
         self._offline.clear()
+        self._nudged.clear()
         log.info("back online: %s", reason)
         self._bus.emit("network", online=True, reason=reason)
 
     async def _probe_once(self) -> bool:
         self.probes += 1
+        self._last_probe = time.monotonic()
         try:
             return bool(await asyncio.wait_for(self._probe(), PROBE_TIMEOUT))
         except Exception as exc:  # TimeoutError included: a probe that fails is just "not yet"
@@ -114,7 +127,7 @@ class Connectivity:
             await self._offline.wait()
             wait = self._interval
             while not self._online:
-                await asyncio.sleep(wait)
+                await self._sleep(wait)
                 if self._online:  # a real request got through meanwhile
                     break
                 if await self._probe_once():
@@ -123,6 +136,17 @@ class Connectivity:
                     break
                 wait = min(wait * 2, self._max_interval)
                 log.debug("still offline; next probe in %.0f s", wait)
+
+    async def _sleep(self, wait: float) -> None:
+        """Wait ``wait`` seconds, or less when nudged (but a whole probe interval
+        after the last probe at least)."""
+        deadline = time.monotonic() + wait
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._nudged.wait(), wait)
+        self._nudged.clear()
+        earliest = min(deadline, self._last_probe + self._interval)
+        if (pause := earliest - time.monotonic()) > 0:
+            await asyncio.sleep(pause)
 
     def __repr__(self) -> str:
         open_ = [s for s, b in self.breakers.items() if b.state() is not BreakerState.CLOSED]
