@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from edge_agent.agent.failover import TTS_GAP_SECONDS, Failover, timed
 from edge_agent.errors import TtsCloudError
+from edge_agent.logsetup import log_context
 from edge_agent.text import clean_for_speech
 
 if TYPE_CHECKING:
@@ -166,11 +167,12 @@ class SpokenAnswer:
             stream = timed(stream, first=self._first_byte_timeout, gap=TTS_GAP_SECONDS,
                            error=TtsCloudError)
         try:
-            async with contextlib.aclosing(stream):
-                async for pcm in stream:
-                    if pcm:
-                        self.timings.setdefault("tts_first_byte", time.monotonic())
-                        chunks.put_nowait(pcm)
+            with log_context(stage="tts"):
+                async with contextlib.aclosing(stream):
+                    async for pcm in stream:
+                        if pcm:
+                            self.timings.setdefault("tts_first_byte", time.monotonic())
+                            chunks.put_nowait(pcm)
         except Exception as exc:
             chunks.put_nowait(exc)
             return

@@ -28,6 +28,7 @@ from edge_agent.config import Settings
 from edge_agent.errors import LlmCloudError, SttCloudError
 from edge_agent.events import EventBus
 from edge_agent.intents.tools import Toolbox
+from edge_agent.logsetup import log_context
 from edge_agent.text import SentenceChunker
 
 if TYPE_CHECKING:
@@ -185,8 +186,9 @@ class TurnRunner:
         if self.cloud_stt is not None and failover.allow("stt"):
             limit = self.settings.cloud.timeouts.stt
             try:
-                async with asyncio.timeout(limit):
-                    text = await self.cloud_stt.transcribe(audio)
+                with log_context(stage="stt"):
+                    async with asyncio.timeout(limit):
+                        text = await self.cloud_stt.transcribe(audio)
             except TimeoutError:
                 error: Exception = SttCloudError(f"no transcript after {limit:g} s",
                                                  offline=True)
@@ -254,15 +256,16 @@ class TurnRunner:
             error=LlmCloudError)
         started = False
         try:
-            async with contextlib.aclosing(deltas):
-                async for delta in deltas:
-                    if not delta:
-                        continue
-                    if not started:
-                        timings["llm_first_token"] = time.monotonic()
-                        started = True
-                    for sentence in chunker.feed(delta):
-                        answer.say(sentence)
+            with log_context(stage="llm"):
+                async with contextlib.aclosing(deltas):
+                    async for delta in deltas:
+                        if not delta:
+                            continue
+                        if not started:
+                            timings["llm_first_token"] = time.monotonic()
+                            started = True
+                        for sentence in chunker.feed(delta):
+                            answer.say(sentence)
         except Exception as exc:
             if not started:
                 return exc
