@@ -113,6 +113,7 @@ def test_installs_vosk_and_piper_then_skips_them(tmp_path: Path, mirror: Mirror)
     assert (dest / "en_US-test-low" / "en_US-test-low.onnx").read_bytes() == b"onnx" * 500
     assert leftovers(dest) == []
     assert "100%" in result.stderr  # the progress report
+    assert f'offline.piper_voice = "{dest}/en_US-test-low/en_US-test-low.onnx"' in result.stdout
     # the daemon finds what was installed under its state directory
     assert find_vosk_model(OfflineSettings(), tmp_path) == dest / VOSK
 
