@@ -132,6 +132,17 @@ def test_stream_with_grammar(commands: VoskSTT) -> None:
 
 
 @pytest.mark.slow
+def test_stream_keeps_words_across_a_pause(commands: VoskSTT) -> None:
+    """A long pause makes Vosk close a segment mid-turn; nothing before it is lost."""
+    audio = np.concatenate([korean("안녕하세요"), silence(2.0), korean("서울")])
+    stream = commands.stream()
+    partials = [p for i in range(0, len(audio), 1280)
+                if (p := stream.feed(audio[i:i + 1280])) is not None]
+    assert partials[-1] == "안녕하세요 서울"
+    assert stream.final() == "안녕하세요 서울"
+
+
+@pytest.mark.slow
 def test_concurrent_utterances_share_the_model(commands: VoskSTT) -> None:
     async def both() -> list[str]:
         return await asyncio.gather(
