@@ -103,7 +103,8 @@ def device_tools(
 
     def mute() -> str:
         device.set_muted(True)
-        return "Microphone off. Press the button to turn it back on."
+        # No voice command can unmute a muted microphone: say what can.
+        return "Microphone off. The button, or edge-agent unmute, turns it back on."
 
     def network_status() -> str:
         if device.online:
