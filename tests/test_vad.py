@@ -114,7 +114,9 @@ def test_burst_shorter_than_min_speech_is_not_a_turn() -> None:
 def test_push_to_talk_release_ends_the_turn() -> None:
     detector = EndOfTurnDetector(TurnSettings(), start_index=START)
     speech = piper("play some music")
+    assert not detector.speaking
     assert detector.process(speech, START + len(speech)) is None
+    assert detector.speaking
     bounds = detector.release(START + len(speech) + 100)
     assert bounds.outcome is Outcome.RELEASED
     assert bounds.end_index == START + len(speech) + 100
