@@ -62,6 +62,11 @@ def test_closing_the_stream_stops_synthesis(tts: PiperTTS) -> None:
 
 def test_empty_text_yields_nothing(tts: PiperTTS) -> None:
     assert collect(tts, "  ") == []
+    assert collect(tts, "\x00\n\t") == []
+
+
+def test_control_characters_are_not_spoken(tts: PiperTTS) -> None:
+    assert len(collect(tts, "Hello\x00 there.\n")) == 1
 
 
 def test_missing_voice_is_a_model_error(tmp_path: Path) -> None:

@@ -134,7 +134,8 @@ def device_tools(
                      direction={"type": "string", "enum": ["up", "down"]},
                      percent={**percent, "description": "How much; default 10."})),
         Tool("stop", "Stop talking or silence a ringing timer.", stop),
-        Tool("mute", "Turn the microphone off (privacy); the button turns it back on.", mute),
+        Tool("mute", "Turn the microphone off (privacy); only the button or the control "
+             "socket turn it back on.", mute),
         Tool("network_status", "Whether the speaker is online.", network_status),
         Tool("repeat_last_answer", "Repeat the previous answer word for word.",
              repeat_last_answer),

@@ -58,6 +58,9 @@ class PiperTTS:
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """PCM chunks, one per sentence, each as soon as it is made."""
+        # Control characters reach the espeak phonemizer as C strings (NUL ends it
+        # with a ValueError) and are never speech.
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
         if not text.strip():
             return
         sentences = iter(self._voice.synthesize(text))
