@@ -57,7 +57,8 @@ class PiperTTS:
             return next(sentences, None)
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
-        """PCM chunks, one per sentence, each as soon as it is made."""
+        """PCM chunks, one per sentence, each as soon as it is made; ModelError if
+        the voice fails."""
         # Control characters reach the espeak phonemizer as C strings (NUL ends it
         # with a ValueError) and are never speech.
         text = "".join(ch if ch.isprintable() else " " for ch in text)
@@ -66,7 +67,10 @@ class PiperTTS:
         sentences = iter(self._voice.synthesize(text))
         while True:
             # next() on the generator runs espeak phonemization and the ONNX model.
-            chunk = await asyncio.to_thread(self._next, sentences)
+            try:
+                chunk = await asyncio.to_thread(self._next, sentences)
+            except Exception as exc:  # espeak or onnxruntime: the voice cannot speak this
+                raise ModelError(f"Piper failed to speak {text[:40]!r}: {exc}") from exc
             if chunk is None:
                 return
             pcm = chunk.audio_int16_bytes
