@@ -33,7 +33,7 @@ _NAME = r"(?P<name>[a-z]+(?: [a-z]+)?)"
 class _Intent:
     tool: str
     patterns: tuple[re.Pattern[str], ...]
-    arguments: Callable[[re.Match[str]], dict[str, Any] | None] = lambda m: {}
+    arguments: Callable[[re.Match[str]], dict[str, Any] | None]
     """Tool arguments from the match; None means "not this intent after all"."""
 
 
@@ -59,9 +59,14 @@ def _label(m: re.Match[str]) -> dict[str, Any]:
     return {"label": "" if label in ("my", "the", "all", "all the", "all my") else label}
 
 
-def _i(tool: str, *patterns: str, arguments=None) -> _Intent:
-    compiled = tuple(re.compile(f"^(?:{p})$") for p in patterns)
-    return _Intent(tool, compiled, arguments or (lambda m: {}))
+def _no_arguments(m: re.Match[str]) -> dict[str, Any]:
+    return {}
+
+
+def _i(tool: str, *patterns: str,
+       arguments: Callable[[re.Match[str]], dict[str, Any] | None] = _no_arguments) -> _Intent:
+    """An intent whose patterns each match a whole cleaned utterance."""
+    return _Intent(tool, tuple(re.compile(f"^(?:{p})$") for p in patterns), arguments)
 
 
 _SET = r"(?:set|start|create|make|add|put on|give me)"
@@ -176,8 +181,8 @@ class LocalIntents:
         return None
 
     async def answer(self, text: str) -> str | None:
-        """The spoken reply, "" for a silent one (stop, mute), or None when the
-        utterance is not a local intent."""
+        """The spoken reply, "" when the action speaks for itself (stop), or None
+        when the utterance is not a local intent."""
         matched = self.match(text)
         if matched is None:
             return None
