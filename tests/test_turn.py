@@ -213,10 +213,13 @@ def tone_sequence(audio: np.ndarray, rate: int, window: float = 0.04) -> list[in
     return found
 
 
+SENTENCE_SECONDS = 1.0
+
+
 def sentence_tones(text: str) -> np.ndarray:
     """The fake cloud's "voice": one frequency per sentence, given by its number."""
     number = int(re.search(r"(\d+)", text).group(1))
-    return tone(0.4, rate=TTS_RATE, freq=300.0 + 200.0 * number)
+    return tone(SENTENCE_SECONDS, rate=TTS_RATE, freq=300.0 + 200.0 * number)
 
 
 # --- tests -------------------------------------------------------------------------------
@@ -241,10 +244,13 @@ async def test_sentences_play_in_order_while_the_next_is_synthesized(
         audio, rate = rig.output(), rig.rate()
     assert result.reply_engine == "cloud"
     assert result.reply == cloud.reply
-    assert [r.json["input"] for r in cloud.requests_for("tts")] == [
+    requests = cloud.requests_for("tts")
+    assert sorted(r.json["input"] for r in requests) == [
         "Sentence 1 is here.", "Sentence 2 follows it.", "Sentence 3 ends it."]
     assert tone_sequence(audio, rate) == [500, 700, 900]
-    # Sentence 2 was requested before sentence 1 finished playing (0.4 s of audio).
+    # Sentence 2 was synthesized while sentence 1 played, not after it.
+    second = next(r for r in requests if r.json["input"].startswith("Sentence 2"))
+    assert second.received_at < result.timings["first_audio"] + SENTENCE_SECONDS
     assert [e.fields["engine"] for e in rig.named("audio_out_start")] == ["cloud"]
     assert len(rig.named("audio_out_end")) == 1
     timings = result.timings
