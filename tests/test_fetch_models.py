@@ -3,6 +3,7 @@ a good install, and a bad checksum or a cut download that keep the old model."""
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import json
@@ -97,7 +98,9 @@ def fetch(tmp_path: Path, mirror: Mirror, manifest: dict, *args: str
 
 
 def leftovers(dest: Path) -> list[str]:
-    return sorted(p.name for p in dest.iterdir() if p.name.startswith("."))
+    """Hidden entries besides the lock file: staging that should be gone."""
+    return sorted(p.name for p in dest.iterdir()
+                  if p.name.startswith(".") and p.name != ".fetch-models.lock")
 
 
 def test_installs_vosk_and_piper_then_skips_them(tmp_path: Path, mirror: Mirror) -> None:
@@ -154,12 +157,32 @@ def test_interrupted_download_keeps_the_old_model(tmp_path: Path, mirror: Mirror
     assert leftovers(tmp_path / "models") == []
 
 
+def test_staging_left_by_a_killed_run_is_cleaned(tmp_path: Path, mirror: Mirror) -> None:
+    stale = tmp_path / "models" / f".{VOSK}.k1ll3d.partial" / "download"
+    stale.mkdir(parents=True)
+    (stale / f"{VOSK}.zip").write_bytes(b"half")
+    result = fetch(tmp_path, mirror, {VOSK: entry("vosk", {f"{VOSK}.zip": vosk_zip("v1")},
+                                                  mirror)})
+    assert result.returncode == 0, result.stderr
+    assert not stale.exists() and leftovers(tmp_path / "models") == []
+
+
+def test_one_run_at_a_time(tmp_path: Path, mirror: Mirror) -> None:
+    (tmp_path / "models").mkdir()
+    with (tmp_path / "models" / ".fetch-models.lock").open("w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = fetch(tmp_path, mirror, {VOSK: entry("vosk", {f"{VOSK}.zip": vosk_zip("v1")},
+                                                      mirror)})
+    assert result.returncode == 1 and "another fetch-models" in result.stderr
+    assert mirror.requests == []
+
+
 def test_a_failed_first_install_leaves_nothing(tmp_path: Path, mirror: Mirror) -> None:
     mirror.cut.add(f"{VOSK}.zip")
     result = fetch(tmp_path, mirror, {VOSK: entry("vosk", {f"{VOSK}.zip": vosk_zip("v1")},
                                                   mirror)})
     assert result.returncode == 1
-    assert list((tmp_path / "models").iterdir()) == []
+    assert [p.name for p in (tmp_path / "models").iterdir()] == [".fetch-models.lock"]
     assert find_vosk_model(OfflineSettings(), tmp_path) is None
 
 
@@ -176,7 +199,7 @@ def test_archive_that_is_not_a_model_is_refused(tmp_path: Path, mirror: Mirror) 
         b"am/final.mdl", b"xx/final.mdl")}, mirror)
     result = fetch(tmp_path, mirror, {VOSK: wrong})
     assert result.returncode == 1 and "not a Vosk model" in result.stderr
-    assert list((tmp_path / "models").iterdir()) == []
+    assert leftovers(tmp_path / "models") == [] and not (tmp_path / "models" / VOSK).exists()
 
 
 def test_list_and_unknown_names(tmp_path: Path, mirror: Mirror) -> None:
