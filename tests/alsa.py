@@ -94,7 +94,8 @@ class FifoFeed:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        os.mkfifo(self.path)
+        if not self.path.exists():  # a second feed on the same FIFO: the device is back
+            os.mkfifo(self.path)
         # Read-write, so opening neither blocks nor ends the stream when idle.
         self._fd: int | None = os.open(self.path, os.O_RDWR)
         try:

@@ -135,6 +135,54 @@ def test_missing_device_is_retried_until_it_appears(tmp_path, monkeypatch, speec
     np.testing.assert_array_equal(ring.read_range(0, len(speech)), speech)
 
 
+def test_input_that_stops_delivering_is_reopened_when_it_returns(
+        tmp_path, monkeypatch, speech) -> None:
+    """The device stalls (no audio: a hung or unplugged microphone): the loss is
+    reported, and when the device delivers again capture resumes on its own."""
+    fifo = tmp_path / "mic.fifo"
+    for key, value in asoundrc(tmp_path, capture={"edgemic": fifo}).items():
+        monkeypatch.setenv(key, value)
+    ring = RingBuffer(30.0)
+    bus = EventBus()
+    events = Recorder(bus)
+    ramp = np.arange(1, RATE + 1, dtype=np.int16)  # unmistakable once captured
+    padding = np.zeros(RATE // 2, dtype=np.int16)
+
+    async def main() -> None:
+        feed = FifoFeed(fifo)
+        feed.write(speech)
+        feed.write(padding)
+        mic = Microphone("edgemic", ring, bus, rate=RATE, channels=1, stall_timeout=0.5,
+                         reconnect_max=0.5)
+        task = asyncio.create_task(mic.run())
+        try:
+            await until(lambda: ring.total >= len(speech))
+            await until(lambda: not mic.healthy)  # nothing more comes: a stall
+            feed.close()  # the device goes away altogether
+            feed = FifoFeed(fifo)  # and comes back with fresh audio
+            feed.write(ramp)
+            feed.write(padding)
+            await until(lambda: mic.healthy)
+            await until(lambda: ring_holds(ring, ramp))
+        finally:
+            feed.close()
+            task.cancel()
+            await asyncio.wait_for(asyncio.gather(task, return_exceptions=True), 10)
+
+    asyncio.run(main())
+    oks = [e.fields["ok"] for e in events.named("audio_device")]
+    assert oks == [True, False, True]
+    assert "no audio" in events.named("audio_device")[1].fields["reason"]
+    np.testing.assert_array_equal(ring.read_range(0, len(speech)), speech)
+
+
+def ring_holds(ring: RingBuffer, signal: np.ndarray) -> bool:
+    """Whether ``signal`` appears in what the ring keeps."""
+    kept = ring.read_range(ring.oldest, ring.total)
+    return any(np.array_equal(kept[i:i + len(signal)], signal)
+               for i in np.flatnonzero(kept == signal[0]))
+
+
 def test_wav_input_is_replayed_then_silence(tmp_path, speech) -> None:
     """A 22.05 kHz stereo file arrives as 16 kHz mono, paced by the clock thread,
     followed by silence for as long as the microphone runs."""
