@@ -6,7 +6,10 @@ then all of its audio, then play).
 The fake cloud injects fixed latencies (STT 300 ms, LLM first token 250 ms at
 40 tokens/s, TTS first byte 150 ms); "overhead" is what we add above the
 injected latency on the streaming path: HTTP on loopback, WAV encoding,
-chunking, queueing and the output device's 20 ms period.
+chunking, queueing and the output device's 20 ms period, also given step by step
+(``overhead_by_step_ms``: stt_done = upload and transcription client,
+llm_first_token = chat request, first_sentence = chunking, tts_first_byte = the
+speech request, first_audio = our queue and the device's period).
 
     python -m tests.bench.bench_turn [--quick]
 """
@@ -38,14 +41,15 @@ REPLY = ("It is mild and dry today. Expect a high of eighteen degrees in the aft
 STAGES = ("stt_done", "llm_first_token", "first_sentence", "tts_first_byte", "first_audio")
 
 
-def injected_streaming() -> float:
-    """The injected part of end of speech -> first audio when streaming: STT, the
-    LLM up to the token that completes the first sentence, TTS first byte."""
+def injected_stages() -> dict[str, float]:
+    """The injected part of each step to the first audio when streaming: STT, the
+    LLM's first token, the tokens up to the one that completes the first sentence,
+    TTS first byte, and nothing for the hand-over to the device."""
     chunker = SentenceChunker()
     completing = next(i for i, token in enumerate(tokens(REPLY)) if chunker.feed(token))
-    return (INJECTED.stt + INJECTED.llm_first_token
-            + completing / INJECTED.llm_tokens_per_second
-            + INJECTED.tts_first_byte)
+    return {"stt_done": INJECTED.stt, "llm_first_token": INJECTED.llm_first_token,
+            "first_sentence": completing / INJECTED.llm_tokens_per_second,
+            "tts_first_byte": INJECTED.tts_first_byte, "first_audio": 0.0}
 
 
 def injected_naive() -> float:
@@ -99,8 +103,15 @@ async def _measure(turns: int) -> dict[str, Any]:
                 for key in STAGES:
                     stages[key].append(result.timings[key] - t0)
                 naive.append(await asyncio.wait_for(naive_turn(rig, audio), 30))
-    floor = injected_streaming()
+    injected = injected_stages()
+    floor = sum(injected.values())
     overhead = [s - floor for s in streaming]
+    # Each step's own overhead: its median duration minus what was injected into it.
+    steps, before = {}, 0.0
+    for key in STAGES:
+        at = statistics.median(stages[key])
+        steps[key] = round((at - before - injected[key]) * 1000, 1)
+        before = at
     return {
         "turns": turns,
         "injected_ms": {"stt": 300, "llm_first_token": 250, "tokens_per_second": 40,
@@ -114,6 +125,7 @@ async def _measure(turns: int) -> dict[str, Any]:
         "overhead_target_ms": 30,
         "stages_median_ms": {k: round(statistics.median(v) * 1000, 1)
                              for k, v in stages.items()},
+        "overhead_by_step_ms": steps,
     }
 
 
