@@ -2,7 +2,8 @@
 
 It speaks what the daemon uses: ``POST /v1/audio/transcriptions`` (multipart WAV
 in, JSON out), ``POST /v1/chat/completions`` (``stream=True``: real SSE
-``chat.completion.chunk`` events, text and tool calls, then ``[DONE]``),
+``chat.completion.chunk`` events, text and tool calls, then ``[DONE]``; without
+it one ``chat.completion`` once every token is "written"),
 ``POST /v1/audio/speech`` (raw s16le 24 kHz mono PCM sent chunk by chunk as it
 is "synthesized") and ``GET /v1/models``.
 
@@ -615,8 +616,7 @@ class _Handler(BaseHTTPRequestHandler):
             return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
         if not body.get("stream"):
-            self._json(400, {"error": {"message": "this fake only streams",
-                                       "type": "invalid_request_error"}}, record)
+            self._completion(body, reply, completion_id, created, record)
             return
         self._wait(self.fake.latency.llm_first_token)
         self._head(200, "text/event-stream; charset=utf-8", record,
@@ -651,6 +651,30 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(event({}, finish))
         self._chunk(b"data: [DONE]\n\n")
         self._end_chunks()
+
+    def _completion(self, body: dict[str, Any], reply: Reply, completion_id: str,
+                    created: int, record: Request) -> None:
+        """``stream=False``: the whole reply once the model has "written" every token,
+        as the classic request-response cascade receives it."""
+        pieces = tokens(reply) if isinstance(reply, str) else list(reply)
+        rate = self.fake.latency.llm_tokens_per_second
+        self._wait(self.fake.latency.llm_first_token + (
+            (len(pieces) - 1) / rate if rate > 0 else 0.0))
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        if isinstance(reply, str):
+            message["content"] = reply
+        else:
+            message["tool_calls"] = [{
+                "id": call.id or f"call_{next(self._ids)}", "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments if isinstance(
+                    call.arguments, str) else json.dumps(call.arguments)}} for call in reply]
+        self._json(200, {
+            "id": completion_id, "object": "chat.completion", "created": created,
+            "model": body.get("model", "fake"),
+            "choices": [{"index": 0, "message": message, "logprobs": None,
+                         "finish_reason": "stop" if isinstance(reply, str) else "tool_calls"}],
+            "usage": {"prompt_tokens": 0, "completion_tokens": len(pieces), "total_tokens": 0},
+        }, record)
 
     def _llm_fault(self, fault: Fault) -> bool:
         """Break the stream; True when it has ended."""

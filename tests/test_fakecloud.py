@@ -330,3 +330,14 @@ def test_reset_forgets_requests_scripts_and_faults(
     chunks = [json.loads(e) for e in sse_events(chat(http))[:-1]]
     text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
     assert text == fake_cloud.reply
+
+
+def test_chat_without_stream_returns_the_whole_completion(
+        fake_cloud: FakeCloud, http: httpx2.Client) -> None:
+    fake_cloud.queue_replies("Plain answer.", [ToolCall("get_time", {"tz": "UTC"})])
+    first, second = (chat(http, stream=False).json() for _ in range(2))
+    assert first["object"] == "chat.completion"
+    assert first["choices"][0]["message"]["content"] == "Plain answer."
+    call = second["choices"][0]["message"]["tool_calls"][0]["function"]
+    assert (call["name"], json.loads(call["arguments"])) == ("get_time", {"tz": "UTC"})
+    assert second["choices"][0]["finish_reason"] == "tool_calls"
