@@ -193,6 +193,8 @@ def test_cancelled_read_leaves_no_waiter_behind() -> None:
                                       ramp(0, 100))
 
     asyncio.run(main())
+    with pytest.raises(ValueError):
+        reader.read_blocking(ring.capacity + 1, timeout=0)  # could never be whole
     reader.close()
     with pytest.raises(ValueError):
         reader.read_blocking(1, timeout=0)

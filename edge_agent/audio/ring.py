@@ -186,6 +186,7 @@ class RingReader:
     async def read(self, n: int) -> np.ndarray:
         """The next ``n`` samples, waiting (asyncio) until they exist."""
         ring = self.ring
+        self._check_size(n)
         while True:
             with ring._lock:
                 self._check_open()
@@ -212,6 +213,7 @@ class RingReader:
     def read_blocking(self, n: int, timeout: float | None = None) -> np.ndarray | None:
         """The next ``n`` samples for a worker thread; None if ``timeout`` passes first."""
         ring = self.ring
+        self._check_size(n)
         deadline = None if timeout is None else time.monotonic() + timeout
         out = None
         skipped = 0
@@ -247,6 +249,11 @@ class RingReader:
     def close(self) -> None:
         """Later reads raise ValueError (a reader left behind by a finished turn)."""
         self._closed = True
+
+    def _check_size(self, n: int) -> None:
+        # More than the ring holds could never be returned whole: it would overrun forever.
+        if not 0 <= n <= self.ring.capacity:
+            raise ValueError(f"cannot read {n} samples from a ring of {self.ring.capacity}")
 
     def _check_open(self) -> None:
         if self._closed:
