@@ -194,6 +194,8 @@ def test_offline_help_names_what_still_works(intents: LocalIntents) -> None:
     help_text = intents.offline_help()
     assert help_text.startswith("I'm offline right now")
     assert "tell the time" in help_text and "set timers" in help_text
+    failing = intents.offline_help(online=True)
+    assert "offline" not in failing and failing.endswith(help_text.split(". ", 1)[1])
 
 
 VOSK_STYLE = [  # what an English Vosk model writes: lowercase words, numbers spelled out

@@ -191,14 +191,17 @@ class LocalIntents:
         reply = await self.tools.call(tool, arguments)
         return "" if tool == "stop" else reply
 
-    def offline_help(self) -> str:
-        """What to say when offline and the request needs the cloud."""
+    def offline_help(self, *, online: bool = False) -> str:
+        """What to say when the request needs the cloud and the cloud cannot answer:
+        offline, or (``online``) reachable but failing."""
+        why = ("The cloud service is not answering right now" if online
+               else "I'm offline right now")
         can = [what for tool, what in (
             ("get_time", "tell the time"), ("get_date", "give the date"),
             ("set_timer", "set timers"), ("set_volume", "change the volume"),
             ("repeat_last_answer", "repeat my last answer"),
         ) if tool in self.tools]
         if not can:
-            return "I'm offline right now, so I can't answer that."
+            return f"{why}, so I can't answer that."
         listed = can[0] if len(can) == 1 else ", ".join(can[:-1]) + " and " + can[-1]
-        return f"I'm offline right now, so I can't answer that. I can still {listed}."
+        return f"{why}, so I can't answer that. I can still {listed}."
