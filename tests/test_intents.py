@@ -123,6 +123,17 @@ def test_time_and_date_replies(intents: LocalIntents) -> None:
     assert say(intents, "what's the date") == "Today is Saturday, November 21, 2026."
 
 
+@pytest.mark.parametrize(("hour", "minute", "spoken"), [
+    (0, 5, "It's 12:05 AM."), (11, 59, "It's 11:59 AM."), (12, 0, "It's 12:00 PM."),
+    (23, 30, "It's 11:30 PM."),
+])
+def test_time_around_noon_and_midnight(speaker: Speaker, timers: Timers, hour: int,
+                                       minute: int, spoken: str) -> None:
+    at = datetime(2026, 1, 1, hour, minute)
+    intents = LocalIntents(device_tools(speaker, timers, now=lambda: at))
+    assert say(intents, "what's the time") == spoken
+
+
 def test_timer_intents_act_on_the_timers(intents: LocalIntents, timers: Timers) -> None:
     assert say(intents, "set a pasta timer for ten minutes") == "Pasta timer set for 10 minutes."
     assert say(intents, "set a 5 minute timer") == "Timer set for 5 minutes."
