@@ -111,6 +111,13 @@ def test_commands_match_their_tool(intents: LocalIntents, text: str, expected) -
     "stop the war in my head",
     "how loud is a jet engine",
     "who won the game yesterday",
+    "what is the time difference between London and New York",
+    "what is the volume of a sphere",
+    "how much time is left in the game",
+    "what is the date of easter",
+    "repeat after me hello",
+    "cancel my subscription",
+    "set a timer for the oven",
     "",
 ])
 def test_everything_else_is_not_local(intents: LocalIntents, text: str) -> None:
