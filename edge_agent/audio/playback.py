@@ -171,6 +171,10 @@ class PortAudioSink:
             return
         pa, self._pa = self._pa, None
         try:
+            if self._stream.is_active():
+                # Stopping plays out what the device holds (its last period or two);
+                # closing an active stream would drop that tail of the answer.
+                self._stream.stop_stream()
             self._stream.close()
         except OSError as exc:
             log.debug("closing the output stream: %s", exc)
