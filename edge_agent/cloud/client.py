@@ -98,6 +98,12 @@ class CloudClient:
         await self.aclose()
 
 
+FAILURES = (CloudError, openai.OpenAIError, httpx2.HTTPError, OSError, TimeoutError, ValueError,
+            KeyError, TypeError, AttributeError)
+"""What a request can fail with: library errors, and the parse errors of a body that
+is not what the API promised. Anything else is a bug and propagates unchanged."""
+
+
 def convert(
     exc: BaseException, error: type[CloudError], *, midstream: bool = False,
     partial: bool = False,
@@ -124,9 +130,7 @@ def convert(
     if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError | TypeError
                   | AttributeError):
         return error(f"malformed response ({_name(exc)})", partial=partial)
-    if isinstance(exc, openai.OpenAIError | httpx2.HTTPError):
-        return error(f"{_name(exc)}", partial=partial)
-    raise TypeError(f"not a cloud failure: {exc!r}") from exc
+    return error(_name(exc), partial=partial)
 
 
 def check_intercepted(content_type: str, error: type[CloudError]) -> None:

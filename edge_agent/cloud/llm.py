@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.cloud.client import CloudClient, check_intercepted, convert
+from edge_agent.cloud.client import FAILURES, CloudClient, check_intercepted, convert
 from edge_agent.errors import LlmCloudError
 from edge_agent.intents.tools import Toolbox
 
@@ -125,7 +125,7 @@ class CloudLLM:
                                     partial=spoke) from exc
             raise LlmCloudError(f"no first token within {timeouts.llm_first_token:g} s",
                                 offline=True) from exc
-        except Exception as exc:
+        except FAILURES as exc:
             raise convert(exc, LlmCloudError, midstream=responded, partial=spoke) from exc
         finally:
             if stream is not None:

@@ -10,7 +10,7 @@ import wave
 import numpy as np
 import openai
 
-from edge_agent.cloud.client import CloudClient, check_intercepted, convert
+from edge_agent.cloud.client import FAILURES, CloudClient, check_intercepted, convert
 from edge_agent.errors import SttCloudError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class CloudSTT:
         except TimeoutError as exc:
             raise SttCloudError(f"no transcript within {settings.timeouts.stt:g} s",
                                 offline=True) from exc
-        except Exception as exc:
+        except FAILURES as exc:
             raise convert(exc, SttCloudError) from exc
         log.debug("transcribed %.2f s of audio: %d chars", len(audio) / SAMPLE_RATE, len(text))
         return text.strip()

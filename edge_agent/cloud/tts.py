@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from edge_agent.cloud.client import CloudClient, check_intercepted, convert
+from edge_agent.cloud.client import FAILURES, CloudClient, check_intercepted, convert
 from edge_agent.errors import TtsCloudError
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class CloudTTS:
             if started:
                 raise TtsCloudError(f"stalled: no audio for {budget:g} s") from exc
             raise TtsCloudError(f"no audio within {budget:g} s", offline=True) from exc
-        except Exception as exc:
+        except FAILURES as exc:
             raise convert(exc, TtsCloudError, midstream=responded) from exc
         finally:
             if not complete:
