@@ -146,7 +146,7 @@ def test_wav_output_is_a_real_time_timeline_and_stop_drops_the_queue(tmp_path, s
     cut = int(np.flatnonzero(heard)[-1]) + 1
     # What played is exactly the beginning of the answer; the rest was dropped.
     np.testing.assert_array_equal(heard[:cut], long_answer[:cut])
-    assert RATE * 0.2 < cut < len(long_answer) / 2
+    assert 0 < cut < len(long_answer) / 2
     np.testing.assert_array_equal(played[earcon_at:earcon_at + len(earcon)], earcon)
     ends = [e.fields for e in events.named("audio_out_end")]
     assert ends == [{"engine": "cloud", "interrupted": True},
