@@ -329,3 +329,27 @@ def test_nudge_while_online_does_nothing(service: Service) -> None:
 
     net = run(scenario())
     assert net.online and net.probes == 1
+
+
+def test_retry_after_of_an_outage_delays_the_probe(service: Service) -> None:
+    service.status = 503
+
+    async def scenario() -> tuple[float, Connectivity]:
+        client = CloudClient(CloudSettings(base_url=service.url), None)
+        bus = EventBus()
+        net = Connectivity(settings(service.url, 0.01, 0.01), bus, probe=client.probe)
+        back = asyncio.Event()
+        bus.subscribe(lambda e: back.set() if e.fields.get("online") else None)
+        failed_at = time.monotonic()
+        net.record_failure("tts", TtsCloudError("service error (503)", offline=True,
+                                                retry_after=0.5))
+        task = asyncio.create_task(net.run())
+        service.status = 200
+        await back.wait()
+        task.cancel()
+        await client.aclose()
+        return failed_at, net
+
+    failed_at, net = run(scenario())
+    assert net.online
+    assert service.hits[0] - failed_at >= 0.5  # the service asked for half a second

@@ -50,6 +50,7 @@ class Connectivity:
         self._offline = asyncio.Event()
         self._nudged = asyncio.Event()
         self._last_probe = float("-inf")
+        self._not_before = float("-inf")  # a 503's Retry-After: no probe before this
         if not online:
             self._go_offline("assumed offline at start")
         self.probes = 0
@@ -70,6 +71,8 @@ class Connectivity:
 
     def record_failure(self, stage: str, error: CloudError) -> None:
         if error.offline:
+            if error.retry_after:
+                self._not_before = max(self._not_before, time.monotonic() + error.retry_after)
             if self._online:
                 self._go_offline(f"{stage}: {error.reason}")
             else:
@@ -139,12 +142,12 @@ class Connectivity:
 
     async def _sleep(self, wait: float) -> None:
         """Wait ``wait`` seconds, or less when nudged (but a whole probe interval
-        after the last probe at least)."""
+        after the last probe at least), and never before a Retry-After ends."""
         deadline = time.monotonic() + wait
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._nudged.wait(), wait)
         self._nudged.clear()
-        earliest = min(deadline, self._last_probe + self._interval)
+        earliest = max(min(deadline, self._last_probe + self._interval), self._not_before)
         if (pause := earliest - time.monotonic()) > 0:
             await asyncio.sleep(pause)
 
