@@ -71,8 +71,9 @@ class Connectivity:
 
     def record_failure(self, stage: str, error: CloudError) -> None:
         if error.offline:
-            if error.retry_after:
-                self._not_before = max(self._not_before, time.monotonic() + error.retry_after)
+            if error.retry_after:  # capped: a wrong header must not keep us offline for hours
+                hold = min(error.retry_after, self._max_interval)
+                self._not_before = max(self._not_before, time.monotonic() + hold)
             if self._online:
                 self._go_offline(f"{stage}: {error.reason}")
             else:
