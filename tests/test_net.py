@@ -337,7 +337,7 @@ def test_retry_after_of_an_outage_delays_the_probe(service: Service) -> None:
     async def scenario() -> tuple[float, Connectivity]:
         client = CloudClient(CloudSettings(base_url=service.url), None)
         bus = EventBus()
-        net = Connectivity(settings(service.url, 0.01, 0.01), bus, probe=client.probe)
+        net = Connectivity(settings(service.url, 0.01, 1.0), bus, probe=client.probe)
         back = asyncio.Event()
         bus.subscribe(lambda e: back.set() if e.fields.get("online") else None)
         failed_at = time.monotonic()
