@@ -19,18 +19,30 @@ import pytest
 
 import edge_agent
 
-ROOT = Path(__file__).resolve().parent.parent
-INSTALL = ROOT / "scripts" / "install"
-UNINSTALL = ROOT / "scripts" / "uninstall"
+REPO = Path(__file__).resolve().parent.parent
+INSTALL = REPO / "scripts" / "install"  # for the runs that install nothing
 
 pytestmark = pytest.mark.skipif(
     shutil.which("systemctl") is None, reason="systemctl (from systemd) enables the unit")
 
 
-def script(path: Path, *args: str) -> str:
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A frozen copy of what install reads, so edits to the working tree while the
+    tests run cannot make a second install differ from the first."""
+    root = tmp_path_factory.mktemp("checkout")
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("scripts", "systemd", "config", "edge_agent"):
+        shutil.copytree(REPO / name, root / name, ignore=skip)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, root / name)
+    return root
+
+
+def script(name: str, checkout: Path, *args: str) -> str:
     result = subprocess.run(
-        [str(path), *args], capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHON": sys.executable})
+        [str(checkout / "scripts" / name), *args], capture_output=True, text=True,
+        timeout=300, env={**os.environ, "PYTHON": sys.executable})
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
@@ -50,19 +62,21 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_install_twice_changes_nothing_and_keeps_an_edited_config(tmp_path: Path) -> None:
+def test_install_twice_changes_nothing_and_keeps_an_edited_config(
+    tmp_path: Path, checkout: Path
+) -> None:
     real_etc_before = Path("/etc/edge-agent").exists()
     root = tmp_path / "root"
-    out = script(INSTALL, "--prefix", str(root), "--no-deps")
+    out = script("install", checkout, "--prefix", str(root), "--no-deps")
     assert "skipped under --prefix: system user edge-agent" in out
 
     etc = root / "etc" / "edge-agent"
     config, secrets = etc / "config.toml", etc / "secrets"
     unit = root / "etc" / "systemd" / "system" / "edge-agent.service"
-    assert config.read_text() == (ROOT / "config" / "edge-agent.toml").read_text()
-    assert (mode(etc), mode(config), mode(secrets), mode(unit)) == (0o750, 0o640, 0o640, 0o644)
+    assert config.read_text() == (checkout / "config" / "edge-agent.toml").read_text()
+    assert (mode(etc), mode(config), mode(secrets), mode(unit)) == (0o755, 0o640, 0o640, 0o644)
     assert "OPENAI_API_KEY" in secrets.read_text()
-    assert unit.read_bytes() == (ROOT / "systemd" / "edge-agent.service").read_bytes()
+    assert unit.read_bytes() == (checkout / "systemd" / "edge-agent.service").read_bytes()
     wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants" / "edge-agent.service"
     assert str(wants.readlink()) == "/etc/systemd/system/edge-agent.service"
     venv = root / "opt" / "edge-agent"
@@ -76,53 +90,53 @@ def test_install_twice_changes_nothing_and_keeps_an_edited_config(tmp_path: Path
 
     config.write_text(config.read_text() + "\n[log]\nlevel = \"debug\"\n")
     before = snapshot(root)
-    out = script(INSTALL, "--prefix", str(root), "--no-deps")
+    out = script("install", checkout, "--prefix", str(root), "--no-deps")
     assert snapshot(root) == before
     assert "kept existing" in out
     assert "nothing to do" in out
     assert config.read_text().endswith("level = \"debug\"\n")
 
 
-def test_install_repairs_a_secrets_file_others_can_read(tmp_path: Path) -> None:
+def test_install_repairs_a_secrets_file_others_can_read(tmp_path: Path, checkout: Path) -> None:
     root = tmp_path / "root"
     secrets = root / "etc" / "edge-agent" / "secrets"
     secrets.parent.mkdir(parents=True)
     secrets.write_text("OPENAI_API_KEY=sk-test\n")
     secrets.chmod(0o644)
-    out = script(INSTALL, "--prefix", str(root), "--no-deps")
+    out = script("install", checkout, "--prefix", str(root), "--no-deps")
     assert mode(secrets) == 0o640
     assert secrets.read_text() == "OPENAI_API_KEY=sk-test\n"  # the key itself is never touched
     assert f"chmod 0640 {secrets}" in out
 
 
-def test_dry_run_changes_nothing(tmp_path: Path) -> None:
+def test_dry_run_changes_nothing(tmp_path: Path, checkout: Path) -> None:
     empty = tmp_path / "empty"
-    out = script(INSTALL, "--prefix", str(empty), "--dry-run")
+    out = script("install", checkout, "--prefix", str(empty), "--dry-run")
     assert not empty.exists()
     assert "would run: systemctl --root=" in out
     assert f"would create {empty}/etc/edge-agent/secrets (mode 0640)" in out
 
     root = tmp_path / "root"
-    script(INSTALL, "--prefix", str(root), "--no-deps")
+    script("install", checkout, "--prefix", str(root), "--no-deps")
     (root / "etc" / "edge-agent" / "config.toml").chmod(0o600)
     before = snapshot(root)
-    out = script(INSTALL, "--prefix", str(root), "--no-deps", "--dry-run")
+    out = script("install", checkout, "--prefix", str(root), "--no-deps", "--dry-run")
     assert snapshot(root) == before
     assert "would run: chmod 0640" in out
 
-    out = script(UNINSTALL, "--prefix", str(root), "--dry-run", "--purge")
+    out = script("uninstall", checkout, "--prefix", str(root), "--dry-run", "--purge")
     assert snapshot(root) == before
     assert "would run: rm -rf" in out
 
 
-def test_uninstall_keeps_config_unless_purged(tmp_path: Path) -> None:
+def test_uninstall_keeps_config_unless_purged(tmp_path: Path, checkout: Path) -> None:
     root = tmp_path / "root"
-    script(INSTALL, "--prefix", str(root), "--no-deps")
+    script("install", checkout, "--prefix", str(root), "--no-deps")
     state = root / "var" / "lib" / "edge-agent"
     state.mkdir(parents=True)
     (state / "timers.json").write_text("[]")
 
-    out = script(UNINSTALL, "--prefix", str(root))
+    out = script("uninstall", checkout, "--prefix", str(root))
     system = root / "etc" / "systemd" / "system"
     assert not (system / "edge-agent.service").exists()
     assert not (system / "multi-user.target.wants" / "edge-agent.service").is_symlink()
@@ -131,8 +145,8 @@ def test_uninstall_keeps_config_unless_purged(tmp_path: Path) -> None:
     assert (state / "timers.json").is_file()
     assert "kept" in out
 
-    script(UNINSTALL, "--prefix", str(root))  # again: nothing left to remove, no error
-    out = script(UNINSTALL, "--prefix", str(root), "--purge")
+    script("uninstall", checkout, "--prefix", str(root))  # again: nothing left to remove, no error
+    out = script("uninstall", checkout, "--prefix", str(root), "--purge")
     assert not (root / "etc" / "edge-agent").exists()
     assert not state.exists()
     assert "skipped under --prefix: removing the system user" in out
@@ -157,18 +171,20 @@ def test_unknown_options_are_refused() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the real-root plan includes root-only steps")
-def test_dry_run_on_this_machine_shows_the_whole_plan_and_touches_nothing() -> None:
+def test_dry_run_on_this_machine_shows_the_whole_plan_and_touches_nothing(
+    checkout: Path,
+) -> None:
     watched = [Path("/opt/edge-agent"), Path("/etc/edge-agent"),
                Path("/etc/systemd/system/edge-agent.service")]
     before = [p.exists() for p in watched]
     user_exists = subprocess.run(["getent", "passwd", "edge-agent"],
                                  capture_output=True, timeout=30).returncode == 0
-    out = script(INSTALL, "--dry-run")
+    out = script("install", checkout, "--dry-run")
     if not user_exists:
         assert "would run: useradd --system --user-group" in out
     if not before[0]:
         assert "would run: " in out and "-m venv /opt/edge-agent" in out
     if not before[1]:
         assert "would create /etc/edge-agent/secrets (mode 0640)" in out
-    script(UNINSTALL, "--dry-run", "--purge")
+    script("uninstall", checkout, "--dry-run", "--purge")
     assert [p.exists() for p in watched] == before
