@@ -1,8 +1,12 @@
 """The one door to PyAudio: finding devices by name and choosing a format the
 device supports. PortAudio errors become AudioDeviceError here.
 
-PortAudio enumerates devices once per initialisation, so every (re)open makes
-a fresh ``PyAudio`` instance: a USB microphone plugged back in is then found.
+PortAudio enumerates devices when it initialises, so every (re)open makes a
+fresh ``PyAudio`` session. PortAudio counts sessions, though, and enumerates
+only when none is open: while the player holds the speaker, a reopened
+microphone sees the device list of the first start. ALSA names ("default",
+"hw:CARD=...") still open the device that is there now; a device that was
+absent when the daemon started needs a restart to be found by name.
 """
 
 from __future__ import annotations
