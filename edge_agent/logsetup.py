@@ -32,7 +32,9 @@ SYSLOG_IDENTIFIER = "edge-agent"
 # Libraries that log every HTTP request at INFO; one line per request drowns a turn.
 CHATTY_LOGGERS = ("httpx2", "httpcore2", "openai")
 
-_FIELD_NAME = re.compile(r"^[A-Z0-9][A-Z0-9_]*$")
+# journald's rule: upper-case letters, digits and "_", not starting with a digit
+# or "_" (those are trusted fields journald sets itself), at most 64 characters.
+_FIELD_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _context: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar(
     "edge_agent_log_context", default={})  # noqa: B039 (never mutated, only replaced)
 # Fields of the whole process (the agent's STATE), under any log_context's fields.

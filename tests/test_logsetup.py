@@ -145,6 +145,12 @@ def test_field_names_must_suit_the_journal() -> None:
         pass
     with pytest.raises(ValueError), log_context(_PRIVATE="x"):
         pass
+    with pytest.raises(ValueError), log_context(**{"2FA": "x"}):
+        pass
+    with pytest.raises(ValueError), log_context(**{"A" * 65: "x"}):
+        pass
+    with log_context(**{"A" * 64: "x"}):
+        assert current_context() == {"A" * 64: "x"}
 
 
 def test_under_systemd_only_when_stderr_is_the_journal_stream(
