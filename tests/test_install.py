@@ -182,6 +182,11 @@ def test_dry_run_on_this_machine_shows_the_whole_plan_and_touches_nothing(
     out = script("install", checkout, "--dry-run")
     if not user_exists:
         assert "would run: useradd --system --user-group" in out
+    for group in ("audio", "gpio"):
+        exists = subprocess.run(["getent", "group", group], capture_output=True,
+                                timeout=30).returncode == 0
+        assert (f"would run: groupadd --system {group}" in out) != exists
+        assert f"would run: usermod --append --groups {group} edge-agent" in out or user_exists
     if not before[0]:
         assert "would run: " in out and "-m venv /opt/edge-agent" in out
     if not before[1]:
