@@ -219,6 +219,9 @@ class FakeCloud:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self.tool_call_index = True
+        """Number streamed tool calls and split their arguments, as OpenAI does; False
+        sends each call whole without index or id, as some compatible servers do."""
         self.tls = tls
         """Serve https with a self-signed certificate for 127.0.0.1 (``cert_file``):
         clients trust it through SSL_CERT_FILE, as they would a private CA."""
@@ -626,16 +629,7 @@ class _Handler(BaseHTTPRequestHandler):
             pieces = [event({"content": t}) for t in tokens(reply)]
             finish = "stop"
         else:
-            pieces = [event({"tool_calls": [{
-                "index": i, "id": call.id or f"call_{next(self._ids)}", "type": "function",
-                "function": {"name": call.name, "arguments": ""}}]}) for i, call in
-                enumerate(reply)]
-            for i, call in enumerate(reply):
-                arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(
-                    call.arguments)
-                # Arguments arrive in fragments, as real models send them.
-                pieces += [event({"tool_calls": [{"index": i, "function": {"arguments": a}}]})
-                           for a in (arguments[:2], arguments[2:]) if a]
+            pieces = self._tool_call_events(reply, event)
             finish = "tool_calls"
         gap = 1.0 / self.fake.latency.llm_tokens_per_second if (
             self.fake.latency.llm_tokens_per_second > 0) else 0.0
@@ -651,6 +645,26 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(event({}, finish))
         self._chunk(b"data: [DONE]\n\n")
         self._end_chunks()
+
+    def _tool_call_events(self, reply: list[ToolCall],
+                          event: Callable[[dict[str, Any]], bytes]) -> list[bytes]:
+        def arguments(call: ToolCall) -> str:
+            return call.arguments if isinstance(call.arguments, str) else json.dumps(
+                call.arguments)
+
+        if not self.fake.tool_call_index:
+            # Some compatible servers send each call whole, unnumbered and without id.
+            return [event({"tool_calls": [{"type": "function", "function": {
+                "name": call.name, "arguments": arguments(call)}}]}) for call in reply]
+        events = [event({"tool_calls": [{
+            "index": i, "id": call.id or f"call_{next(self._ids)}", "type": "function",
+            "function": {"name": call.name, "arguments": ""}}]}) for i, call in enumerate(reply)]
+        for i, call in enumerate(reply):
+            text = arguments(call)
+            # Arguments arrive in fragments, as OpenAI's models send them.
+            events += [event({"tool_calls": [{"index": i, "function": {"arguments": a}}]})
+                       for a in (text[:2], text[2:]) if a]
+        return events
 
     def _completion(self, body: dict[str, Any], reply: Reply, completion_id: str,
                     created: int, record: Request) -> None:

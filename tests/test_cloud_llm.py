@@ -310,3 +310,16 @@ def test_a_gap_shorter_than_llm_idle_is_tolerated(fake_cloud: FakeCloud) -> None
     fake_cloud.fail("llm", "stall_mid", after=2, seconds=0.3)
     assert "".join(run(collect(fake_cloud, timeouts=FAST | {"llm_idle": 3.0}))) == (
         fake_cloud.reply)
+
+
+def test_unnumbered_whole_tool_calls_from_other_servers(fake_cloud: FakeCloud) -> None:
+    used: list[tuple[str, dict]] = []
+    fake_cloud.tool_call_index = False
+    fake_cloud.queue_replies([ToolCall("set_timer", {"seconds": 60}), ToolCall("get_time")],
+                             "Both done.")
+    assert "".join(run(collect(fake_cloud, toolbox(used)))) == "Both done."
+    assert used == [("set_timer", {"seconds": 60, "label": ""})]
+    messages = fake_cloud.requests_for("llm")[1].messages
+    ids = [c["id"] for c in messages[len(QUESTION)]["tool_calls"]]
+    assert len(set(ids)) == 2 and all(ids)
+    assert [m["tool_call_id"] for m in messages if m["role"] == "tool"] == ids

@@ -103,8 +103,9 @@ class CloudLLM:
                 choice = chunk.choices[0]
                 delta = choice.delta
                 for call in delta.tool_calls or ():
-                    pending = calls.setdefault(call.index, _PendingCall())
-                    pending.id = call.id or pending.id
+                    pending = _slot(calls, call.index,
+                                    bool(call.id or (call.function and call.function.name)))
+                    pending.id = call.id or pending.id or f"call_{len(calls)}"
                     if call.function is not None:
                         pending.name += call.function.name or ""
                         pending.arguments += call.function.arguments or ""
@@ -149,3 +150,10 @@ class CloudLLM:
             log.info("tool %s -> %s", call.name, result[:80])
             conversation.append({"role": "tool", "tool_call_id": call.id, "content": result})
 
+
+def _slot(calls: dict[int, _PendingCall], index: int | None, starts: bool) -> _PendingCall:
+    """The call a tool-call delta belongs to. OpenAI numbers them (``index``); some
+    compatible servers do not, and a delta naming a function then starts a new call."""
+    if index is None:
+        index = len(calls) if starts or not calls else max(calls)
+    return calls.setdefault(index, _PendingCall())
