@@ -122,3 +122,24 @@ def test_device_protocol_and_status_over_the_control_socket(
             assert key in status
 
     run(scenario())
+
+
+def test_mute_by_voice_still_says_how_to_unmute(tmp_path: Path) -> None:
+    audio = wake_then("stop listening")
+
+    async def scenario() -> None:
+        with FakeCloud(transcript="stop listening") as fake:
+            async with Harness(tmp_path, fake, audio, gpio=False) as h:
+                mute = await h.wait_event("mute")
+                done = await h.wait_event("turn_done", within=40)
+                spoken = h.named("audio_out_start")
+                assert spoken and spoken[-1].t > mute.t
+                assert "Microphone off" in h.named("reply_text")[-1].fields["text"]
+                assert done.t > mute.t
+                await asyncio.sleep(0.2)
+                assert h.daemon.agent.state == "muted"
+                assert h.daemon.ring.muted
+        assert h.states()[-1] == "muted"
+        assert fake.requests_for("llm") == []  # a local intent: nothing left the device
+
+    run(scenario())

@@ -153,6 +153,8 @@ class Agent:
         return self._state
 
     def _set_state(self, state: AgentState) -> None:
+        if self._muted and state is not AgentState.MUTED:
+            return  # only unmuting leaves MUTED (a turn winding down must not)
         if state is AgentState.IDLE and not self._input_ok:
             state = AgentState.ERROR  # idle but deaf: the owner must see it
         if state is self._state:
@@ -199,16 +201,19 @@ class Agent:
 
     def set_muted(self, muted: bool) -> None:
         """Mute is a privacy promise: the ring stores zeros, so no reader (wake word,
-        STT, network) gets audio, and it survives restarts."""
+        STT, network) gets audio, and it survives restarts. Asked by the turn itself
+        (the "mute" tool), the turn may still say its short confirmation."""
         if muted == self._muted:
             return
-        self._muted = muted
         self.ring.muted = muted
         if muted:
-            self.player.stop()
-            self._cancel_turn()
             self._set_state(AgentState.MUTED)
+            self._muted = True
+            if self._turn_task is not asyncio.current_task():
+                self.player.stop()
+                self._cancel_turn()
         else:
+            self._muted = False
             # The wake loop resets its detector itself when it resumes.
             self._set_state(AgentState.IDLE)
         self.bus.emit("mute", muted=muted)
@@ -224,8 +229,7 @@ class Agent:
         """The button went down. While talking or thinking that is a barge-in, now,
         not at the release that makes it a tap: silence within 50 ms of the press."""
         if self._state in (AgentState.THINKING, AgentState.SPEAKING) or self.player.playing:
-            # No pre-roll: what the microphone heard just now is the speaker itself.
-            self._start("button", self.ring.total)
+            self._start("button", self._preroll_start())
             self._press_request = self._pending
 
     def on_button(self, action: ButtonAction) -> None:
@@ -246,7 +250,10 @@ class Agent:
             self._release_index = self.ring.total
 
     def _preroll_start(self) -> int:
-        """Pre-roll, but never back into the last answer (the speaker's own voice)."""
+        """Pre-roll, but never back into the last answer (the speaker's own voice);
+        none at all when barging in (what was just heard is the speaker itself)."""
+        if self._state in (AgentState.THINKING, AgentState.SPEAKING) or self.player.playing:
+            return self.ring.total
         preroll = int(self.settings.audio.preroll_seconds * self.ring.rate)
         return max(0, self.ring.total - preroll, self._answered_until)
 
@@ -360,7 +367,7 @@ class Agent:
             finally:
                 if live is not None and not live[0].done():
                     live[0].cancel()
-            if not spoken or self.settings.turn.follow_up_seconds <= 0:
+            if not spoken or self.settings.turn.follow_up_seconds <= 0 or self._muted:
                 if self._state is not AgentState.ERROR:  # it clears itself
                     self._set_state(AgentState.IDLE)
                 return
