@@ -293,7 +293,7 @@ def test_tools_are_optional(fake_cloud: FakeCloud) -> None:
 
 def test_the_first_delta_arrives_while_the_model_still_writes(fake_cloud: FakeCloud) -> None:
     fake_cloud.latency = Latency(llm_tokens_per_second=20)
-    fake_cloud.reply = "one two three four five six seven eight nine ten"
+    fake_cloud.reply = "word " * 60  # three seconds of writing
 
     async def scenario() -> bool:
         async with (CloudClient(fake_cloud.settings(timeouts=FAST), KEY) as client,

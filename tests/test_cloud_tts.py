@@ -47,11 +47,12 @@ def test_pcm_streams_in_whole_samples(fake_cloud: FakeCloud) -> None:
 
 def test_audio_arrives_before_synthesis_ends(fake_cloud: FakeCloud) -> None:
     fake_cloud.latency = Latency(tts_rtf=0.5)
-    fake_cloud.speech = lambda text: tone(1.0)
+    fake_cloud.speech = lambda text: tone(6.0)  # three seconds of synthesis
 
     async def scenario() -> bool:
-        async with CloudClient(fake_cloud.settings(timeouts=FAST), KEY) as client:
-            async for _ in CloudTTS(client).synthesize("x"):
+        async with (CloudClient(fake_cloud.settings(timeouts=FAST), KEY) as client,
+                    contextlib.aclosing(CloudTTS(client).synthesize("x")) as audio):
+            async for _ in audio:
                 return not fake_cloud.requests_for("tts")[0].done.is_set()
         return False
 
