@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent.audio import RingBuffer
 from edge_agent.controls import ButtonAction
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import AudioDeviceError, EdgeAgentError
 from edge_agent.events import Event, EventBus
 from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
@@ -50,6 +50,8 @@ CANCEL_DEADLINE = 0.5
 """How long a cancelled turn may take to unwind before the next one starts anyway."""
 ERROR_HOLD = 2.0
 """The error state stays this long after a failed turn, so the LED can show it."""
+LISTEN_STALL = 3.0
+"""A microphone silent this long while listening ends the turn (error, not a hang)."""
 LAST_TURNS = 5
 TIMER_TEXT = "Your timer is done"
 MUTE_FILE = "mute.json"
@@ -137,9 +139,9 @@ class Agent:
         self._error_timer: asyncio.TimerHandle | None = None
         self._speeches: set[asyncio.Task] = set()
         self._answered_until = 0
+        """ring.total when the last answer ended: pre-roll stops there."""
         self._input_ok = True
         """The microphone delivers (from "audio_device" events)."""
-        """ring.total when the last answer ended: pre-roll stops there."""
         self._release_index: int | None = None
         self._muted = False
         self._unsubscribe = bus.subscribe(self._on_event)
@@ -262,6 +264,10 @@ class Agent:
         if state is AgentState.MUTED:
             log.info("%s ignored: muted", source)
             return
+        if not self._input_ok:
+            log.warning("%s ignored: the microphone is not working", source)
+            self._earcon("error")
+            return
         if state is AgentState.LISTENING:
             log.debug("%s ignored: already listening", source)
             return
@@ -351,27 +357,34 @@ class Agent:
             self._set_state(AgentState.LISTENING)
             if not follow_up:
                 self._earcon("wake")
-            live = self._live_vosk(start)
-            try:
-                bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
-                                            follow_up=follow_up)
-                if bounds.outcome == Outcome.NO_SPEECH or bounds.speech_start_index is None:
-                    log.info("no speech (%s); back to idle", bounds.outcome)
-                    self._set_state(AgentState.IDLE)
-                    return
-                vosk_result = None
-                if live is not None:
-                    live[1].set_result(bounds.end_index)
-                    vosk_result = live[0]
-                spoken = await self._answer(request.source, bounds, vosk_result)
-            finally:
-                if live is not None and not live[0].done():
-                    live[0].cancel()
+            spoken = await self._turn(request.source, start, lead=lead,
+                                      push_to_talk=push_to_talk, follow_up=follow_up)
             if not spoken or self.settings.turn.follow_up_seconds <= 0 or self._muted:
                 if self._state is not AgentState.ERROR:  # it clears itself
                     self._set_state(AgentState.IDLE)
                 return
             start, lead, push_to_talk, follow_up = self.ring.total, 0.0, False, True
+
+    async def _turn(self, source: str, start: int, *, lead: float, push_to_talk: bool,
+                    follow_up: bool) -> bool:
+        """Listen, then answer; True when an answer was spoken."""
+        live = self._live_vosk(start)
+        try:
+            try:
+                bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
+                                            follow_up=follow_up)
+            except AudioDeviceError as exc:
+                self.report_error("listen", str(exc))
+                return False
+            if bounds.outcome == Outcome.NO_SPEECH or bounds.speech_start_index is None:
+                log.info("no speech (%s)", bounds.outcome)
+                return False
+            if live is not None:
+                live[1].set_result(bounds.end_index)
+            return await self._answer(source, bounds, live[0] if live is not None else None)
+        finally:
+            if live is not None and not live[0].done():
+                live[0].cancel()  # not needed (cloud answered) or the turn was cut
 
     def _live_vosk(self, start: int) -> tuple[asyncio.Task, asyncio.Future] | None:
         """In "parallel" mode, Vosk hears the utterance while it is spoken, so its
@@ -420,7 +433,12 @@ class Agent:
                 release = self._release_index
                 if release is not None and reader.position >= release:
                     return detector.release(release)
-                frame = await reader.read(detector.FRAME_SAMPLES)
+                try:
+                    frame = await asyncio.wait_for(reader.read(detector.FRAME_SAMPLES),
+                                                   LISTEN_STALL)
+                except TimeoutError:
+                    raise AudioDeviceError(
+                        f"no audio for {LISTEN_STALL:g} s while listening") from None
                 bounds = detector.process(frame, reader.position)
                 if bounds is not None:
                     return bounds
