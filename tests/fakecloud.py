@@ -626,8 +626,10 @@ class _Handler(BaseHTTPRequestHandler):
                    headers={"Cache-Control": "no-cache"})
         self._chunk(event({"role": "assistant", "content": ""}))
         if isinstance(reply, str):
-            pieces = [event({"content": t}) for t in tokens(reply)]
-            finish = "stop"
+            words = tokens(reply)
+            limit = body.get("max_tokens") or body.get("max_completion_tokens") or len(words)
+            pieces = [event({"content": t}) for t in words[:limit]]
+            finish = "stop" if limit >= len(words) else "length"  # as a model cut short
         else:
             pieces = self._tool_call_events(reply, event)
             finish = "tool_calls"

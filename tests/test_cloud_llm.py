@@ -323,3 +323,8 @@ def test_unnumbered_whole_tool_calls_from_other_servers(fake_cloud: FakeCloud) -
     ids = [c["id"] for c in messages[len(QUESTION)]["tool_calls"]]
     assert len(set(ids)) == 2 and all(ids)
     assert [m["tool_call_id"] for m in messages if m["role"] == "tool"] == ids
+
+
+def test_a_reply_cut_at_max_tokens_ends_normally(fake_cloud: FakeCloud) -> None:
+    fake_cloud.reply = "one two three four five six"
+    assert run(collect(fake_cloud, max_tokens=3)) == ["one", " two", " three"]
