@@ -18,11 +18,12 @@ import wave
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from edge_agent.cli import main
 from tests.fakecloud import FakeCloud
-from tests.speech import RATE, silence, write_wav
+from tests.speech import RATE, piper, silence, write_wav
 from tests.test_e2e import Harness, config_text, poll_until, run
 
 pytestmark = pytest.mark.slow
@@ -127,6 +128,18 @@ def test_sighup_applies_a_good_config_and_rejects_a_bad_one(
                 total = h.daemon.ring.total
                 await poll_until(lambda: h.daemon.ring.total > total + RATE // 10, 5)
                 assert h.daemon.agent.status()["wake_models"] == ["alexa"]
+
+                # A new microphone: capture reopens on it and the ring keeps its clock.
+                write_wav(tmp_path / "in2.wav", np.concatenate(
+                    [silence(0.5), piper("alexa"), silence(3.0)]))
+                h.config.write_text(good.replace("in.wav", "in2.wav"))
+                before = h.daemon.ring.total
+                os.kill(os.getpid(), signal.SIGHUP)
+                reloaded = await h.wait_event("config_reloaded", count=2)
+                assert reloaded.fields["keys"] == ["audio.input"]
+                wake = await h.wait_event("wake")
+                assert wake.fields["model"] == "alexa"
+                assert wake.fields["end_index"] > before
 
     with notify_socket() as sock:
         monkeypatch.setenv("NOTIFY_SOCKET", sock.getsockname())

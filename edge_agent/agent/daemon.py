@@ -42,8 +42,6 @@ MIC_READY_WAIT = 10.0
 """How long start-up waits for the first captured audio before reporting ready anyway."""
 CAPTURE_STALL = 3.0
 """The watchdog withholds pings once capture has not advanced for this long."""
-LOOP_STALL = 5.0
-HEARTBEAT = 0.5
 TIMERS_FILE = "timers.json"
 
 PinFactory = Any  # gpiozero.Factory; kept abstract so the core never imports gpiozero
@@ -119,7 +117,6 @@ class Daemon:
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once start-up is complete (when READY=1 goes to systemd)."""
-        self._heartbeat = time.monotonic()
         self._prewarm: asyncio.Task | None = None
         self._reload_requested = False
         self._reload_lock = asyncio.Lock()
@@ -169,10 +166,10 @@ class Daemon:
         sup.start("turns", self.agent.run_turns)
         sup.start("connectivity", self.connectivity.run)
         sup.start("timers", self.timers.run)
-        sup.start("heartbeat", self._beat)
+        # The watchdog pings from the loop, so a blocked loop stops them by itself;
+        # the check covers the capture thread, which the loop cannot see.
         self.watchdog = Watchdog(self.notifier, [
             stall_check("capture", lambda: self.microphone.last_write, CAPTURE_STALL),
-            stall_check("event loop", lambda: self._heartbeat, LOOP_STALL),
         ])
         sup.start("watchdog", self.watchdog.run)
         await self._wait_for_microphone()
@@ -249,11 +246,6 @@ class Daemon:
 
     async def _probe(self) -> bool:
         return self.cloud is not None and await self.cloud.client.probe()
-
-    async def _beat(self) -> None:
-        while True:
-            self._heartbeat = time.monotonic()
-            await asyncio.sleep(HEARTBEAT)
 
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
