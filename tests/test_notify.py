@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from edge_agent.events import EventBus
 from edge_agent.service.notify import Notifier, Watchdog, progress_check, stall_check
 
 WATCHDOG_SECONDS = 0.4  # pings every 0.2 s: quick tests, still many loop turns apart
@@ -277,27 +276,3 @@ def test_progress_check_fails_only_while_the_count_stands_still() -> None:
     assert reason is not None and reason.startswith("capture stalled")
     total += 320  # audio arrived: healthy again at once
     assert check() is None
-
-
-def test_status_follows_the_events_that_change_it(systemd_socket: NotifySocket) -> None:
-    bus = EventBus()
-    facts = {"online": True, "muted": False}
-
-    def line() -> str:
-        if facts["muted"]:
-            return "muted"
-        return "listening for hey jarvis, " + ("cloud online" if facts["online"] else "offline")
-
-    unsubscribe = Notifier().follow_status(bus, line)
-    facts["online"] = False
-    bus.emit("network", online=False)
-    assert systemd_socket.receive() == {"STATUS": "listening for hey jarvis, offline"}
-    bus.emit("state", state="thinking")  # not a status event
-    bus.emit("network", online=False)  # same line: not sent again
-    facts["muted"] = True
-    bus.emit("mute", muted=True)
-    assert systemd_socket.receive() == {"STATUS": "muted"}
-    unsubscribe()
-    facts["muted"] = False
-    bus.emit("mute", muted=False)
-    assert systemd_socket.pending() == []

@@ -10,21 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from edge_agent.events import Event, EventBus
 
 log = logging.getLogger(__name__)
 
 Check = Callable[[], str | None]
 """A health check: None when healthy, else a short reason ("capture stalled 3.2 s")."""
-
-# Events after which the STATUS= line may read differently.
-STATUS_EVENTS = frozenset({"network", "mute", "audio_device", "config_reloaded"})
 
 # Without a systemd watchdog the checks still run this often, so a stalled
 # pipeline shows up in the log of a daemon started by hand too.
@@ -73,26 +65,6 @@ class Notifier:
     def status(self, text: str) -> None:
         """A human line for ``systemctl status``, e.g. "listening for hey jarvis, cloud online"."""
         self.notify(f"STATUS={_one_line(text)}")
-
-    def follow_status(self, bus: EventBus, line: Callable[[], str]) -> Callable[[], None]:
-        """Send ``line()`` as STATUS= whenever an event may have changed it (network,
-        mute, a device failing or returning, a reload), and only when it did.
-        Returns the unsubscribe. Events come from any thread; sd_notify is one
-        non-blocking datagram, fine on any of them."""
-        last = [""]
-        lock = threading.Lock()
-
-        def on_event(event: Event) -> None:
-            if event.name not in STATUS_EVENTS:
-                return
-            text = _one_line(line())
-            with lock:
-                if text == last[0]:
-                    return
-                last[0] = text
-            self.status(text)
-
-        return bus.subscribe(on_event)
 
     def reloading(self) -> None:
         """A reload has begun; ``ready()`` ends it. MONOTONIC_USEC lets systemd tell
