@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.config import default_config_path, load_config
-from edge_agent.errors import AudioDeviceError, ConfigError
+from edge_agent.errors import AudioDeviceError, ConfigError, EdgeAgentError
 from edge_agent.service import control
 
 EXIT_OK = 0
@@ -106,10 +106,66 @@ def cmd_say(args: argparse.Namespace) -> int:
     if not text:
         print("edge-agent: nothing to say", file=sys.stderr)
         return EXIT_CONFIG
+    if args.output and not args.offline:
+        print("edge-agent: --output needs --offline (the running daemon speaks on its own "
+              "speaker)", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.offline:
+        return say_offline(args, text)
     result = _ask_daemon(args, "say", text=text)
     if result is None:
         return EXIT_FAILURE
     return EXIT_OK if result.get("spoken") else EXIT_FAILURE
+
+
+def say_offline(args: argparse.Namespace, text: str) -> int:
+    """Piper into a Player, the daemon's own output path, without a daemon: checks
+    the voice and the speaker, or makes a WAV (``--output x.wav``)."""
+    import asyncio
+
+    from edge_agent.audio import Player  # PortAudio and onnxruntime only for this verb
+    from edge_agent.config import Settings
+    from edge_agent.events import EventBus
+    from edge_agent.offline import PiperTTS, default_piper_voice
+
+    settings = Settings()
+    with contextlib.suppress(ConfigError):
+        settings = load_config(args.config or default_config_path())
+
+    async def speak(tts: PiperTTS, player: Player) -> None:
+        stream = player.stream(engine=tts.name, events=False)
+        async for pcm in tts.synthesize(text):
+            stream.write(pcm, tts.sample_rate)
+        stream.end()
+        await stream.drained()
+
+    try:
+        tts = PiperTTS(default_piper_voice(settings.offline))
+        player = Player(str(args.output or settings.audio.output), EventBus(),
+                        volume=settings.audio.volume)
+        player.open()
+        try:
+            asyncio.run(speak(tts, player))
+        finally:
+            player.close()
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge_agent import benchmark  # imports the checkout's tests/bench
+
+    try:
+        names = benchmark.select(args.only)
+        report = benchmark.run_all(names, quick=args.quick, out_dir=args.out)
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(benchmark.format_summary(report))
+    print(f"report: {args.out / benchmark.REPORT_JSON}, plot: {args.out / benchmark.REPORT_PNG}")
+    return EXIT_FAILURE if benchmark.failed(report) else EXIT_OK
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -162,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     say = verbs.add_parser("say", help="speak a text through the running daemon")
     say.add_argument("text", nargs="+")
+    say.add_argument("--offline", action="store_true",
+                     help="speak with Piper here, without the daemon (to audio.output)")
+    say.add_argument("--output", type=Path, default=None,
+                     help="with --offline: write the speech to this .wav file instead")
     _add_client_options(say)
     say.set_defaults(func=cmd_say)
 
@@ -170,6 +230,15 @@ def build_parser() -> argparse.ArgumentParser:
         parser_ = verbs.add_parser(verb, help=what)
         _add_client_options(parser_)
         parser_.set_defaults(func=cmd_simple)
+
+    bench = verbs.add_parser("bench", help="run the benchmarks (from a source checkout); "
+                             "writes bench-report.json and bench-report.png")
+    bench.add_argument("--quick", action="store_true", help="fewer repetitions (minutes)")
+    bench.add_argument("--only", nargs="+", metavar="NAME", default=None,
+                       help="run only these benchmarks (e.g. turn failover soak)")
+    bench.add_argument("--out", type=Path, default=Path(),
+                       help="directory for the report and the plot (default: here)")
+    bench.set_defaults(func=cmd_bench)
 
     devices = verbs.add_parser("devices", help="list audio devices (index, name, channels, rate)")
     devices.set_defaults(func=cmd_devices)
