@@ -51,9 +51,6 @@ def _one_run(tmp: Path) -> dict[str, float]:
         service.wait_for("READY", "1", timeout=180)
         figures = {"start_to_ready_s": time.monotonic() - started,
                    "rss_mb_ready": _rss_mb(service.proc.pid)}
-        # daemon.py installs its SIGHUP handler just after READY=1; a signal sent
-        # in that instant would kill it (reported), so reload after the next ping.
-        service.wait_for("WATCHDOG", "1", timeout=10)
         figures["reload_nothing_s"] = _timed_reload(service, base)
         figures["reload_wake_s"] = _timed_reload(
             service, base + "\n[wake]\nthreshold = 0.6\n")
