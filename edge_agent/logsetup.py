@@ -139,15 +139,13 @@ def setup_logging(
 
     ``journal`` forces the choice (None: decide with ``under_systemd()``).
     ``journal_sender`` replaces ``systemd.journal.send``, for tests without journald.
-    Calling it again (a reload changed log.level) replaces the handler.
+    Calling it again replaces the handler; a reload that changes log.level only
+    needs ``set_level``.
     """
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)  # not closed: a test runner's handler may be reattached
-    root.setLevel(level.upper())
-    quiet = logging.NOTSET if level.lower() == "debug" else logging.WARNING
-    for name in CHATTY_LOGGERS:
-        logging.getLogger(name).setLevel(quiet)
+    set_level(level)
 
     use_journal = under_systemd() if journal is None else journal
     handler = _journal_handler(journal_sender) if use_journal else None
@@ -166,6 +164,15 @@ def setup_logging(
         # which is how a hung audio thread gets diagnosed.
         faulthandler.enable()
     return handler
+
+
+def set_level(level: str) -> None:
+    """Apply log.level (at start, or when a reload changes it): the HTTP libraries'
+    per-request lines show only at "debug"."""
+    logging.getLogger().setLevel(level.upper())
+    quiet = logging.NOTSET if level.lower() == "debug" else logging.WARNING
+    for name in CHATTY_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
 
 
 def _journal_handler(sender: JournalSender | None) -> logging.Handler | None:

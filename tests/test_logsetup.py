@@ -22,6 +22,7 @@ from edge_agent.logsetup import (
     current_context,
     follow_state,
     log_context,
+    set_level,
     setup_logging,
     under_systemd,
 )
@@ -116,12 +117,16 @@ def test_the_level_and_chatty_libraries(capsys: pytest.CaptureFixture[str]) -> N
     log.warning("shown")
     assert "hidden" not in capsys.readouterr().err
     assert logging.getLogger("httpx2").getEffectiveLevel() == logging.WARNING
-    setup_logging("debug", journal=False)  # a reload: replaces, never duplicates
+    set_level("debug")  # a reload changed log.level
     logging.getLogger("httpx2").debug("HTTP Request: POST /v1/audio/speech")
+    log.debug("shown now")
+    err = capsys.readouterr().err
+    assert "HTTP Request" in err and "shown now" in err
+    setup_logging("info", journal=False)  # again: replaces the handler, never duplicates
     log.info("once")
     err = capsys.readouterr().err
     assert err.count("once") == 1
-    assert "HTTP Request" in err
+    assert logging.getLogger("httpx2").getEffectiveLevel() == logging.WARNING
 
 
 def test_context_follows_tasks_and_worker_threads() -> None:
