@@ -14,6 +14,7 @@ import pytest
 from edge_agent.agent.failover import timed
 from edge_agent.agent.turn import LOST_CONNECTION, ONE_MOMENT
 from edge_agent.errors import LlmCloudError, SttCloudError
+from edge_agent.text import SentenceChunker
 from tests.fakecloud import FakeCloud
 from tests.test_turn import loud_seconds, make_rig, sync
 
@@ -197,3 +198,20 @@ async def test_a_stalled_stream_becomes_a_typed_error_and_is_closed() -> None:
         slow.append(item)
         await asyncio.sleep(0.1)
     assert len(slow) == 10
+
+
+@pytest.mark.slow
+@sync
+async def test_notices_are_synthesized_once(tmp_path: Path, cloud: FakeCloud) -> None:
+    async def say(text: str) -> bytes:
+        return b"".join([pcm async for pcm in rig.runner.piper.synthesize(text)])
+
+    async with make_rig(tmp_path, cloud) as rig:
+        await rig.runner.prewarm()
+        chunker = SentenceChunker()
+        help_first = [*chunker.feed(rig.runner.intents.offline_help()), *chunker.flush()][0]
+        # Piper's output varies from one synthesis to the next, so equal bytes
+        # mean the notice was replayed from memory, not synthesized again.
+        assert await say(ONE_MOMENT) == await say(ONE_MOMENT)
+        assert await say(help_first) == await say(help_first)
+        assert await say("Hello there.") != await say("Hello there.")

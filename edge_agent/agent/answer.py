@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -40,6 +40,37 @@ class TextToSpeech(Protocol):
     sample_rate: int
 
     def synthesize(self, text: str) -> AsyncIterator[bytes]: ...
+
+
+class RememberedPhrases:
+    """A voice that keeps the audio of a few fixed phrases: the notices spoken when
+    something failed. A fallback is when a fast answer matters most and the CPU is
+    busiest (Vosk decoding), so those phrases are synthesized once, then replayed."""
+
+    def __init__(self, voice: TextToSpeech, phrases: Iterable[str]) -> None:
+        self.voice = voice
+        self.name = voice.name
+        self.sample_rate = voice.sample_rate
+        self.phrases = frozenset(phrases)
+        self._pcm: dict[str, bytes] = {}
+
+    async def synthesize(self, text: str) -> AsyncIterator[bytes]:
+        remembered = self._pcm.get(text)
+        if remembered is not None:
+            yield remembered
+            return
+        chunks = []
+        async for pcm in self.voice.synthesize(text):
+            chunks.append(pcm)
+            yield pcm
+        if text in self.phrases:
+            self._pcm[text] = b"".join(chunks)
+
+    async def prewarm(self) -> None:
+        """Synthesize every phrase now (at start, off the critical path)."""
+        for text in sorted(self.phrases - self._pcm.keys()):
+            async for _ in self.synthesize(text):
+                pass
 
 
 @dataclass

@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
-from edge_agent.agent.answer import SpokenAnswer, TextToSpeech
+from edge_agent.agent.answer import RememberedPhrases, SpokenAnswer, TextToSpeech
 from edge_agent.agent.failover import Failover, timed
 from edge_agent.config import Settings
 from edge_agent.errors import LlmCloudError, SttCloudError
 from edge_agent.events import EventBus
 from edge_agent.intents.tools import Toolbox
 from edge_agent.logsetup import log_context
-from edge_agent.text import SentenceChunker
+from edge_agent.text import SentenceChunker, clean_for_speech
 
 if TYPE_CHECKING:
     from edge_agent.audio import Player
@@ -115,12 +115,20 @@ class TurnRunner:
         self.vosk = vosk
         self.cloud_llm = cloud_llm if cloud_on else None
         self.cloud_tts = cloud_tts if cloud_on else None
-        self.piper = piper
+        self.piper: RememberedPhrases | None = (
+            RememberedPhrases(piper, self._notices(intents)) if piper else None)
         self.intents = intents
         self.toolbox = toolbox
         self.conversation = conversation
 
     # --- public ------------------------------------------------------------------
+
+    async def prewarm(self) -> None:
+        """Synthesize the offline notices with Piper now, so a failover speaks them
+        at once. Optional (they are remembered after first use anyway); takes about
+        a second of CPU, so call it in the background at start."""
+        if self.piper is not None:
+            await self.piper.prewarm()
 
     async def run(
         self,
@@ -282,6 +290,13 @@ class TurnRunner:
         return None
 
     # --- helpers -------------------------------------------------------------------
+
+    @staticmethod
+    def _notices(intents: LocalIntents) -> list[str]:
+        """The fixed sentences a failover may say, as SpokenAnswer will ask for them."""
+        texts = [ONE_MOMENT, NOT_CAUGHT, NO_STT, LOST_CONNECTION, NO_ANSWER,
+                 intents.offline_help()]
+        return [clean_for_speech(s).strip() for text in texts for s in _sentences(text)]
 
     def _answer(self, failover: Failover, timings: dict[str, float]) -> SpokenAnswer:
         return SpokenAnswer(
