@@ -15,7 +15,15 @@ from edge_agent.cli import main
 from edge_agent.intents import Device
 from tests.fakecloud import FakeCloud, Latency
 from tests.speech import RATE, piper, silence
-from tests.test_e2e import NO_EARCONS, STORY, Harness, loud_seconds, run, wake_then
+from tests.test_e2e import (
+    NO_EARCONS,
+    STORY,
+    Harness,
+    loud_seconds,
+    poll_until,
+    run,
+    wake_then,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -141,5 +149,30 @@ def test_mute_by_voice_still_says_how_to_unmute(tmp_path: Path) -> None:
                 assert h.daemon.ring.muted
         assert h.states()[-1] == "muted"
         assert fake.requests_for("llm") == []  # a local intent: nothing left the device
+
+    run(scenario())
+
+
+def test_button_mashing_through_every_state_never_sticks(tmp_path: Path) -> None:
+    audio = wake_then("tell me a long story", after=12.0)
+    rng = np.random.default_rng(7)
+
+    async def scenario() -> None:
+        with FakeCloud(reply=STORY, latency=Latency(tts_rtf=1.0)) as fake:
+            h = Harness(tmp_path, fake, audio, extra="[turn]\nno_speech_timeout = 1.0\n")
+            h.config.write_text(h.config.read_text().replace(
+                "[audio]\n", "[audio]\npreroll_seconds = 0.3\n"))
+            async with h:
+                await h.wait_event("audio_out_start")
+                for _ in range(40):  # taps and short holds, some past hold_seconds
+                    await h.tap(float(rng.uniform(0.01, 0.8)))
+                    await asyncio.sleep(float(rng.uniform(0.0, 0.2)))
+                agent = h.daemon.agent
+                await poll_until(lambda: agent.state == "idle" and not agent.busy, 30)
+                await asyncio.sleep(1.0)  # nothing left running that could change it
+                assert agent.state == "idle"
+                assert not agent.busy
+                assert h.named("error") == []
+                assert len(h.named("barge_in")) == 1  # only the answer was interrupted
 
     run(scenario())
