@@ -1,0 +1,70 @@
+"""`edge-agent say --offline --output x.wav`: Piper through the real Player into a
+real-time .wav speaker, with no daemon running, as an operator would run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.speech import RATE, read_wav
+
+SHORT = "Hello."
+LONG = "Hello. The kitchen timer is done, and the tea is ready in the pot."
+LOUD = 500.0  # RMS over 20 ms above this is speech, not the speaker's silence
+
+
+def say(tmp: Path, *args: str, volume: float = 1.0) -> subprocess.CompletedProcess[str]:
+    config = tmp / "config.toml"
+    config.write_text(f"[audio]\nvolume = {volume}\n")
+    return subprocess.run(
+        [sys.executable, "-m", "edge_agent", "say", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=120, cwd=tmp)
+
+
+def loud_seconds(audio: np.ndarray) -> float:
+    frames = audio[: len(audio) // 320 * 320].astype(np.float64).reshape(-1, 320)
+    return float((np.sqrt((frames**2).mean(axis=1)) > LOUD).sum()) * 320 / RATE
+
+
+@pytest.mark.slow
+def test_offline_say_writes_speech_that_grows_with_the_text(tmp_path: Path) -> None:
+    short, long_ = tmp_path / "short.wav", tmp_path / "long.wav"
+    for text, out in ((SHORT, short), (LONG, long_)):
+        done = say(tmp_path, "--offline", "--output", str(out), text)
+        assert done.returncode == 0, done.stderr
+
+    audio = read_wav(long_)
+    assert loud_seconds(audio) > 2.0, "hardly any speech in the WAV"
+    # Speech, not a tone or clipping: a voice's energy moves from period to period.
+    frames = audio[: len(audio) // 320 * 320].astype(np.float64).reshape(-1, 320)
+    rms = np.sqrt((frames**2).mean(axis=1))
+    assert np.std(rms[rms > LOUD]) > 0.2 * np.mean(rms[rms > LOUD])
+    assert np.abs(audio).max() < 32767
+    # The same voice and rate for both texts: the longer text takes clearly longer.
+    assert loud_seconds(audio) > 2.5 * loud_seconds(read_wav(short))
+
+
+@pytest.mark.slow
+def test_offline_say_uses_the_configured_volume(tmp_path: Path) -> None:
+    peaks = {}
+    for volume in (1.0, 0.5):
+        out = tmp_path / f"v{volume}.wav"
+        done = say(tmp_path, "--offline", "--output", str(out), LONG, volume=volume)
+        assert done.returncode == 0, done.stderr
+        audio = read_wav(out)
+        frames = audio[: len(audio) // 320 * 320].astype(np.float64).reshape(-1, 320)
+        # Loud periods only: the silence around the speech varies from run to run.
+        peaks[volume] = np.percentile(np.sqrt((frames**2).mean(axis=1)), 90)
+    assert peaks[0.5] / peaks[1.0] == pytest.approx(0.5, rel=0.15)
+
+
+def test_output_without_offline_is_refused_with_a_reason(tmp_path: Path) -> None:
+    out = tmp_path / "x.wav"
+    done = say(tmp_path, "--output", str(out), "hello")
+    assert done.returncode == 2
+    assert "--offline" in done.stderr
+    assert not out.exists()
