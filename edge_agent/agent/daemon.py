@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +45,8 @@ MIC_READY_WAIT = 10.0
 CAPTURE_STALL = 3.0
 """The watchdog withholds pings once capture has not advanced for this long."""
 TIMERS_FILE = "timers.json"
+THREAD_EXIT_WAIT = 0.3
+"""After the loop closed, how long worker threads get to finish before we exit anyway."""
 
 PinFactory = Any  # gpiozero.Factory; kept abstract so the core never imports gpiozero
 
@@ -173,11 +177,21 @@ class Daemon:
         ])
         sup.start("watchdog", self.watchdog.run)
         await self._wait_for_microphone()
-        if self.cloud is not None:
-            self._prewarm = asyncio.create_task(self.cloud.client.prewarm(), name="prewarm")
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("ready: %s", self.status_line())
+        self._start_prewarm()
+
+    def _start_prewarm(self) -> None:
+        """Open the cloud connection and synthesize the offline notices in the
+        background: neither is needed to listen, so READY=1 does not wait for them."""
+        async def prewarm() -> None:
+            if self.cloud is not None:
+                await self.cloud.client.prewarm()
+            await self.agent.turns.prewarm()
+
+        self._prewarm = asyncio.create_task(prewarm(), name="prewarm")
+        self._prewarm.add_done_callback(_log_failure)
 
     def _open_event_log(self) -> None:
         if self._event_log is not None:
@@ -310,6 +324,8 @@ class Daemon:
         """Within 2 s: jobs cancelled with a deadline, the output WAV finished, the
         event log closed, mute and timers persisted."""
         self.notifier.stopping()
+        if self._prewarm is not None:
+            self._prewarm.cancel()
         if hasattr(self, "agent"):
             self.player.stop()
             await self.agent.close()
@@ -405,6 +421,8 @@ class Daemon:
             await self._start_control_socket()
         # The running turn keeps its runner; the next one uses the new settings.
         agent.turns = self._build_turns()
+        if plan.reload_offline or plan.rebuild_cloud:
+            self._start_prewarm()
 
 
 def _log_failure(task: asyncio.Task) -> None:
@@ -421,13 +439,34 @@ def main(settings: Settings) -> int:
     """`edge-agent run`: 0 after a clean stop, 2 for a config (or key file) problem,
     1 when start-up fails otherwise (no model, no audio device)."""
     setup_logging(settings.log.level)
+    code = 0
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(run(settings))
+        loop.run_until_complete(run(settings))
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
-        return 2
+        code = 2
     except EdgeAgentError as exc:
         log.error("cannot start: %s", exc)
-        return 1
-    return 0
+        code = 1
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()  # does not wait for worker threads, unlike asyncio.run()
+    _exit_despite_stuck_threads(code)
+    return code
+
+
+def _exit_despite_stuck_threads(code: int) -> None:
+    """A worker thread stuck in a library (inference, a device call) would keep the
+    interpreter from exiting; systemd wants the stop within 2 s, so give them a
+    moment, then leave without them."""
+    deadline = time.monotonic() + THREAD_EXIT_WAIT
+    for thread in threading.enumerate():
+        if thread is threading.current_thread() or thread.daemon:
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            log.warning("thread %s is stuck; exiting without it", thread.name)
+            logging.shutdown()
+            os._exit(code)
