@@ -32,7 +32,7 @@ from edge_agent.logsetup import follow_state, setup_logging
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
 from edge_agent.service.control import ControlServer
-from edge_agent.service.notify import Notifier, Watchdog, stall_check
+from edge_agent.service.notify import Notifier, Watchdog, progress_check
 from edge_agent.service.reload import ReloadPlan, plan_reload
 from edge_agent.wake import WakeDetector
 
@@ -171,9 +171,10 @@ class Daemon:
         sup.start("connectivity", self.connectivity.run)
         sup.start("timers", self.timers.run)
         # The watchdog pings from the loop, so a blocked loop stops them by itself;
-        # the check covers the capture thread, which the loop cannot see.
+        # the check covers capture, which the loop cannot see. It counts samples: a
+        # device that keeps reopening without delivering must stop the pings too.
         self.watchdog = Watchdog(self.notifier, [
-            stall_check("capture", lambda: self.microphone.last_write, CAPTURE_STALL),
+            progress_check("capture", lambda: self.ring.total, CAPTURE_STALL),
         ])
         sup.start("watchdog", self.watchdog.run)
         await self._wait_for_microphone()
