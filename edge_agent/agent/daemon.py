@@ -28,7 +28,7 @@ from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factor
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
 from edge_agent.intents import LocalIntents, Timers, device_tools
-from edge_agent.logsetup import follow_state, setup_logging
+from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
 from edge_agent.service.control import ControlServer
@@ -379,7 +379,7 @@ class Daemon:
             log.warning("these changes take effect after a restart: %s",
                         ", ".join(sorted(plan.restart_required)))
         if plan.set_log_level:
-            logging.getLogger().setLevel(new.log.level.upper())
+            set_level(new.log.level)
         if plan.reopen_event_log:
             self._open_event_log()
         if plan.reopen_output:
