@@ -6,6 +6,7 @@ control socket."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.intents import Device
+from edge_agent.logsetup import setup_logging
 from tests.fakecloud import FakeCloud, Latency
 from tests.speech import RATE, piper, silence
 from tests.test_e2e import (
@@ -176,3 +178,32 @@ def test_button_mashing_through_every_state_never_sticks(tmp_path: Path) -> None
                 assert len(h.named("barge_in")) == 1  # only the answer was interrupted
 
     run(scenario())
+
+
+def test_journal_records_of_a_turn_carry_turn_id_and_state(tmp_path: Path) -> None:
+    audio = wake_then("what is the weather")
+    entries: list[dict[str, str]] = []
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    async def scenario() -> None:
+        with FakeCloud(transcript="what is the weather", reply="Sunny.") as fake:
+            async with Harness(tmp_path, fake, audio, gpio=False) as h:
+                await h.wait_event("turn_done", within=40)
+
+    setup_logging("info", journal=True,
+                  journal_sender=lambda text, **fields: entries.append(
+                      {**{k: str(v) for k, v in fields.items()}, "MESSAGE": text}))
+    try:
+        run(scenario())
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    in_turn = [e for e in entries if e.get("TURN_ID") == "1"]
+    assert in_turn, "no journal record carried TURN_ID=1"
+    assert any("turn 1 done" in e["MESSAGE"] for e in in_turn)
+    # Every record carries the agent's state at the time (journalctl STATE=...).
+    assert {e.get("STATE") for e in entries} >= {"idle", "listening", "speaking"}

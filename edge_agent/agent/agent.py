@@ -162,8 +162,8 @@ class Agent:
         if state is self._state:
             return
         previous, self._state = self._state, state
-        log.info("state %s -> %s", previous, state)
         self.bus.emit("state", state=str(state), previous=str(previous))
+        log.info("state %s -> %s", previous, state)  # after: the journal's STATE is new
 
     @property
     def muted(self) -> bool:
