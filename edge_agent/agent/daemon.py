@@ -9,12 +9,12 @@ speaker is open, the microphone delivers and the models are loaded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from edge_agent.wake import WakeDetector
 
 log = logging.getLogger(__name__)
 
-STOP_DEADLINE = 1.5
+STOP_DEADLINE = 1.0
 """Of systemd's 2 s budget for a stop, the jobs get this; closing files gets the rest."""
 MIC_READY_WAIT = 10.0
 """How long start-up waits for the first captured audio before reporting ready anyway."""
@@ -83,10 +83,14 @@ def build_offline(settings: Settings) -> _Offline:
     """Vosk (if a model is installed) and Piper; slow loads, so call it in a thread."""
     vosk = None
     model_dir = find_vosk_model(settings.offline, settings.state_dir)
-    if model_dir is not None:
-        vosk = VoskSTT(model_dir)
-    else:
+    if model_dir is None:
         log.warning("no Vosk model: offline speech recognition is unavailable")
+    else:
+        try:
+            vosk = VoskSTT(model_dir)
+        except EdgeAgentError as exc:  # the rest of the speaker still works
+            log.error("Vosk model unusable, offline speech recognition is unavailable: %s",
+                      exc)
     piper = None
     try:
         piper = PiperTTS(default_piper_voice(settings.offline))
@@ -329,15 +333,14 @@ class Daemon:
             self._prewarm.cancel()
         if hasattr(self, "agent"):
             self.player.stop()
-            await self.agent.close()
-        await self.supervisor.stop(STOP_DEADLINE)
-        if self.control is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.control.close(), 0.2)
+        # Side by side, each with its own deadline, so the slowest sets the pace.
+        await asyncio.gather(
+            self.agent.close() if hasattr(self, "agent") else asyncio.sleep(0),
+            self.supervisor.stop(STOP_DEADLINE),
+            _within(self.control.close() if self.control else asyncio.sleep(0), 0.3),
+            _within(self.cloud.client.aclose() if self.cloud else asyncio.sleep(0), 0.3),
+        )
         self._stop_controls()
-        if self.cloud is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.cloud.client.aclose(), 0.2)
         if hasattr(self, "player"):
             await asyncio.to_thread(self.player.close)
         for unsubscribe in self._unsubscribe:
@@ -424,6 +427,14 @@ class Daemon:
         agent.turns = self._build_turns()
         if plan.reload_offline or plan.rebuild_cloud:
             self._start_prewarm()
+
+
+async def _within(closing: Awaitable[None], deadline: float) -> None:
+    """Close something on the way out; a failure or a hang is logged, not raised."""
+    try:
+        await asyncio.wait_for(closing, deadline)
+    except Exception as exc:
+        log.warning("not closed cleanly: %r", exc)
 
 
 def _log_failure(task: asyncio.Task) -> None:
