@@ -12,6 +12,7 @@ microphone opens, so ``ring.total`` says where the replay is.
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -226,6 +227,12 @@ def test_wake_word_question_answer_streams_and_second_turn_sends_history(
         states = h.states()
         assert states[:4] == ["listening", "thinking", "speaking", "idle"]
         assert states.count("speaking") == 2
+        # The JSON Lines event log tells the same story.
+        logged = [json.loads(line) for line in (tmp_path / "events.jsonl").open()]
+        first_logged = next(e for e in logged if e["event"] == "audio_out_start")
+        assert first_logged["t"] == pytest.approx(first_audio.t, abs=1e-5)
+        assert first_logged["t"] < llm_finished
+        assert [e["state"] for e in logged if e["event"] == "state"] == states
         # The output WAV holds the answers: the fake speaks a tone as long as the text.
         assert loud_seconds(h.output()) >= 0.8 * 0.03 * len(STORY)
 
