@@ -53,7 +53,7 @@ ERROR_HOLD = 2.0
 LISTEN_STALL = 3.0
 """A microphone silent this long while listening ends the turn (error, not a hang)."""
 LAST_TURNS = 5
-TIMER_TEXT = "Your timer is done"
+TIMER_TEXT = "Your timer is done."
 MUTE_FILE = "mute.json"
 
 
@@ -448,6 +448,8 @@ class Agent:
     async def _answer(self, source: str, bounds: TurnBounds,
                       vosk_result: Awaitable[str] | None) -> bool:
         """Run the turn pipeline on the utterance; True when an answer was spoken."""
+        if self.turns is None:
+            raise RuntimeError("Agent.turns was never set")
         ring = self.ring
         start_t, end_t = ring.time_of(bounds.start_index), ring.time_of(bounds.end_index)
         self.bus.emit("utterance", start=round(start_t, 6), end=round(end_t, 6),
@@ -460,8 +462,6 @@ class Agent:
         self.last_turns.append(record)
         self.counts["turns"] += 1
         audio = ring.read_range(bounds.start_index, bounds.end_index)
-        if self.turns is None:
-            raise RuntimeError("Agent.turns was never set")
         try:
             with log_context(turn_id=turn_id):  # journal field TURN_ID on every record
                 result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id,
@@ -520,7 +520,7 @@ class Agent:
 
     def ring_timer(self, timer: Timer) -> None:
         """Timers call this when one is done; it speaks even offline (Piper)."""
-        text = f"{TIMER_TEXT}: {timer.label}" if timer.label else TIMER_TEXT
+        text = f"Your {timer.label} timer is done." if timer.label else TIMER_TEXT
         task = self._loop.create_task(self.say(text), name="timer-announcement")
         task.add_done_callback(_log_failure)
 
