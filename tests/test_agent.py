@@ -207,3 +207,22 @@ def test_journal_records_of_a_turn_carry_turn_id_and_state(tmp_path: Path) -> No
     assert any("turn 1 done" in e["MESSAGE"] for e in in_turn)
     # Every record carries the agent's state at the time (journalctl STATE=...).
     assert {e.get("STATE") for e in entries} >= {"idle", "listening", "speaking"}
+
+
+def test_a_failed_turn_shows_the_error_state_then_idles(tmp_path: Path) -> None:
+    audio = wake_then("what is the weather")
+
+    async def scenario() -> None:
+        with FakeCloud(transcript="what is the weather",
+                       latency=Latency(stt=0.5)) as fake:
+            async with Harness(tmp_path, fake, audio, gpio=False) as h:
+                await h.wait_event("utterance", within=30)
+                h.daemon.player.close()  # the speaker vanished while it was thinking
+                error = await h.wait_event("error", within=30)
+                assert error.fields["where"] == "turn"
+                await h.wait_event("state", state="idle", within=10)
+                status = h.daemon.agent.status()
+        assert h.states()[-3:] == ["thinking", "error", "idle"]
+        assert status["last_turns"][0]["error"]
+
+    run(scenario())
