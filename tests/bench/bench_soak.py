@@ -26,6 +26,7 @@ import json
 import os
 import random
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,27 @@ def process_figures(pid: int | str = "self") -> dict[str, float]:
             "fds": sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())}
 
 
+def _open_things() -> dict[str, list[str]]:
+    """What this process holds open, by name: to tell a leak from a pool that filled
+    up when the figures grow."""
+    fds = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # the listing's own descriptor is gone
+            fds.append(str(fd.readlink()))
+    return {"fds": sorted(fds), "threads": sorted(t.name for t in threading.enumerate())}
+
+
+def _new(before: list[str], after: list[str]) -> list[str]:
+    left = list(before)
+    added = []
+    for item in after:
+        if item in left:
+            left.remove(item)
+        else:
+            added.append(item)
+    return added
+
+
 def cpu_seconds(pid: int) -> float:
     """User plus system CPU of a process (fields 14 and 15 of /proc/<pid>/stat)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
@@ -94,6 +116,7 @@ async def _soak(turns: int) -> dict[str, Any]:
     samples: list[tuple[int, dict[str, float]]] = []
     engines: dict[str, int] = {}
     faults = offline_turns = 0
+    held: list[dict[str, list[str]]] = []
     began = time.monotonic()
     # The warm-up meets every fault once, so first-use allocations of every path
     # (Vosk, Piper, error handling) happen before the first sample.
@@ -122,6 +145,7 @@ async def _soak(turns: int) -> dict[str, Any]:
                     if measured >= 0 and (measured % 25 == 0 or measured == turns):
                         gc.collect()
                         samples.append((measured, process_figures()))
+                        held.append(_open_things())
             finally:
                 probe.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -145,6 +169,7 @@ async def _soak(turns: int) -> dict[str, Any]:
         "end": {"turn": samples[-1][0], **end},
         "growth": {key: round(end[key] - start[key], 1) for key in ("rss_mb", "fds", "threads")},
         "growth_per_100_turns_fit": slope,
+        "new_at_end": {key: _new(held[0][key], held[-1][key]) for key in ("fds", "threads")},
         "samples": [{"turn": n, **s} for n, s in samples],
     }
 
