@@ -44,6 +44,7 @@ ONE_MOMENT = "One moment."
 NO_STT = "Sorry, I can't understand speech right now."
 LOST_CONNECTION = "Sorry, I lost my connection."
 NO_ANSWER = "Sorry, I have no answer to that."
+CLOUD_TROUBLE = "Sorry, I can't get an answer from the cloud right now."
 
 # What speech recognizers return for noise or silence: sound tags ("[BLANK_AUDIO]",
 # "(music)"), hesitations, and Whisper's habitual "you" on an empty clip.
@@ -242,10 +243,15 @@ class TurnRunner:
         if local is not None:
             answer.say(local)
             return "local"
-        # offline_help() is the honest notice: it says the device is offline and
-        # what it can still do, so no separate "I can't reach the cloud" before it.
-        for sentence in _sentences(self.intents.offline_help()):
-            answer.say(sentence, record=False)
+        if self.cloud_llm is not None and self.connectivity.online:
+            # Reachable but failing (429, a malformed reply): not "offline", and
+            # likely to pass, so no list of what works offline.
+            answer.say(CLOUD_TROUBLE, record=False)
+        else:
+            # offline_help() is the honest notice: it says the device is offline and
+            # what it can still do, so no separate "I can't reach the cloud" first.
+            for sentence in _sentences(self.intents.offline_help()):
+                answer.say(sentence, record=False)
         return "offline"
 
     async def _stream_llm(
@@ -294,7 +300,7 @@ class TurnRunner:
     @staticmethod
     def _notices(intents: LocalIntents) -> list[str]:
         """The fixed sentences a failover may say, as SpokenAnswer will ask for them."""
-        texts = [ONE_MOMENT, NOT_CAUGHT, NO_STT, LOST_CONNECTION, NO_ANSWER,
+        texts = [ONE_MOMENT, NOT_CAUGHT, NO_STT, LOST_CONNECTION, NO_ANSWER, CLOUD_TROUBLE,
                  intents.offline_help()]
         return [clean_for_speech(s).strip() for text in texts for s in _sentences(text)]
 
