@@ -218,3 +218,35 @@ async def test_notices_are_synthesized_once(tmp_path: Path, cloud: FakeCloud) ->
         assert await say(ONE_MOMENT) == await say(ONE_MOMENT)
         assert await say(help_first) == await say(help_first)
         assert await say("Hello there.") != await say("Hello there.")
+
+
+SLOW_TIMEOUTS = {"connect": 3.0, "stt": 8.0, "llm_first_token": 3.0, "llm_idle": 3.0,
+                 "tts_first_byte": 3.0}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["llm", "tts"])
+@sync
+async def test_a_long_stall_is_announced_before_its_timeout(
+        tmp_path: Path, cloud: FakeCloud, stage: str) -> None:
+    # With timeouts of seconds, a stalled stage would leave the speaker silent until
+    # the timeout; "One moment." (Piper, remembered) fills the wait instead.
+    cloud.fail(stage, "stall_first", times=None)
+    async with make_rig(tmp_path, cloud, timeouts=SLOW_TIMEOUTS) as rig:
+        await rig.runner.prewarm()
+        result = await rig.turn()
+    assert result.reply.startswith(ONE_MOMENT)
+    starts = rig.named("audio_out_start")
+    assert [e.fields["engine"] for e in starts] == ["piper"]
+    (failover,) = rig.named("failover")
+    assert failover.t > starts[0].t  # the notice played before the timeout fired
+    assert result.spoken
+
+
+@pytest.mark.slow
+@sync
+async def test_a_healthy_turn_has_no_wait_notice(tmp_path: Path, cloud: FakeCloud) -> None:
+    async with make_rig(tmp_path, cloud, timeouts=SLOW_TIMEOUTS) as rig:
+        result = await rig.turn()
+    assert result.reply == REPLY
+    assert ONE_MOMENT not in result.reply

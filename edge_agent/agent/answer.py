@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 LOOKAHEAD = 2
 # A library that swallows CancelledError must not hang barge-in or shutdown.
 CANCEL_DEADLINE = 1.0
+# The longest one stage (STT, the LLM's first token, the first TTS byte) may keep
+# the speaker silent before the answer starts: a stalled engine waits out its
+# timeout (seconds by default), so past this a short notice says "still here".
+# Healthy stages take well under it.
+WAIT_NOTICE_AFTER = 1.2
 
 
 class TextToSpeech(Protocol):
@@ -96,6 +101,7 @@ class SpokenAnswer:
         piper: TextToSpeech | None,
         first_byte_timeout: float,
         timings: dict[str, float],
+        wait_notice: str | None = None,
     ) -> None:
         self._player = player
         self._failover = failover
@@ -111,8 +117,14 @@ class SpokenAnswer:
         # (sentence, estimated monotonic time its last sample leaves the speaker)
         self._played: list[tuple[_Sentence, float]] = []
         self._clock = 0.0
+        self._wait_notice = wait_notice
+        self._waiting_since = time.monotonic()
+        self._waiting_on_cloud = True
+        self._wait_changed = asyncio.Event()
+        self._notice: asyncio.Task[None] | None = None
         self._tasks = [asyncio.create_task(self._start_all(), name="tts-starter"),
                        asyncio.create_task(self._play_all(), name="tts-player")]
+        self._watcher = asyncio.create_task(self._watch_silence(), name="tts-silence")
 
     @property
     def engine(self) -> TextToSpeech | None:
@@ -128,13 +140,32 @@ class SpokenAnswer:
         text = clean_for_speech(text).strip()
         if not text:
             return
-        self.timings.setdefault("first_sentence", time.monotonic())
+        if "first_sentence" not in self.timings:
+            self.timings["first_sentence"] = time.monotonic()
+            self.waiting(cloud=self.engine is self._cloud)  # now on the voice
         self._incoming.put_nowait(_Sentence(text, record))
+
+    def waiting(self, *, cloud: bool = True) -> None:
+        """A stage starts waiting on an engine: the silence allowed before the wait
+        notice counts from now. Only a cloud engine can stall; on-device work
+        (Piper, Vosk) is never cut short by the notice."""
+        self._waiting_since = time.monotonic()
+        self._waiting_on_cloud = cloud
+        self._wait_changed.set()
+
+    def announce_wait(self) -> None:
+        """Say the wait notice now, ahead of every queued sentence (once per answer,
+        and only while nothing has played yet)."""
+        if self._notice is None and self._wait_notice and self._piper is not None:
+            self._notice = asyncio.create_task(self._say_notice(), name="tts-notice")
 
     async def finish(self) -> None:
         """No more sentences: wait until all of them have left the speaker."""
         self._incoming.put_nowait(None)
         await asyncio.gather(*self._tasks)
+        self._watcher.cancel()
+        if self._notice is not None:
+            await self._notice
         if self._stream is not None:
             self._stream.end()
             await self._stream.drained()
@@ -144,7 +175,8 @@ class SpokenAnswer:
     async def cancel(self) -> None:
         """Stop synthesizing and close every TTS stream. The queued audio is the
         player's: whoever cancels a turn calls ``player.stop()``."""
-        tasks = [*self._tasks, *(s.task for s in self._in_hand if s.task is not None)]
+        tasks = [*self._tasks, self._watcher,
+                 *(t for t in [self._notice, *(s.task for s in self._in_hand)] if t)]
         for task in tasks:
             task.cancel()
         _, stuck = await asyncio.wait(tasks, timeout=CANCEL_DEADLINE)
@@ -169,6 +201,32 @@ class SpokenAnswer:
             if (heard_by is None or ends <= heard_by) and (s.record or not answer_only))
 
     # --- tasks ---------------------------------------------------------------------
+
+    async def _watch_silence(self) -> None:
+        """Announce the wait once a cloud stage has kept the speaker silent too long."""
+        while self._stream is None:
+            left = None
+            if self._waiting_on_cloud:
+                left = self._waiting_since + WAIT_NOTICE_AFTER - time.monotonic()
+                if left <= 0:
+                    self.announce_wait()
+                    return
+            self._wait_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._wait_changed.wait()
+
+    async def _say_notice(self) -> None:
+        assert self._piper is not None and self._wait_notice is not None
+        try:
+            # Piper remembers this phrase (TurnRunner.prewarm), so it is ready at once.
+            pcm = b"".join([c async for c in self._piper.synthesize(self._wait_notice)])
+        except Exception:
+            log.exception("the wait notice could not be synthesized")
+            return
+        if self._stream is None:  # the answer itself may have started meanwhile
+            self._write(pcm, self._piper)
+            self._played.append((_Sentence(self._wait_notice, record=False), self._clock))
 
     async def _start_all(self) -> None:
         while (sentence := await self._incoming.get()) is not None:
@@ -245,8 +303,7 @@ class SpokenAnswer:
             return False
         self._failover.failed("tts", error, to=self._piper.name)
         self._cloud = None
-        if self._stream is not None:
-            self._stream.engine = self._piper.name
+        self.waiting(cloud=False)
         # The sentence in hand is repeated whole even if part of it already played:
         # half a sentence in one voice and the rest in another is harder to follow
         # than hearing its start twice. Sentences synthesizing ahead restart too.
@@ -260,6 +317,7 @@ class SpokenAnswer:
             return
         if self._stream is None:
             self._stream = self._player.stream(engine=engine.name)
+        self._stream.engine = engine.name  # the voice now speaking (TTS failover, notice)
         if self._stream.stopped:
             return  # stopped by the user: whoever stopped it is cancelling this turn
         now = time.monotonic()

@@ -143,7 +143,8 @@ class TurnRunner:
         live Vosk transcript when offline.stt_mode is "parallel"."""
         timings = {"end_of_speech": end_of_speech}
         failover = Failover(self.bus, self.connectivity, turn_id)
-        answer = self._answer(failover, timings)
+        # A question is waited on (a stall says "One moment."); an announcement is not.
+        answer = self._answer(failover, timings, wait_notice=ONE_MOMENT)
         transcript = ""
         try:
             transcript, stt_engine = await self._transcribe(audio, vosk_result, failover,
@@ -192,12 +193,14 @@ class TurnRunner:
         answer: SpokenAnswer,
     ) -> tuple[str, str]:
         offline_engine = "vosk" if vosk_result is not None or self.vosk is not None else "none"
-        if self.cloud_stt is not None and failover.allow("stt"):
+        cloud_stt = self.cloud_stt if failover.allow("stt") else None
+        answer.waiting(cloud=cloud_stt is not None)
+        if cloud_stt is not None:
             limit = self.settings.cloud.timeouts.stt
             try:
                 with log_context(stage="stt"):
                     async with asyncio.timeout(limit):
-                        text = await self.cloud_stt.transcribe(audio)
+                        text = await cloud_stt.transcribe(audio)
             except TimeoutError:
                 error: Exception = SttCloudError(f"no transcript after {limit:g} s",
                                                  offline=True)
@@ -206,12 +209,13 @@ class TurnRunner:
             else:
                 failover.succeeded("stt")
                 _discard(vosk_result)
-                return text.strip(), self.cloud_stt.name
+                return text.strip(), cloud_stt.name
             failover.failed("stt", error, to=offline_engine)
             if vosk_result is None and offline_engine == "vosk":
                 # Vosk decodes the whole utterance only now, which takes seconds on
                 # a Pi: say so instead of leaving the user in unexplained silence.
-                answer.say(ONE_MOMENT, record=False)
+                answer.announce_wait()
+            answer.waiting(cloud=False)
         if offline_engine == "none":
             return "", "none"
         try:
@@ -269,6 +273,7 @@ class TurnRunner:
             first=limits.llm_first_token, gap=limits.llm_idle,
             error=LlmCloudError)
         started = False
+        answer.waiting()
         try:
             with log_context(stage="llm"):
                 async with contextlib.aclosing(deltas):
@@ -304,10 +309,12 @@ class TurnRunner:
                  intents.offline_help()]
         return [clean_for_speech(s).strip() for text in texts for s in _sentences(text)]
 
-    def _answer(self, failover: Failover, timings: dict[str, float]) -> SpokenAnswer:
+    def _answer(self, failover: Failover, timings: dict[str, float], *,
+                wait_notice: str | None = None) -> SpokenAnswer:
         return SpokenAnswer(
             self.player, failover, cloud_tts=self.cloud_tts, piper=self.piper,
-            first_byte_timeout=self.settings.cloud.timeouts.tts_first_byte, timings=timings)
+            first_byte_timeout=self.settings.cloud.timeouts.tts_first_byte, timings=timings,
+            wait_notice=wait_notice)
 
     def _remember(self, transcript: str, spoken: str) -> None:
         """The conversation holds only what the user actually heard."""
