@@ -175,10 +175,35 @@ def test_streams_play_in_order_without_gaps(tmp_path) -> None:
     np.testing.assert_array_equal(written[start:start + 1700], np.concatenate([a, b]))
 
 
-def test_write_after_stop_is_dropped_and_a_missing_device_raises(tmp_path, monkeypatch) -> None:
-    use_speaker(tmp_path, monkeypatch)
-    with pytest.raises(AudioDeviceError, match="nosuchspeaker"):
-        Player("nosuchspeaker", EventBus()).open()
+def test_speaker_missing_at_start_is_opened_once_it_appears(tmp_path, monkeypatch) -> None:
+    """A missing speaker must not stop the daemon from starting: open() reports it,
+    writes fail fast meanwhile, and the device is picked up once ALSA lists it."""
+    out = tmp_path / "speaker.raw"
+    for key, value in asoundrc(tmp_path, playback={"otherspk": out}).items():
+        monkeypatch.setenv(key, value)
+    bus = EventBus()
+    events = Recorder(bus)
+
+    async def main() -> None:
+        player = Player("latespk", bus, reconnect_max=0.3)
+        player.open()
+        try:
+            assert not player.healthy
+            with pytest.raises(AudioDeviceError):
+                player.stream(engine="cloud").write(b"\0\0" * 160, RATE)
+            asoundrc(tmp_path, playback={"otherspk": out, "latespk": out})  # plugged in
+            await until(lambda: player.healthy)
+            await play(player, np.full(1600, 1000, dtype=np.int16).tobytes(), RATE)
+        finally:
+            player.close()
+
+    asyncio.run(main())
+    oks = [e.fields["ok"] for e in events.named("audio_device")]
+    assert oks == [False, True]
+    assert np.count_nonzero(read_raw(out)) > 0
+
+
+def test_write_after_stop_is_dropped_and_an_unopened_player_raises(tmp_path) -> None:
     player = Player(str(tmp_path / "o.wav"), EventBus())
     stream = player.stream(engine="x")
     with pytest.raises(AudioDeviceError):

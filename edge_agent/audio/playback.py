@@ -240,6 +240,7 @@ class Player:
         self._stop_called_at: float | None = None
         self._closed = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self._format_known = False
 
     @property
     def volume(self) -> float:
@@ -250,21 +251,35 @@ class Player:
         self._volume = min(1.0, max(0.0, float(value)))
 
     def open(self) -> None:
-        """Open the output once; it stays open (no open latency per answer)."""
-        if self._sink is not None:
+        """Open the output once; it stays open (no open latency per answer).
+
+        A speaker missing at start (DAC not probed yet, USB speaker unplugged) is
+        reopened in the background like one that vanished later: the microphone,
+        wake word and LEDs still start, and the error state says why it is silent.
+        """
+        if self._sink is not None or self._supervisor is not None:
             return
         self._closed.clear()
         if is_wav_spec(self.spec):
             self._sink = WavSink(self.spec, self._fill)
         else:
-            self._sink = PortAudioSink(self.spec, self._fill, rate=self._rate,
-                                       channels=self._channels_wanted)
+            try:
+                self._sink = PortAudioSink(self.spec, self._fill, rate=self._rate,
+                                           channels=self._channels_wanted)
+            except AudioDeviceError as exc:
+                self._set_health(False, str(exc))
             self._supervisor = threading.Thread(target=self._supervise, name="output-watch",
                                                 daemon=True)
             self._supervisor.start()
-        self.device_rate, self.channels = self._sink.rate, self._sink.channels
+            if self._sink is None:
+                return
+        self._installed(self._sink)
         self.healthy = True
-        log.info("playing to %s", self._sink.description)
+
+    def _installed(self, sink: PortAudioSink | WavSink) -> None:
+        self.device_rate, self.channels = sink.rate, sink.channels
+        self._format_known = True
+        log.info("playing to %s", sink.description)
 
     def close(self) -> None:
         """Stop everything and release the output; safe to call twice."""
@@ -285,7 +300,9 @@ class Player:
         returns), report, and reopen with doubling delays until it is back."""
         while not self._closed.wait(WATCH_INTERVAL_SECONDS):
             sink = self._sink
-            if isinstance(sink, PortAudioSink) and not sink.active:
+            if sink is None:  # missing since start
+                self._reopen()
+            elif isinstance(sink, PortAudioSink) and not sink.active:
                 self._lose(sink)
                 self._reopen()
 
@@ -303,9 +320,12 @@ class Player:
         delay = FIRST_RETRY_SECONDS
         while not self._closed.wait(delay):
             try:
-                # The same format as before: queued streams' converters were made for it.
-                sink = PortAudioSink(self.spec, self._fill, rate=self.device_rate,
-                                     channels=self.channels)
+                # The same format as before: queued streams' converters were made for
+                # it. A device never opened yet gets its own format.
+                sink = PortAudioSink(
+                    self.spec, self._fill,
+                    rate=self.device_rate if self._format_known else self._rate,
+                    channels=self.channels if self._format_known else self._channels_wanted)
             except AudioDeviceError as exc:
                 log.info("output %r: %s; retrying in %.1f s", self.spec, exc, delay)
                 delay = min(delay * 2, self.reconnect_max)
@@ -315,6 +335,7 @@ class Player:
                 if installed:
                     self._sink = sink
             if installed:
+                self._installed(sink)
                 self._set_health(True, "reopened")
             else:  # the player was closed while the device was opening
                 sink.close()
