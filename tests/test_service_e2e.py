@@ -315,10 +315,6 @@ def test_a_reload_right_after_ready_is_survived(
     assert service.proc.poll() is None
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "daemon.py checks capture with stall_check(Microphone.last_write), which every "
-    "successful reopen refreshes: a device that reopens but never delivers keeps the "
-    "pings coming in bursts; progress_check('capture', lambda: ring.total, ...) fixes it"))
 def test_a_microphone_that_reopens_but_never_delivers_stops_the_pings(
     tmp_path: Path, service_runs: list[ServiceRun]
 ) -> None:
