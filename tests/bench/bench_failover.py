@@ -11,8 +11,9 @@ Figures per case: ``detect_ms`` (fault -> failover event: the timeout for
 stalls), ``to_fallback_audio_ms`` (fault -> first fallback frame at the
 device), ``after_detect_ms`` (failover event -> that frame: what the pipeline
 itself costs), ``longest_silence_ms`` (after the fault, until the answer ends),
-``unexplained_silence_ms`` (the same, but the wait after a spoken "One moment."
-while Vosk decodes is announced, so it does not count).
+``unexplained_silence_ms`` (the same, but a wait announced by "One moment."
+(Vosk decoding, or a stage silent for 1.2 s) counts only up to the notice).
+Stalls run a second time with the shipped (default) timeouts.
 The fault moment is when the failing request reached the server (for a refused
 connection: when it was refused). Stalls use the small timeouts listed. STT
 faults run twice: offline.stt_mode "fallback" (Vosk decodes the utterance after
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -32,13 +34,19 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.agent.turn import LOST_CONNECTION
+from edge_agent.agent.turn import LOST_CONNECTION, ONE_MOMENT
+from edge_agent.config import CloudTimeouts
 from tests.fakecloud import TTS_RATE, FakeCloud, tone
 from tests.test_failover import CASES, REPLY
 from tests.test_turn import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
 
 WINDOW = 320  # samples of the 16 kHz output per 20 ms tick of its clock
 RATE = 16000
+# Stalls again with the shipped timeouts (seconds): the wait notice must cover them.
+DEFAULT_TIMEOUTS = dataclasses.asdict(CloudTimeouts())
+DEFAULT_STALLS = [(stage, kind, {"after": 2} if kind == "stall_mid" and stage != "stt" else {})
+                  for stage in ("stt", "llm", "tts") for kind in ("stall_first", "stall_mid")]
+QUICK_STALLS = [("llm", "stall_first", {})]
 QUICK = [("stt", "status", {"status": 503}), ("llm", "stall_first", {}),
          ("llm", "reset_mid", {"after": 7}), ("tts", "reset_mid", {"after": 2}),
          ("tts", "refused", {})]
@@ -63,8 +71,8 @@ def _timeline(rig: Rig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return at, loud, answer_voice
 
 
-async def _case(stage: str, kind: str, params: dict[str, Any],
-                parallel: str | None) -> dict[str, Any]:
+async def _case(stage: str, kind: str, params: dict[str, Any], parallel: str | None,
+                timeouts: dict[str, float] = FAST_TIMEOUTS) -> dict[str, Any]:
     """One turn under one fault; ``parallel`` is Vosk's live result, or None for
     fallback mode."""
     with tempfile.TemporaryDirectory() as tmp, FakeCloud(
@@ -72,7 +80,8 @@ async def _case(stage: str, kind: str, params: dict[str, Any],
             speech=fake_voice) as cloud:
         if kind != "refused":
             cloud.fail(stage, kind, **params)
-        async with make_rig(Path(tmp), cloud, refused=stage if kind == "refused" else "") as rig:
+        async with make_rig(Path(tmp), cloud, refused=stage if kind == "refused" else "",
+                            timeouts=timeouts) as rig:
             await rig.runner.prewarm()  # as the daemon does at start
             ready = None
             if parallel is not None:
@@ -94,12 +103,15 @@ async def _case(stage: str, kind: str, params: dict[str, Any],
     if len(heard):
         edges = np.concatenate([[fault_at], at[heard]])
         silence = float(np.diff(edges).max() - WINDOW / RATE)
-    # After "One moment." (STT fallback mode) the wait is announced, not unexplained.
-    announced = stage == "stt" and parallel is None and first is not None
-    unexplained = first - fault_at if announced else silence
+    # After "One moment." the wait is announced, not unexplained: count the silence
+    # up to the notice only.
+    announced = result.reply.startswith(ONE_MOMENT) and len(heard)
+    unexplained = float(at[heard[0]]) - fault_at if announced else silence
     return {
         "case": "-".join([stage, kind, *(f"{k}{v}" for k, v in params.items())]),
         "stt_mode": "parallel" if parallel is not None else "fallback",
+        "timeouts": "fast" if timeouts is FAST_TIMEOUTS else "default",
+        "wait_notice": bool(announced),
         "detect_ms": round((failover.t - fault_at) * 1000, 1),
         "to_fallback_audio_ms": round((first - fault_at) * 1000, 1) if first else None,
         "after_detect_ms": round((first - failover.t) * 1000, 1) if first else None,
@@ -111,22 +123,25 @@ async def _case(stage: str, kind: str, params: dict[str, Any],
     }
 
 
-async def _measure(cases: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
+async def _measure(cases: list[tuple[str, str, dict[str, Any]]],
+                   stalls: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
     live = await vosk_engine().transcribe(question())
     rows = []
     for stage, kind, params in cases:
         rows.append(await _case(stage, kind, params, None))
         if stage == "stt":
             rows.append(await _case(stage, kind, params, live))
+    for stage, kind, params in stalls:
+        rows.append(await _case(stage, kind, params, None, DEFAULT_TIMEOUTS))
     silences = [r["unexplained_silence_ms"] for r in rows]
     after = [r["after_detect_ms"] for r in rows if r["after_detect_ms"] is not None]
     return {
-        "timeouts_s": FAST_TIMEOUTS,
+        "timeouts_s": {"fast": FAST_TIMEOUTS, "default": DEFAULT_TIMEOUTS},
         "cases": rows,
         "max_unexplained_silence_ms": max(silences),
         "max_longest_silence_ms": max(r["longest_silence_ms"] for r in rows),
         "silence_target_ms": 1500,
-        "over_target": [f"{r['case']} ({r['stt_mode']})" for r in rows
+        "over_target": [f"{r['case']} ({r['stt_mode']}, {r['timeouts']} timeouts)" for r in rows
                         if r["unexplained_silence_ms"] > 1500],
         "median_after_detect_ms": round(float(np.median(after)), 1) if after else None,
         "all_spoken": all(r["spoken"] for r in rows),
@@ -134,7 +149,8 @@ async def _measure(cases: list[tuple[str, str, dict[str, Any]]]) -> dict[str, An
 
 
 def run(quick: bool = False) -> dict[str, Any]:
-    return asyncio.run(_measure(QUICK if quick else CASES))
+    return asyncio.run(_measure(QUICK if quick else CASES,
+                                QUICK_STALLS if quick else DEFAULT_STALLS))
 
 
 def main() -> None:
