@@ -5,7 +5,9 @@ synthesis of each sentence as soon as it arrives (at most ``LOOKAHEAD`` sentence
 in hand at once, so a long answer does not open a dozen TTS requests), each into
 its own buffer, and a player task drains the buffers in order into ONE
 PlaybackStream. When the cloud voice fails, Piper takes over for the rest of the
-answer, starting with the sentence that failed.
+answer, starting with the sentence that failed. Before the first audio, a cloud
+stage that keeps the speaker silent too long gets a short wait notice, played
+ahead of everything queued.
 """
 
 from __future__ import annotations
