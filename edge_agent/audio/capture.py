@@ -16,7 +16,7 @@ import numpy as np
 import pyaudio
 
 from edge_agent.audio.convert import CaptureConverter
-from edge_agent.audio.devices import StreamFormat, choose_format, find_device, open_portaudio
+from edge_agent.audio.devices import StreamFormat, open_stream
 from edge_agent.audio.ring import SAMPLE_RATE, RingBuffer
 from edge_agent.audio.wavfile import load_wav
 from edge_agent.errors import AudioDeviceError
@@ -46,26 +46,14 @@ class PortAudioSource:
         self.overflows = 0
         """Periods in which the device dropped input (we were late to read it)."""
         self._sink = sink
-        self._pa = open_portaudio()
-        try:
-            device = find_device(self._pa, spec, "input")
-            wanted = StreamFormat(rate or SAMPLE_RATE, channels or 1)
-            # Asked for a format explicitly: that one or nothing.
-            fmt = (wanted if rate and channels
-                   else choose_format(self._pa, device, "input", [wanted]))
-            self._convert = CaptureConverter(fmt.rate, fmt.channels)
-            self._stream = self._pa.open(
-                format=pyaudio.paInt16, channels=fmt.channels, rate=fmt.rate, input=True,
-                input_device_index=device.index,
-                frames_per_buffer=round(fmt.rate * PERIOD_SECONDS),
-                stream_callback=self._callback)
-        except AudioDeviceError:
-            self._pa.terminate()
-            raise
-        except Exception as exc:  # PortAudio raises OSError or ValueError
-            self._pa.terminate()
-            raise AudioDeviceError(f"cannot open input {spec!r}: {exc}") from exc
-        self.description = f"{device.name!r} at {fmt.rate} Hz x{fmt.channels}"
+        wanted = StreamFormat(rate or SAMPLE_RATE, channels or 1)
+        # Asked for a format explicitly: that one or nothing.
+        opened = open_stream(spec, "input", self._callback, period_seconds=PERIOD_SECONDS,
+                             preferred=[wanted], forced=wanted if rate and channels else None)
+        self._pa, self._stream = opened.pa, opened.stream
+        self._convert = CaptureConverter(opened.format.rate, opened.format.channels)
+        self.description = opened.description
+        opened.start()
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: dict,
                   status: int) -> tuple[None, int]:

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -166,3 +167,54 @@ def choose_format(
             continue
     raise AudioDeviceError(f"{direction} device {device.name!r} accepts none of "
                            f"{[(f.rate, f.channels) for f in candidates]} as int16")
+
+
+@dataclass(frozen=True)
+class OpenStream:
+    """A PortAudio session with one callback-mode stream on it, not yet started."""
+
+    pa: pyaudio.PyAudio
+    stream: pyaudio.Stream
+    format: StreamFormat
+    description: str
+
+    def start(self) -> None:
+        try:
+            self.stream.start_stream()
+        except OSError as exc:
+            self.stream.close()
+            self.pa.terminate()
+            raise AudioDeviceError(f"cannot start {self.description}: {exc}") from exc
+
+
+def open_stream(
+    spec: str,
+    direction: Direction,
+    callback: Callable[..., tuple[bytes | None, int]],
+    *,
+    period_seconds: float,
+    preferred: list[StreamFormat],
+    forced: StreamFormat | None = None,
+) -> OpenStream:
+    """Open the device named by ``spec`` in ``forced`` format, else the first of
+    ``preferred`` (then the device's own) it accepts. The stream is created
+    stopped: the caller sets up what its callback needs, then starts it. The
+    session is terminated on every failure, so a retry loop leaks nothing."""
+    pa = open_portaudio()
+    try:
+        device = find_device(pa, spec, direction)
+        fmt = forced or choose_format(pa, device, direction, preferred)
+        stream = pa.open(
+            format=pyaudio.paInt16, channels=fmt.channels, rate=fmt.rate,
+            input=direction == "input", output=direction == "output",
+            input_device_index=device.index if direction == "input" else None,
+            output_device_index=device.index if direction == "output" else None,
+            frames_per_buffer=round(fmt.rate * period_seconds),
+            stream_callback=callback, start=False)
+    except AudioDeviceError:
+        pa.terminate()
+        raise
+    except Exception as exc:  # PortAudio raises OSError or ValueError
+        pa.terminate()
+        raise AudioDeviceError(f"cannot open {direction} {spec!r}: {exc}") from exc
+    return OpenStream(pa, stream, fmt, f"{device.name!r} at {fmt.rate} Hz x{fmt.channels}")

@@ -26,7 +26,7 @@ from edge_agent.audio.capture import (
     is_wav_spec,
 )
 from edge_agent.audio.convert import PlaybackConverter
-from edge_agent.audio.devices import StreamFormat, choose_format, find_device, open_portaudio
+from edge_agent.audio.devices import StreamFormat, open_stream
 from edge_agent.audio.ring import SAMPLE_RATE, resolve_threadsafe
 from edge_agent.audio.wavfile import WavWriter
 from edge_agent.errors import AudioDeviceError
@@ -133,25 +133,15 @@ class PortAudioSink:
     def __init__(self, spec: str, fill: Fill, *, rate: int | None,
                  channels: int | None) -> None:
         self._fill = fill
-        self._pa: pyaudio.PyAudio | None = open_portaudio()
-        try:
-            device = find_device(self._pa, spec, "output")
-            fmt = (StreamFormat(rate, channels) if rate and channels
-                   else choose_format(self._pa, device, "output", []))
-            self.rate, self.channels = fmt.rate, fmt.channels
-            self._stream = self._pa.open(
-                format=pyaudio.paInt16, channels=fmt.channels, rate=fmt.rate, output=True,
-                output_device_index=device.index,
-                frames_per_buffer=round(fmt.rate * PERIOD_SECONDS),
-                stream_callback=self._callback)
-            self.latency = float(self._stream.get_output_latency())
-        except AudioDeviceError:
-            self._pa.terminate()
-            raise
-        except Exception as exc:  # PortAudio raises OSError or ValueError
-            self._pa.terminate()
-            raise AudioDeviceError(f"cannot open output {spec!r}: {exc}") from exc
-        self.description = f"{device.name!r} at {fmt.rate} Hz x{fmt.channels}"
+        opened = open_stream(spec, "output", self._callback, period_seconds=PERIOD_SECONDS,
+                             preferred=[],
+                             forced=StreamFormat(rate, channels) if rate and channels else None)
+        self._pa: pyaudio.PyAudio | None = opened.pa
+        self._stream = opened.stream
+        self.rate, self.channels = opened.format.rate, opened.format.channels
+        self.latency = float(self._stream.get_output_latency())
+        self.description = opened.description
+        opened.start()
 
     def _callback(self, in_data: bytes | None, frame_count: int, time_info: dict,
                   status: int) -> tuple[bytes, int]:
