@@ -135,8 +135,17 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
     cases = _get(results, "failover", "cases")
     if isinstance(cases, list):
         summary["failover_to_fallback_audio_ms"] = {
-            f"{c['case']} ({c['stt_mode']})": c.get("to_fallback_audio_ms") for c in cases}
+            case_label(c): c.get("to_fallback_audio_ms") for c in cases}
     return {key: value for key, value in summary.items() if value is not None}
+
+
+def case_label(case: dict[str, Any]) -> str:
+    """A failover case's name: the fault, and how it differs from the plain run
+    (Vosk in parallel, the shipped timeouts instead of the short test ones)."""
+    how = [case["stt_mode"]] if case.get("stt_mode") == "parallel" else []
+    if case.get("timeouts", "fast") != "fast":
+        how.append(f"{case['timeouts']} timeouts")
+    return f"{case['case']} ({', '.join(how)})" if how else case["case"]
 
 
 def format_summary(report: dict[str, Any]) -> str:

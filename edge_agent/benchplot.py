@@ -17,6 +17,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use(): the backend is chosen before pyplot loads
 from matplotlib.axes import Axes
 
+from edge_agent.benchmark import case_label
+
 log = logging.getLogger(__name__)
 
 # bench_turn's per-stage medians, each measured from the end of speech.
@@ -57,13 +59,13 @@ def _waterfall(ax: Axes, turn: dict[str, Any] | None) -> None:
 
 
 def _failover(ax: Axes, failover: dict[str, Any] | None) -> None:
-    ax.set_title("Failover: fault to first fallback audio")
+    ax.set_title("Failover: fault to first fallback audio", pad=26)
     cases = (failover or {}).get("cases") or []
     if not cases:
         ax.text(0.5, 0.5, "bench_failover did not run", ha="center", va="center",
                 transform=ax.transAxes)
         return
-    labels = [c["case"] + (" (parallel)" if c["stt_mode"] == "parallel" else "") for c in cases]
+    labels = [case_label(c) for c in cases]
     detect = [c["detect_ms"] for c in cases]
     # A case with no fallback audio at all is drawn as an empty bar, not left out.
     to_audio = [c["to_fallback_audio_ms"] or 0.0 for c in cases]
@@ -73,7 +75,9 @@ def _failover(ax: Axes, failover: dict[str, Any] | None) -> None:
     ax.set_yticks(list(rows), labels, fontsize="small")
     ax.invert_yaxis()
     ax.set_xlabel("ms after the fault reached the server")
-    ax.legend(loc="lower right", fontsize="small")
+    # Above the panel: any bar may be the longest, so no corner inside is free.
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize="small",
+              frameon=False)
 
 
 def plot_report(report: dict[str, Any], path: Path) -> None:
