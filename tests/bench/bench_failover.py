@@ -4,7 +4,7 @@ longest silence heard after the fault.
 
 The output is the real-time .wav speaker, read back as a timeline. The fake
 cloud's voice is a 440 Hz tone, its notices ("Sorry, I lost my connection", the
-offline help) a 660 Hz tone, and Piper is speech; so "fallback audio" is any
+apology, the offline help) a 660 Hz tone, and Piper is speech; so "fallback audio" is any
 sound after the fault that is not the 440 Hz answer voice.
 
 Figures per case: ``detect_ms`` (fault -> failover event: the timeout for
@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.agent.turn import LOST_CONNECTION, ONE_MOMENT
+from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT
 from edge_agent.config import CloudTimeouts
 from tests.fakecloud import TTS_RATE, FakeCloud, tone
 from tests.test_failover import CASES, REPLY
@@ -53,7 +53,7 @@ QUICK = [("stt", "status", {"status": 503}), ("llm", "stall_first", {}),
 
 
 def fake_voice(text: str) -> np.ndarray:
-    notice = text == LOST_CONNECTION or "offline" in text
+    notice = text in (LOST_CONNECTION, CLOUD_TROUBLE) or "offline" in text
     return tone(max(0.1, len(text) * 0.03), rate=TTS_RATE, freq=660.0 if notice else 440.0)
 
 
