@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from edge_agent.agent.failover import timed
-from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT
+from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT, STT_HEDGE_SECONDS
 from edge_agent.errors import LlmCloudError, SttCloudError
 from edge_agent.text import SentenceChunker
 from tests.fakecloud import FakeCloud
@@ -250,3 +250,35 @@ async def test_a_healthy_turn_has_no_wait_notice(tmp_path: Path, cloud: FakeClou
         result = await rig.turn()
     assert result.reply == REPLY
     assert ONE_MOMENT not in result.reply
+
+
+@pytest.mark.slow
+@sync
+async def test_a_stalled_cloud_transcript_is_hedged_with_vosk(
+        tmp_path: Path, cloud: FakeCloud) -> None:
+    # With the shipped 8 s STT timeout, a stalled upload would hold the answer for
+    # 8 s; past the hedge point Vosk transcribes the same audio and wins.
+    cloud.fail("stt", "stall_first", times=None)
+    async with make_rig(tmp_path, cloud, timeouts=SLOW_TIMEOUTS) as rig:
+        await rig.runner.prewarm()
+        result = await rig.turn()
+    assert result.transcript_engine == "vosk"
+    (failover,) = rig.named("failover")
+    assert failover.fields["stage"] == "stt"
+    assert "Vosk had one" in failover.fields["reason"]
+    assert cloud.requests_for("stt")[0].closed_early
+    assert result.spoken
+
+
+@pytest.mark.slow
+@sync
+async def test_a_slow_cloud_transcript_still_wins_over_the_hedge(
+        tmp_path: Path, cloud: FakeCloud) -> None:
+    # Slower than the hedge point but within the grace after Vosk: the cloud's
+    # transcript is used and no failover happens.
+    cloud.latency.stt = STT_HEDGE_SECONDS + 0.3
+    async with make_rig(tmp_path, cloud, timeouts=SLOW_TIMEOUTS) as rig:
+        result = await rig.turn()
+    assert result.transcript_engine == "cloud"
+    assert result.transcript == "what is the weather like today"
+    assert rig.named("failover") == []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import re
 import time
@@ -38,6 +37,12 @@ if TYPE_CHECKING:
     from edge_agent.net import Connectivity
 
 log = logging.getLogger(__name__)
+
+STT_HEDGE_SECONDS = 2.0
+"""Cloud STT slower than this starts Vosk on the same audio (a short utterance
+takes well under a second in the cloud)."""
+STT_HEDGE_GRACE_SECONDS = 1.0
+"""Once Vosk has a transcript, the cloud's (better) one is waited for this much longer."""
 
 NOT_CAUGHT = "Sorry, I didn't catch that."
 ONE_MOMENT = "One moment."
@@ -192,42 +197,72 @@ class TurnRunner:
         self, audio: np.ndarray, vosk_result: Awaitable[str] | None, failover: Failover,
         answer: SpokenAnswer,
     ) -> tuple[str, str]:
-        offline_engine = "vosk" if vosk_result is not None or self.vosk is not None else "none"
+        offline = asyncio.ensure_future(vosk_result) if vosk_result is not None else None
+        offline_engine = "vosk" if offline is not None or self.vosk is not None else "none"
         cloud_stt = self.cloud_stt if failover.allow("stt") else None
         answer.waiting(cloud=cloud_stt is not None)
-        if cloud_stt is not None:
-            limit = self.settings.cloud.timeouts.stt
-            try:
-                with log_context(stage="stt"):
-                    async with asyncio.timeout(limit):
-                        text = await cloud_stt.transcribe(audio)
-            except TimeoutError:
-                error: Exception = SttCloudError(f"no transcript after {limit:g} s",
-                                                 offline=True)
-            except Exception as exc:
-                error = exc
-            else:
-                failover.succeeded("stt")
-                _discard(vosk_result)
-                return text.strip(), cloud_stt.name
-            failover.failed("stt", error, to=offline_engine)
-            if vosk_result is None and offline_engine == "vosk":
-                # Vosk decodes the whole utterance only now, which takes seconds on
-                # a Pi: say so instead of leaving the user in unexplained silence.
-                answer.announce_wait()
-            answer.waiting(cloud=False)
-        if offline_engine == "none":
-            return "", "none"
         try:
-            if vosk_result is not None:
-                text = await vosk_result
-            else:
-                assert self.vosk is not None
-                text = await self.vosk.transcribe(audio)
-        except Exception:
-            log.exception("offline speech recognition failed")
-            text = ""
-        return text.strip(), offline_engine
+            if cloud_stt is not None:
+                limit = self.settings.cloud.timeouts.stt
+                with log_context(stage="stt"):
+                    cloud = asyncio.ensure_future(cloud_stt.transcribe(audio))
+                try:
+                    async with asyncio.timeout(limit):
+                        offline = await self._hedge(cloud, offline, audio)
+                        text = await cloud
+                except TimeoutError:
+                    error: Exception = SttCloudError(f"no transcript after {limit:g} s",
+                                                     offline=True)
+                except Exception as exc:
+                    error = exc
+                else:
+                    failover.succeeded("stt")
+                    return text.strip(), cloud_stt.name
+                finally:
+                    cloud.cancel()
+                failover.failed("stt", error, to=offline_engine)
+                if offline is None and offline_engine == "vosk":
+                    # Vosk decodes the whole utterance only now, which takes seconds on
+                    # a Pi: say so instead of leaving the user in unexplained silence.
+                    answer.announce_wait()
+                answer.waiting(cloud=False)
+            if offline_engine == "none":
+                return "", "none"
+            try:
+                if offline is not None:
+                    text = await offline
+                else:
+                    assert self.vosk is not None
+                    text = await self.vosk.transcribe(audio)
+            except Exception:
+                log.exception("offline speech recognition failed")
+                text = ""
+            return text.strip(), offline_engine
+        finally:
+            if offline is not None:
+                offline.cancel()  # a cloud transcript (or barge-in) made it unnecessary
+
+    async def _hedge(self, cloud: asyncio.Future[str], offline: asyncio.Future[str] | None,
+                     audio: np.ndarray) -> asyncio.Future[str] | None:
+        """Wait for the cloud transcript, hedging a slow one: past STT_HEDGE_SECONDS
+        Vosk works on the same audio (unless it already runs live), and once Vosk has
+        a transcript the cloud's better one gets STT_HEDGE_GRACE_SECONDS more. A
+        stalled cloud then costs seconds, not the whole STT timeout. Returns the
+        offline result in progress; raises SttCloudError when the cloud lost."""
+        await asyncio.wait({cloud}, timeout=STT_HEDGE_SECONDS)
+        if cloud.done() or (offline is None and self.vosk is None):
+            return offline
+        if offline is None:
+            assert self.vosk is not None
+            offline = asyncio.ensure_future(self.vosk.transcribe(audio))
+        await asyncio.wait({cloud, offline}, return_when=asyncio.FIRST_COMPLETED)
+        if not cloud.done():
+            await asyncio.wait({cloud}, timeout=STT_HEDGE_GRACE_SECONDS)
+        if cloud.done() or offline.cancelled() or offline.exception() is not None:
+            return offline  # the cloud answered, or Vosk has nothing better to offer
+        raise SttCloudError(
+            f"no transcript after {STT_HEDGE_SECONDS + STT_HEDGE_GRACE_SECONDS:g} s "
+            "and Vosk had one", offline=False)
 
     async def _reply(
         self, transcript: str, answer: SpokenAnswer, failover: Failover,
@@ -337,11 +372,3 @@ class TurnRunner:
 def _sentences(text: str) -> list[str]:
     chunker = SentenceChunker()
     return [*chunker.feed(text), *chunker.flush()]
-
-
-def _discard(pending: Awaitable[str] | None) -> None:
-    """Drop a parallel Vosk result that the cloud transcript made unnecessary."""
-    if inspect.iscoroutine(pending):
-        pending.close()
-    elif isinstance(pending, asyncio.Future):
-        pending.cancel()
