@@ -29,6 +29,7 @@ from edge_agent.events import EventBus
 from edge_agent.intents.tools import Toolbox
 from edge_agent.logsetup import log_context
 from edge_agent.text import SentenceChunker, clean_for_speech
+from edge_agent.wake import strip_wake_phrase
 
 if TYPE_CHECKING:
     from edge_agent.audio import Player
@@ -154,6 +155,9 @@ class TurnRunner:
         try:
             transcript, stt_engine = await self._transcribe(audio, vosk_result, failover,
                                                             answer)
+            # The utterance starts at the detector's estimate of the wake phrase's
+            # end; recognizers sometimes still hear its tail ("jarvis, what time...").
+            transcript = strip_wake_phrase(transcript, self.settings.wake.models)
             timings["stt_done"] = time.monotonic()
             self.bus.emit("transcript", text=transcript, engine=stt_engine, turn_id=turn_id)
             if stt_engine == "none":
