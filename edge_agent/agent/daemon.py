@@ -34,6 +34,7 @@ from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk
 from edge_agent.service.control import ControlServer
 from edge_agent.service.notify import Notifier, Watchdog, progress_check
 from edge_agent.service.reload import ReloadPlan, plan_reload
+from edge_agent.state import AgentState
 from edge_agent.wake import WakeDetector
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ MIC_READY_WAIT = 10.0
 CAPTURE_STALL = 3.0
 """The watchdog withholds pings once capture has not advanced for this long."""
 TIMERS_FILE = "timers.json"
+CONNECTION_IDLE_SECONDS = 30.0
+"""A connection idle this long may have been closed by the server (or a NAT): reopen
+it at the wake word rather than on the turn's first request."""
 THREAD_EXIT_WAIT = 0.3
 """After the loop closed, how long worker threads get to finish before we exit anyway."""
 
@@ -126,6 +130,7 @@ class Daemon:
         self.ready = asyncio.Event()
         """Set once start-up is complete (when READY=1 goes to systemd)."""
         self._prewarm: asyncio.Task | None = None
+        self._warming: asyncio.Task | None = None
         self._reload_requested = False
         self._reload_lock = asyncio.Lock()
         self._unsubscribe: list[Any] = []
@@ -271,6 +276,19 @@ class Daemon:
         # Before READY=1 the line goes out with READY itself.
         if event.name in ("network", "mute", "audio_device") and self.ready.is_set():
             self.notifier.status(self.status_line())
+        if event.name == "state" and event.fields["state"] == AgentState.LISTENING:
+            self._get_network_ready()
+
+    def _get_network_ready(self) -> None:
+        """A turn starts and the user is still speaking: seconds in which an offline
+        device can probe (a network that came back serves this turn) and an idle
+        connection can be reopened (no TLS setup on the turn's first request)."""
+        self.connectivity.nudge()
+        if self.cloud is None or not self.connectivity.online:
+            return
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.get_running_loop().create_task(
+                self.cloud.client.prewarm(if_idle_for=CONNECTION_IDLE_SECONDS), name="warm")
 
     def _job_crashed(self, name: str, exc: BaseException) -> None:
         message = f"{type(exc).__name__}: {exc}"
@@ -329,8 +347,9 @@ class Daemon:
         """Within 2 s: jobs cancelled with a deadline, the output WAV finished, the
         event log closed, mute and timers persisted."""
         self.notifier.stopping()
-        if self._prewarm is not None:
-            self._prewarm.cancel()
+        for task in (self._prewarm, self._warming):
+            if task is not None:
+                task.cancel()
         if hasattr(self, "agent"):
             self.player.stop()
         # Side by side, each with its own deadline, so the slowest sets the pace.
