@@ -266,7 +266,10 @@ def test_barge_in_by_button_silences_output_and_closes_streams(tmp_path: Path) -
         with FakeCloud(transcript="tell me a long story", reply=STORY, latency=latency) as fake:
             extra = NO_EARCONS + "[turn]\nno_speech_timeout = 1.5\n"
             async with Harness(tmp_path, fake, audio, extra=extra) as h:
-                first_audio = await h.wait_event("audio_out_start", engine="cloud")
+                first_audio = await h.wait_event("audio_out_start")
+                # At 4 tokens/s the first sentence takes about 2 s, so "One moment."
+                # (Piper) fills the wait; press once the story plays from the cloud.
+                await poll_until(lambda: bool(fake.requests_for("tts")), 20)
                 await asyncio.sleep(0.4)
                 pressed = await h.tap()
                 barge_in = await h.wait_event("barge_in")
