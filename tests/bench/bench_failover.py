@@ -46,7 +46,7 @@ RATE = 16000
 DEFAULT_TIMEOUTS = dataclasses.asdict(CloudTimeouts())
 DEFAULT_STALLS = [(stage, kind, {"after": 2} if kind == "stall_mid" and stage != "stt" else {})
                   for stage in ("stt", "llm", "tts") for kind in ("stall_first", "stall_mid")]
-QUICK_STALLS = [("llm", "stall_first", {})]
+QUICK_STALLS = [("stt", "stall_first", {}), ("llm", "stall_first", {})]
 QUICK = [("stt", "status", {"status": 503}), ("llm", "stall_first", {}),
          ("llm", "reset_mid", {"after": 7}), ("tts", "reset_mid", {"after": 2}),
          ("tts", "refused", {})]
