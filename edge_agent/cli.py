@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.config import default_config_path, load_config
+from edge_agent.config import Settings, default_config_path, load_config
 from edge_agent.errors import AudioDeviceError, ConfigError, EdgeAgentError
 from edge_agent.service import control
 
@@ -22,23 +22,27 @@ EXIT_CONFIG = 2
 Command = Callable[[argparse.Namespace], int]
 
 
-def cmd_check_config(args: argparse.Namespace) -> int:
+def _load_or_report(path: Path | None) -> Settings | None:
+    """The settings, or None after printing every problem to stderr."""
     try:
-        settings = load_config(args.path)
+        return load_config(path)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
+        return None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _load_or_report(args.path)
+    if settings is None:
         return EXIT_CONFIG
     print(f"{settings.source}: OK")
     return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    try:
-        settings = load_config(args.config)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
+    settings = _load_or_report(args.config)
+    if settings is None:
         return EXIT_CONFIG
     from edge_agent.agent.daemon import main as run_daemon  # heavy: models, audio
 

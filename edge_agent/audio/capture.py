@@ -50,7 +50,7 @@ class PortAudioSource:
         # Asked for a format explicitly: that one or nothing.
         opened = open_stream(spec, "input", self._callback, period_seconds=PERIOD_SECONDS,
                              preferred=[wanted], forced=wanted if rate and channels else None)
-        self._pa, self._stream = opened.pa, opened.stream
+        self._opened = opened
         self._convert = CaptureConverter(opened.format.rate, opened.format.channels)
         self.description = opened.description
         opened.start()
@@ -70,18 +70,10 @@ class PortAudioSource:
 
     @property
     def active(self) -> bool:
-        try:
-            return self._stream.is_active()
-        except OSError:
-            return False
+        return self._opened.active
 
     def close(self) -> None:
-        try:
-            self._stream.close()
-        except OSError as exc:
-            log.debug("closing the input stream: %s", exc)
-        finally:
-            self._pa.terminate()
+        self._opened.close()
 
 
 class WavSource:

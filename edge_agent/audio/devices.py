@@ -169,22 +169,47 @@ def choose_format(
                            f"{[(f.rate, f.channels) for f in candidates]} as int16")
 
 
-@dataclass(frozen=True)
 class OpenStream:
-    """A PortAudio session with one callback-mode stream on it, not yet started."""
+    """A PortAudio session with one callback-mode stream on it, created stopped."""
 
-    pa: pyaudio.PyAudio
-    stream: pyaudio.Stream
-    format: StreamFormat
-    description: str
+    def __init__(self, pa: pyaudio.PyAudio, stream: pyaudio.Stream, fmt: StreamFormat,
+                 description: str) -> None:
+        self.pa = pa
+        self.stream = stream
+        self.format = fmt
+        self.description = description
+        self._closed = False
 
     def start(self) -> None:
         try:
             self.stream.start_stream()
         except OSError as exc:
-            self.stream.close()
-            self.pa.terminate()
+            self.close()
             raise AudioDeviceError(f"cannot start {self.description}: {exc}") from exc
+
+    @property
+    def active(self) -> bool:
+        """False once PortAudio gave up on the device (unplugged, failed)."""
+        try:
+            return self.stream.is_active()
+        except OSError:
+            return False
+
+    def close(self, *, drain: bool = False) -> None:
+        """Safe twice: a second terminate() would end another PortAudio session.
+        ``drain`` lets an output play what the device still holds (its last period
+        or two) instead of dropping that tail of the answer."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if drain and self.stream.is_active():
+                self.stream.stop_stream()
+            self.stream.close()
+        except OSError as exc:
+            log.debug("closing %s: %s", self.description, exc)
+        finally:
+            self.pa.terminate()
 
 
 def open_stream(

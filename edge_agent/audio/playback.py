@@ -136,10 +136,9 @@ class PortAudioSink:
         opened = open_stream(spec, "output", self._callback, period_seconds=PERIOD_SECONDS,
                              preferred=[],
                              forced=StreamFormat(rate, channels) if rate and channels else None)
-        self._pa: pyaudio.PyAudio | None = opened.pa
-        self._stream = opened.stream
+        self._opened = opened
         self.rate, self.channels = opened.format.rate, opened.format.channels
-        self.latency = float(self._stream.get_output_latency())
+        self.latency = float(opened.stream.get_output_latency())
         self.description = opened.description
         opened.start()
 
@@ -149,27 +148,10 @@ class PortAudioSink:
 
     @property
     def active(self) -> bool:
-        """False once PortAudio gave up on the device (unplugged, failed)."""
-        try:
-            return self._stream.is_active()
-        except OSError:
-            return False
+        return self._opened.active
 
     def close(self) -> None:
-        """Safe twice: a second terminate() would end another PortAudio session."""
-        if self._pa is None:
-            return
-        pa, self._pa = self._pa, None
-        try:
-            if self._stream.is_active():
-                # Stopping plays out what the device holds (its last period or two);
-                # closing an active stream would drop that tail of the answer.
-                self._stream.stop_stream()
-            self._stream.close()
-        except OSError as exc:
-            log.debug("closing the output stream: %s", exc)
-        finally:
-            pa.terminate()
+        self._opened.close(drain=True)
 
 
 class WavSink:
