@@ -265,9 +265,11 @@ class LiveFifo:
         os.close(self.fd)
 
 
-def test_a_stalled_microphone_stops_the_watchdog_pings(
+@contextlib.contextmanager
+def fifo_microphone_service(
     tmp_path: Path, service_runs: list[ServiceRun]
-) -> None:
+) -> Iterator[tuple[ServiceRun, LiveFifo]]:
+    """The daemon, ready and pinging, on a FIFO microphone the test can stall."""
     fifo = LiveFifo(tmp_path / "mic.fifo")
     env = asoundrc(tmp_path, capture={"stallmic": fifo.path})
     fifo.start()
@@ -275,28 +277,39 @@ def test_a_stalled_microphone_stops_the_watchdog_pings(
         service = ServiceRun(tmp_path, config_text(tmp_path, "stallmic"), env)
         service_runs.append(service)
         service.wait_for("READY", "1", timeout=START_TIMEOUT)
-        for _ in range(2):
-            service.wait_for("WATCHDOG", "1", timeout=10)
+        service.wait_for("WATCHDOG", "1", timeout=10)
+        yield service, fifo
+    finally:
+        fifo.close()  # release the capture thread blocked on the pipe
 
+
+def assert_no_pings_once_unhealthy(service: ServiceRun, periods: int) -> None:
+    """The daemon says the capture stalled, then sends no WATCHDOG=1 for
+    ``periods`` watchdog periods."""
+    deadline = time.monotonic() + 60
+    while not any("unhealthy: capture stalled" in line for line in service.stderr):
+        assert time.monotonic() < deadline, "\n".join(service.stderr[-30:])
+        service.receive(0.1)
+    mark = len(service.messages)
+    end = time.monotonic() + periods * WATCHDOG_USEC / 1e6
+    while (left := end - time.monotonic()) > 0:
+        service.receive(left)
+    assert "WATCHDOG" not in service.kinds(mark)
+
+
+def test_a_stalled_microphone_stops_the_watchdog_pings(
+    tmp_path: Path, service_runs: list[ServiceRun]
+) -> None:
+    with fifo_microphone_service(tmp_path, service_runs) as (service, fifo):
+        service.wait_for("WATCHDOG", "1", timeout=10)
         # The device hangs: nothing more arrives, and reopening it finds no device
         # (the FIFO is gone), like a USB microphone whose driver wedged.
         fifo.stop()
         fifo.path.unlink()
-        deadline = time.monotonic() + 60
-        while not any("unhealthy: capture stalled" in line for line in service.stderr):
-            assert time.monotonic() < deadline, "\n".join(service.stderr[-30:])
-            service.receive(0.1)
-        mark = len(service.messages)
-        # Three watchdog periods with the capture still stalled: no ping at all.
-        end = time.monotonic() + 3 * WATCHDOG_USEC / 1e6
-        while (left := end - time.monotonic()) > 0:
-            service.receive(left)
-        assert "WATCHDOG" not in service.kinds(mark)
+        assert_no_pings_once_unhealthy(service, periods=3)
         assert service.proc.poll() is None  # alive; systemd would now restart it
         # Said once, not once per tick.
         assert sum("unhealthy:" in line for line in service.stderr) == 1
-    finally:
-        fifo.close()  # release the capture thread blocked on the pipe
     took = service.terminate()
     print(f"SIGTERM to exit after a wedged capture: {took:.2f} s")
     assert service.kinds()[-1] == "STOPPING"
@@ -318,23 +331,6 @@ def test_a_reload_right_after_ready_is_survived(
 def test_a_microphone_that_reopens_but_never_delivers_stops_the_pings(
     tmp_path: Path, service_runs: list[ServiceRun]
 ) -> None:
-    fifo = LiveFifo(tmp_path / "mic.fifo")
-    env = asoundrc(tmp_path, capture={"stallmic": fifo.path})
-    fifo.start()
-    try:
-        service = ServiceRun(tmp_path, config_text(tmp_path, "stallmic"), env)
-        service_runs.append(service)
-        service.wait_for("READY", "1", timeout=START_TIMEOUT)
-        service.wait_for("WATCHDOG", "1", timeout=10)
+    with fifo_microphone_service(tmp_path, service_runs) as (service, fifo):
         fifo.stop()  # the FIFO stays: every reopen succeeds, and delivers nothing
-        deadline = time.monotonic() + 60
-        while not any("unhealthy: capture stalled" in line for line in service.stderr):
-            assert time.monotonic() < deadline, "\n".join(service.stderr[-30:])
-            service.receive(0.1)
-        mark = len(service.messages)
-        end = time.monotonic() + 4 * WATCHDOG_USEC / 1e6
-        while (left := end - time.monotonic()) > 0:
-            service.receive(left)
-        assert "WATCHDOG" not in service.kinds(mark)
-    finally:
-        fifo.close()
+        assert_no_pings_once_unhealthy(service, periods=4)
