@@ -197,3 +197,23 @@ def test_without_a_microphone_it_starts_shows_error_and_keeps_retrying(
                 assert await asyncio.wait_for(h.daemon.agent.say("Hello."), 30)
 
     run(scenario())
+
+
+def test_without_a_speaker_it_starts_shows_error_and_keeps_listening(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        with FakeCloud() as fake:
+            h = Harness(tmp_path, fake, silence(1.0), gpio=False)
+            h.config.write_text(h.config.read_text().replace(
+                f'output = "{tmp_path}/out.wav"', 'output = "no-such-speaker"'))
+            async with h:
+                assert h.daemon.status_line() == "no speaker (retrying)"
+                status = h.daemon.agent.status()
+                assert status["speaker"] is False
+                assert status["microphone"] is True
+                assert status["state"] == "error"
+                # It still listens: a button press starts a turn.
+                h.daemon.agent.trigger("control")
+                await h.wait_event("state", state="listening")
+
+    run(scenario())
+

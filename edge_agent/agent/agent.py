@@ -140,8 +140,9 @@ class Agent:
         self._speeches: set[asyncio.Task] = set()
         self._answered_until = 0
         """ring.total when the last answer ended: pre-roll stops there."""
-        self._input_ok = True
-        """The microphone delivers (from "audio_device" events)."""
+        self._device_ok = {"input": True, "output": player.healthy}
+        """Microphone and speaker work (from "audio_device" events; the speaker was
+        opened before the agent existed, so it starts from its health)."""
         self._release_index: int | None = None
         self._muted = False
         self._unsubscribe = bus.subscribe(self._on_event)
@@ -157,8 +158,8 @@ class Agent:
     def _set_state(self, state: AgentState) -> None:
         if self._muted and state is not AgentState.MUTED:
             return  # only unmuting leaves MUTED (a turn winding down must not)
-        if state is AgentState.IDLE and not self._input_ok:
-            state = AgentState.ERROR  # idle but deaf: the owner must see it
+        if state is AgentState.IDLE and not all(self._device_ok.values()):
+            state = AgentState.ERROR  # idle but deaf or mute: the owner must see it
         if state is self._state:
             return
         previous, self._state = self._state, state
@@ -264,7 +265,7 @@ class Agent:
         if state is AgentState.MUTED:
             log.info("%s ignored: muted", source)
             return
-        if not self._input_ok:
+        if not self._device_ok["input"]:
             log.warning("%s ignored: the microphone is not working", source)
             self._earcon("error")
             return
@@ -543,11 +544,12 @@ class Agent:
             self.wake.set_playing(False)
             if self._state is AgentState.SPEAKING and not self.busy:
                 self._set_state(AgentState.IDLE)
-        elif name == "audio_device" and event.fields["direction"] == "input":
-            self._input_ok = bool(event.fields["ok"])
-            if not self._input_ok and self._state is AgentState.IDLE:
+        elif name == "audio_device":
+            self._device_ok[event.fields["direction"]] = bool(event.fields["ok"])
+            working = all(self._device_ok.values())
+            if not working and self._state is AgentState.IDLE:
                 self._set_state(AgentState.ERROR)
-            elif self._input_ok and self._state is AgentState.ERROR and not self._error_timer:
+            elif working and self._state is AgentState.ERROR and not self._error_timer:
                 self._set_state(AgentState.IDLE)
         elif name == "failover":
             self.counts["failovers"] += 1
@@ -577,7 +579,8 @@ class Agent:
             "state": str(self._state),
             "online": self.online,
             "muted": self._muted,
-            "microphone": self._input_ok,
+            "microphone": self._device_ok["input"],
+            "speaker": self._device_ok["output"],
             "wake_models": list(self.wake.model_names),
             "uptime": round(time.monotonic() - self._started, 1),
             "volume": round(self.player.volume, 2),

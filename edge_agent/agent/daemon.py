@@ -302,6 +302,8 @@ class Daemon:
         agent = self.agent
         if not self.microphone.healthy:
             return "no microphone (retrying)"
+        if not self.player.healthy:
+            return "no speaker (retrying)"
         if agent.muted:
             return "muted"
         words = " or ".join(m.replace("_", " ") for m in agent.wake.model_names)
