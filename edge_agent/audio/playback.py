@@ -409,7 +409,6 @@ class Player:
                 filled += n
                 if stream._ended and not stream._chunks:
                     self._queue.popleft()
-                    stream._finish()
                     finished.append(stream)
                 elif filled < len(out):
                     break  # underrun: the stream waits for more audio; silence fills in
@@ -421,6 +420,12 @@ class Player:
         for stream in finished:
             if stream.first_frame_at is not None:
                 self._emit(stream, "audio_out_end", engine=stream.engine, interrupted=False)
+        if finished:
+            # Only now wake drained(): both go through call_soon_threadsafe, so whoever
+            # awaited the stream sees its audio_out_end already delivered.
+            with self._lock:
+                for stream in finished:
+                    stream._finish()
         return out
 
     def _announce_interrupted(self, streams: list[PlaybackStream]) -> None:
