@@ -181,14 +181,20 @@ def test_run_with_a_bad_config_exits_2_naming_the_key(
 
 
 
+def without_device(tmp_path: Path, fake: FakeCloud, key: str, device: str) -> Harness:
+    """A daemon whose ``audio.<key>`` names a device that does not exist."""
+    h = Harness(tmp_path, fake, silence(1.0), gpio=False)
+    h.config.write_text(h.config.read_text().replace(
+        f'{key} = "{tmp_path}/{"in" if key == "input" else "out"}.wav"',
+        f'{key} = "{device}"'))
+    return h
+
+
 def test_without_a_microphone_it_starts_shows_error_and_keeps_retrying(
         tmp_path: Path) -> None:
     async def scenario() -> None:
         with FakeCloud() as fake:
-            h = Harness(tmp_path, fake, silence(1.0), gpio=False)
-            h.config.write_text(h.config.read_text().replace(
-                f'input = "{tmp_path}/in.wav"', 'input = "no-such-microphone"'))
-            async with h:
+            async with without_device(tmp_path, fake, "input", "no-such-microphone") as h:
                 assert h.daemon.status_line() == "no microphone (retrying)"
                 status = h.daemon.agent.status()
                 assert status["microphone"] is False
@@ -202,10 +208,7 @@ def test_without_a_microphone_it_starts_shows_error_and_keeps_retrying(
 def test_without_a_speaker_it_starts_shows_error_and_keeps_listening(tmp_path: Path) -> None:
     async def scenario() -> None:
         with FakeCloud() as fake:
-            h = Harness(tmp_path, fake, silence(1.0), gpio=False)
-            h.config.write_text(h.config.read_text().replace(
-                f'output = "{tmp_path}/out.wav"', 'output = "no-such-speaker"'))
-            async with h:
+            async with without_device(tmp_path, fake, "output", "no-such-speaker") as h:
                 assert h.daemon.status_line() == "no speaker (retrying)"
                 status = h.daemon.agent.status()
                 assert status["speaker"] is False
