@@ -25,6 +25,8 @@ from edge_agent.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
 BUILTIN_WAKE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy", "okay_nabu")
+CUSTOM_WAKE_SUFFIXES = (".tflite", ".onnx", ".npz")
+"""openWakeWord classifiers (tflite, onnx) and edge-agent's own heads (npz)."""
 AGENT_LED_STATES = ("idle", "listening", "thinking", "speaking", "offline", "muted", "error")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -73,7 +75,8 @@ class AudioSettings:
 class WakeSettings:
     models: list[str] = setting(["hey_jarvis"])
     """Wake words: bundled names (hey_jarvis, alexa, hey_mycroft, hey_rhasspy,
-    okay_nabu) or paths to custom .tflite/.onnx openWakeWord models."""
+    okay_nabu) or paths to custom models: openWakeWord .tflite/.onnx
+    classifiers or edge-agent .npz heads (tests/bench/train_wake.py)."""
     threshold: float = setting(0.5, min=0.0, max=1.0)
     """Score above which a wake word counts."""
     thresholds: dict[str, float] = setting({})
@@ -84,6 +87,9 @@ class WakeSettings:
     """After a reset the feature window refills; detections are ignored this long."""
     playback_threshold: float = setting(0.8, min=0.0, max=1.0)
     """Threshold while the speaker talks, so its own voice does not wake it."""
+    second_head: bool = setting(True)
+    """Also score bundled wake words with edge-agent's own head where one
+    ships (hey_jarvis); a wake word counts when either classifier passes."""
 
 
 @dataclass(frozen=True)
@@ -411,16 +417,16 @@ def _wake_model_problems(wake: WakeSettings, where: str) -> list[str]:
     for model in wake.models:
         if model in BUILTIN_WAKE_MODELS:
             continue
-        if not model.endswith((".tflite", ".onnx")):
+        if not model.endswith(CUSTOM_WAKE_SUFFIXES):
             hint = difflib.get_close_matches(model, BUILTIN_WAKE_MODELS, n=1)
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             problems.append(
                 f"{where}: wake.models: {model!r} is neither a bundled wake word "
-                f"({', '.join(BUILTIN_WAKE_MODELS)}) nor a .tflite/.onnx path{suggestion}")
+                f"({', '.join(BUILTIN_WAKE_MODELS)}) nor a .tflite/.onnx/.npz path{suggestion}")
         elif not Path(model).expanduser().is_file():
             problems.append(f"{where}: wake.models: model file {model!r} does not exist")
     for name, value in wake.thresholds.items():
-        if name not in {_model_key(m) for m in wake.models}:
+        if name not in {wake_model_name(m) for m in wake.models}:
             problems.append(f"{where}: wake.thresholds.{name}: not one of wake.models")
         elif not 0.0 <= value <= 1.0:
             problems.append(
@@ -428,9 +434,9 @@ def _wake_model_problems(wake: WakeSettings, where: str) -> list[str]:
     return problems
 
 
-def _model_key(model: str) -> str:
+def wake_model_name(model: str) -> str:
     """The name a wake model is known by: "hey_jarvis", or a custom file's stem."""
-    return Path(model).stem if model.endswith((".tflite", ".onnx")) else model
+    return Path(model).stem if model.endswith(CUSTOM_WAKE_SUFFIXES) else model
 
 
 def _cross_checks(s: Settings, where: str) -> list[str]:

@@ -48,18 +48,24 @@ def _to_16k(audio: np.ndarray, rate: int) -> np.ndarray:
     return np.clip(np.round(audio), -32768, 32767).astype(np.int16)
 
 
-def piper(text: str, *, length_scale: float = 1.0) -> np.ndarray:
-    """``text`` spoken by Piper's joe voice, 16 kHz mono int16."""
+def piper(text: str, *, length_scale: float = 1.0, noise_scale: float | None = None,
+          noise_w_scale: float | None = None) -> np.ndarray:
+    """``text`` spoken by Piper's joe voice, 16 kHz mono int16. The noise
+    scales vary the delivery (None: the voice's own defaults)."""
 
     def make() -> np.ndarray:
         from piper import SynthesisConfig
 
         voice = _piper_voice()
-        chunks = list(voice.synthesize(text, SynthesisConfig(length_scale=length_scale)))
+        config = SynthesisConfig(length_scale=length_scale, noise_scale=noise_scale,
+                                 noise_w_scale=noise_w_scale)
+        chunks = list(voice.synthesize(text, config))
         audio = np.concatenate([c.audio_int16_array for c in chunks])
         return _to_16k(audio, chunks[0].sample_rate)
 
-    return _cached(f"piper|{text}|{length_scale}", make)
+    variation = "" if noise_scale is None and noise_w_scale is None \
+        else f"|{noise_scale}|{noise_w_scale}"
+    return _cached(f"piper|{text}|{length_scale}{variation}", make)
 
 
 def espeak(text: str, *, voice: str = "en-us", speed: int = 160, pitch: int = 50) -> np.ndarray:

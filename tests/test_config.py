@@ -170,8 +170,9 @@ def test_relative_paths_are_taken_from_the_config_directory(tmp_path: Path) -> N
     assert settings.offline.piper_voice == str(tmp_path / "voice.onnx")
 
 
-def test_per_model_threshold_and_custom_model(tmp_path: Path) -> None:
-    model = tmp_path / "computer.tflite"
+@pytest.mark.parametrize("suffix", [".tflite", ".onnx", ".npz"])
+def test_per_model_threshold_and_custom_model(tmp_path: Path, suffix: str) -> None:
+    model = tmp_path / f"computer{suffix}"
     model.write_bytes(b"")
     settings = load_config(write(
         tmp_path, f"[wake]\nmodels = ['alexa', '{model}']\nthresholds = {{ computer = 0.7 }}"))

@@ -158,7 +158,7 @@ def test_scores_match_openwakeword_model() -> None:
                       inference_framework="tflite",
                       melspec_model_path=str(models / "melspectrogram.tflite"),
                       embedding_model_path=str(models / "embedding_model.tflite"))
-    ours = WakeDetector(WakeSettings(), gate=False)
+    ours = WakeDetector(WakeSettings(second_head=False), gate=False)
     audio = mix_snr(np.concatenate([silence(3.0), espeak("hey jarvis", voice="en-gb"),
                                     piper("what time is it")]), noise(6.0, seed=1), 15)
     theirs, mine = [], []

@@ -1,7 +1,12 @@
 """The wake-word detector: openWakeWord's models on 80 ms frames, with the
 guards a speaker needs around them (per-model thresholds, warm-up after a
 reset, a refractory period, a stricter threshold while playing) and an idle
-gate that skips the neural nets while nobody speaks."""
+gate that skips the neural nets while nobody speaks.
+
+A bundled wake word with a head of edge-agent's own (``wake.second_head``)
+scores the higher of its two classifiers: openWakeWord's model was trained on
+one family of voices, the head on others and in noise; each catches takes the
+other misses, and both read the same embeddings, so the second costs little."""
 
 from __future__ import annotations
 
@@ -11,10 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_agent.config import WakeSettings
+from edge_agent.config import wake_model_name as model_name
 from edge_agent.errors import ModelError
 from edge_agent.vad._webrtc import VoiceActivity
 from edge_agent.wake._features import CHUNK, StreamingFeatures
-from edge_agent.wake._models import Classifier, load_classifier, model_name
+from edge_agent.wake._models import Classifier, bundled_head, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +69,15 @@ class WakeDetector:
             raise ModelError("no wake-word model configured (wake.models is empty)")
         self.settings = settings
         self.model_names = [model_name(m) for m in settings.models]
-        self._classifiers: list[tuple[str, Classifier, int]] = []
+        # Per wake word: its classifiers and how many embeddings each reads.
+        self._classifiers: list[tuple[str, list[tuple[Classifier, int]]]] = []
         for model in settings.models:
-            net, windows = load_classifier(model)
-            self._classifiers.append((model_name(model), net, windows))
-        windows = max(w for _, _, w in self._classifiers)
+            nets = [load_classifier(model)]
+            head = bundled_head(model) if settings.second_head else None
+            if head is not None:
+                nets.append(load_classifier(head))
+            self._classifiers.append((model_name(model), nets))
+        windows = max(w for _, nets in self._classifiers for _, w in nets)
         self._features = StreamingFeatures(windows)
         # 20 ms frames tile an 80 ms chunk exactly.
         self._gate = VoiceActivity(GATE_AGGRESSIVENESS, frame_ms=20) if gate else None
@@ -123,8 +133,9 @@ class WakeDetector:
             return None
         embeddings = self._features.embeddings()
         best: WakeDetection | None = None
-        for name, net, windows in self._classifiers:
-            score = float(net(embeddings[None, -windows:]).reshape(-1)[0])
+        for name, nets in self._classifiers:
+            score = max(float(net(embeddings[None, -windows:]).reshape(-1)[0])
+                        for net, windows in nets)
             self.last_scores[name] = score
             if score < self.threshold(name) or self._warmup_left:
                 continue

@@ -1,5 +1,6 @@
 """Loading openWakeWord's models: the two shared feature models and one small
-classifier per wake word, from the pyopen-wakeword wheel or a custom path.
+classifier per wake word, from the pyopen-wakeword wheel or a custom path,
+plus edge-agent's own heads (.npz) shipped beside this module.
 
 Every library error is turned into ModelError here, naming the file.
 """
@@ -13,8 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_agent.config import BUILTIN_WAKE_MODELS
+from edge_agent.config import BUILTIN_WAKE_MODELS, CUSTOM_WAKE_SUFFIXES
 from edge_agent.errors import ModelError
+from edge_agent.wake._head import NumpyHead
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +33,25 @@ def bundled_models_dir() -> Path:
             from exc
 
 
-def model_name(model: str) -> str:
-    """The name a wake model is known by: "hey_jarvis", or a custom file's stem."""
-    return Path(model).stem if model.endswith((".tflite", ".onnx")) else model
+HEADS_DIR = Path(__file__).parent / "models"
+"""edge-agent's own heads for bundled wake words, named after them."""
+
+
+def bundled_head(model: str) -> Path | None:
+    """edge-agent's second head for a bundled wake word, if it ships one."""
+    path = HEADS_DIR / f"{model}.npz"
+    return path if model in BUILTIN_WAKE_MODELS and path.is_file() else None
 
 
 def model_path(model: str) -> Path:
     """A bundled model's file, or the custom path itself; ModelError if absent."""
     if model in BUILTIN_WAKE_MODELS:
         path = bundled_models_dir() / f"{model}.tflite"
-    elif model.endswith((".tflite", ".onnx")):
+    elif model.endswith(CUSTOM_WAKE_SUFFIXES):
         path = Path(model).expanduser()
     else:
         raise ModelError(f"wake model {model!r} is neither a bundled wake word "
-                         f"({', '.join(BUILTIN_WAKE_MODELS)}) nor a .tflite/.onnx path")
+                         f"({', '.join(BUILTIN_WAKE_MODELS)}) nor a .tflite/.onnx/.npz path")
     if not path.is_file():
         raise ModelError(f"wake model file {path} does not exist")
     return path
@@ -106,13 +113,20 @@ class Classifier(Protocol):
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def load_classifier(model: str) -> tuple[Classifier, int]:
-    """A wake-word classifier and how many embeddings (80 ms each) it looks at."""
-    path = model_path(model)
-    net: Classifier = OnnxModel(path) if path.suffix == ".onnx" else TfliteModel(path)
+def load_classifier(model: str | Path) -> tuple[Classifier, int]:
+    """A wake-word classifier (a bundled name, or a file) and how many
+    embeddings (80 ms each) it looks at."""
+    path = model if isinstance(model, Path) else model_path(model)
+    net: Classifier
+    if path.suffix == ".npz":
+        net = NumpyHead(path)
+    elif path.suffix == ".onnx":
+        net = OnnxModel(path)
+    else:
+        net = TfliteModel(path)
     shape = net.input_shape
     if len(shape) != 3 or shape[2] != EMBEDDING_SIZE or shape[1] < 1:
         raise ModelError(f"{path} is not an openWakeWord classifier: input shape {shape}, "
                          f"expected [1, windows, {EMBEDDING_SIZE}]")
-    log.debug("wake model %s: %d embeddings from %s", model_name(model), shape[1], path)
+    log.debug("wake model %s: %d embeddings from %s", path.stem, shape[1], path)
     return net, shape[1]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from edge_agent.wake._models import model_name
+from edge_agent.config import wake_model_name as model_name
 
 # How recognizers spell the words of the bundled phrases.
 _SPELLINGS = {"okay": r"(?:okay|ok|o\.k\.)", "hey": r"(?:hey|hay|hi|a)"}

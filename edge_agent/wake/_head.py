@@ -1,0 +1,57 @@
+"""edge-agent's own wake-word heads: small numpy MLPs on openWakeWord's
+speech embeddings, stored as .npz.
+
+A head reads the same [1, windows, 96] embeddings as a bundled classifier, so
+it runs beside one for the price of two small matrix products per 80 ms.
+tests/bench/train_wake.py trains them; ``save_head`` and ``NumpyHead`` are the
+file format's two ends.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.errors import ModelError
+
+FORMAT = 1
+_ARRAYS = ("w1", "b1", "w2", "b2")
+
+
+def save_head(path: Path, params: Mapping[str, np.ndarray], *, windows: int, phrase: str,
+              trained_with: str) -> None:
+    """Write a head: its weights, how many embeddings it reads, the phrase it
+    was trained on and the training settings (for the record)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **{k: np.asarray(params[k], dtype=np.float32) for k in _ARRAYS},
+                        format=FORMAT, windows=windows, phrase=phrase,
+                        trained_with=trained_with)
+
+
+class NumpyHead:
+    """Flattened embeddings -> ReLU layer -> sigmoid score, in numpy."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                if int(data["format"]) != FORMAT:
+                    raise ModelError(f"{path}: head format {int(data['format'])}, "
+                                     f"this edge-agent reads {FORMAT}")
+                self._w1, self._b1, self._w2, self._b2 = (data[k] for k in _ARRAYS)
+                windows = int(data["windows"])
+                self.phrase = str(data["phrase"])
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
+            raise ModelError(f"cannot load wake head {path}: {exc}") from exc
+        if self._w1.shape[0] != windows * 96 or self._w2.shape != (self._w1.shape[1], 1):
+            raise ModelError(f"{path}: weight shapes {self._w1.shape}, {self._w2.shape} "
+                             f"do not fit {windows} embeddings")
+        self.path = path
+        self.input_shape = [1, windows, 96]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(x.reshape(len(x), -1) @ self._w1 + self._b1, 0.0)
+        logits = hidden @ self._w2 + self._b2
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))  # the sigmoid, without overflow
