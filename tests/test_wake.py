@@ -201,9 +201,11 @@ def test_refractory_period_per_model() -> None:
 def test_stricter_threshold_while_playing() -> None:
     audio = mix_snr(np.concatenate([silence(2.0), espeak("hey jarvis", voice="en-gb"),
                                     silence(1.0)]), noise(4.0, seed=11), 10)
-    peak = peak_score(WakeDetector(WakeSettings()), audio, "hey_jarvis")
+    # openWakeWord's model alone: it gives this take a middling peak.
+    peak = peak_score(WakeDetector(WakeSettings(second_head=False)), audio, "hey_jarvis")
     assert 0.3 <= peak < 0.999
-    detector = WakeDetector(WakeSettings(threshold=0.3, playback_threshold=min(1.0, peak + 0.001)))
+    detector = WakeDetector(WakeSettings(threshold=0.3, second_head=False,
+                                         playback_threshold=min(1.0, peak + 0.001)))
     detector.set_playing(True)
     assert detector.threshold("hey_jarvis") > peak
     assert feed(detector, audio) == []

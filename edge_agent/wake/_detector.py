@@ -4,9 +4,10 @@ reset, a refractory period, a stricter threshold while playing) and an idle
 gate that skips the neural nets while nobody speaks.
 
 A bundled wake word with a head of edge-agent's own (``wake.second_head``)
-scores the higher of its two classifiers: openWakeWord's model was trained on
-one family of voices, the head on others and in noise; each catches takes the
-other misses, and both read the same embeddings, so the second costs little."""
+scores the higher of its two classifiers (_scoring.py): openWakeWord's model
+was trained on one family of voices, the head on others and in noise; each
+catches takes the other misses, and both read the same embeddings, so the
+second costs little."""
 
 from __future__ import annotations
 
@@ -15,12 +16,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.config import WakeSettings
-from edge_agent.config import wake_model_name as model_name
+from edge_agent.config import WakeSettings, wake_model_name
 from edge_agent.errors import ModelError
 from edge_agent.vad._webrtc import VoiceActivity
 from edge_agent.wake._features import CHUNK, StreamingFeatures
-from edge_agent.wake._models import Classifier, bundled_head, load_classifier
+from edge_agent.wake._models import bundled_head
+from edge_agent.wake._scoring import WakeWordScorer
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +69,10 @@ class WakeDetector:
         if not settings.models:
             raise ModelError("no wake-word model configured (wake.models is empty)")
         self.settings = settings
-        self.model_names = [model_name(m) for m in settings.models]
-        # Per wake word: its classifiers and how many embeddings each reads.
-        self._classifiers: list[tuple[str, list[tuple[Classifier, int]]]] = []
-        for model in settings.models:
-            nets = [load_classifier(model)]
-            head = bundled_head(model) if settings.second_head else None
-            if head is not None:
-                nets.append(load_classifier(head))
-            self._classifiers.append((model_name(model), nets))
-        windows = max(w for _, nets in self._classifiers for _, w in nets)
+        self.model_names = [wake_model_name(m) for m in settings.models]
+        self._words = [WakeWordScorer(m, head=bundled_head(m) if settings.second_head else None)
+                       for m in settings.models]
+        windows = max(word.windows for word in self._words)
         self._features = StreamingFeatures(windows)
         # 20 ms frames tile an 80 ms chunk exactly.
         self._gate = VoiceActivity(GATE_AGGRESSIVENESS, frame_ms=20) if gate else None
@@ -99,6 +94,8 @@ class WakeDetector:
         self._warmup_left = int(self.settings.warmup_seconds * RATE)
         self._refractory_until: dict[str, int] = {}
         self._voice_quiet = self._gate_hold  # as if the last voice was long ago
+        for word in self._words:
+            word.forget()
         if self._gate is not None:
             self._gate.reset()
         self.last_scores = dict.fromkeys(self.model_names, 0.0)
@@ -130,12 +127,13 @@ class WakeDetector:
         self._warmup_left = max(0, self._warmup_left - CHUNK)
         if not self._gate_open(chunk):
             self.last_scores = dict.fromkeys(self.model_names, 0.0)
+            for word in self._words:
+                word.forget()
             return None
         embeddings = self._features.embeddings()
         best: WakeDetection | None = None
-        for name, nets in self._classifiers:
-            score = max(float(net(embeddings[None, -windows:]).reshape(-1)[0])
-                        for net, windows in nets)
+        for word in self._words:
+            name, score = word.name, word.score(embeddings)
             self.last_scores[name] = score
             if score < self.threshold(name) or self._warmup_left:
                 continue

@@ -22,13 +22,18 @@ _ARRAYS = ("w1", "b1", "w2", "b2")
 
 
 def save_head(path: Path, params: Mapping[str, np.ndarray], *, windows: int, phrase: str,
-              trained_with: str) -> None:
+              trained_with: str, sustain: int = 1, operating_point: float = 0.5) -> None:
     """Write a head: its weights, how many embeddings it reads, the phrase it
-    was trained on and the training settings (for the record)."""
+    was trained on, how many steps in a row it must score (see
+    edge_agent/wake/_scoring.py) and the training settings (for the record).
+
+    The output is shifted so that the net's ``operating_point`` reads 0.5:
+    the wake threshold's default then means what was chosen at training."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **{k: np.asarray(params[k], dtype=np.float32) for k in _ARRAYS},
-                        format=FORMAT, windows=windows, phrase=phrase,
-                        trained_with=trained_with)
+    arrays = {k: np.asarray(params[k], dtype=np.float32) for k in _ARRAYS}
+    arrays["b2"] = arrays["b2"] - np.float32(np.log(operating_point / (1 - operating_point)))
+    np.savez_compressed(path, **arrays, format=FORMAT, windows=windows, phrase=phrase,
+                        sustain=sustain, trained_with=trained_with)
 
 
 class NumpyHead:
@@ -43,6 +48,8 @@ class NumpyHead:
                 self._w1, self._b1, self._w2, self._b2 = (data[k] for k in _ARRAYS)
                 windows = int(data["windows"])
                 self.phrase = str(data["phrase"])
+                self.sustain = max(1, int(data["sustain"])) if "sustain" in data else 1
+                """Steps in a row the head must score for its vote to count."""
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ModelError(f"cannot load wake head {path}: {exc}") from exc
         if self._w1.shape[0] != windows * 96 or self._w2.shape != (self._w1.shape[1], 1):

@@ -1,0 +1,139 @@
+"""edge-agent's second wake-word head: its file format, the shipped head
+beside openWakeWord's model, and the training recipe's promises."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_agent.config import WakeSettings
+from edge_agent.errors import ModelError
+from edge_agent.wake import WakeDetector
+from edge_agent.wake._head import NumpyHead, save_head
+from edge_agent.wake._models import bundled_head
+from tests.bench import train_wake
+from tests.speech import espeak, piper, silence
+from tests.test_wake import feed
+
+RATE = 16000
+
+
+def random_head(path, *, windows: int = 16, hidden: int = 8, seed: int = 0) -> train_wake.Mlp:
+    net = train_wake.Mlp(windows * 96, hidden, np.random.default_rng(seed))
+    save_head(path, net.params, windows=windows, phrase="my word", trained_with="{}")
+    return net
+
+
+def test_training_material_is_disjoint_from_the_evaluation() -> None:
+    train_wake.check_disjoint()
+
+
+def test_a_saved_head_scores_what_the_trained_net_scores(tmp_path) -> None:
+    net = random_head(tmp_path / "w.npz")
+    head = NumpyHead(tmp_path / "w.npz")
+    x = np.random.default_rng(1).normal(size=(5, 16, 96)).astype(np.float32)
+    expected = 1 / (1 + np.exp(-net.logits(x.reshape(5, -1))))
+    np.testing.assert_allclose(head(x).ravel(), expected, rtol=1e-5)
+    assert head.input_shape == [1, 16, 96] and head.phrase == "my word"
+    assert head.sustain == 1
+
+
+def test_the_operating_point_reads_one_half(tmp_path) -> None:
+    """A head saved at operating point 0.7 scores 0.5 where the net gave 0.7."""
+    net = train_wake.Mlp(16 * 96, 8, np.random.default_rng(0))
+    save_head(tmp_path / "w.npz", net.params, windows=16, phrase="x", trained_with="{}",
+              operating_point=0.7)
+    x = np.random.default_rng(1).normal(size=(50, 16, 96)).astype(np.float32)
+    raw = 1 / (1 + np.exp(-net.logits(x.reshape(50, -1))))
+    shifted = NumpyHead(tmp_path / "w.npz")(x).ravel()
+    np.testing.assert_array_equal(shifted >= 0.5, raw >= 0.7 - 1e-6)
+
+
+def test_the_trainer_learns_a_separable_problem() -> None:
+    rng = np.random.default_rng(2)
+    y = (rng.random(5000) < 0.3).astype(np.int8)
+    x = rng.normal(size=(5000, 192)).astype(np.float32)
+    x[y == 1, :8] += 2.0  # positives differ in a few features
+    net = train_wake.train(x[:4000], y[:4000], hidden=8, epochs=10, seed=0,
+                           negative_weight=1.0, hard_rounds=1)
+    guess = net.logits(x[4000:]) > 0
+    assert np.mean(guess == (y[4000:] == 1)) > 0.95
+
+
+def test_bad_head_files_raise_model_error(tmp_path) -> None:
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match=r"garbage\.npz"):
+        NumpyHead(garbage)
+    misfit = tmp_path / "misfit.npz"
+    net = train_wake.Mlp(12 * 96, 4, np.random.default_rng(0))
+    save_head(misfit, net.params, windows=16, phrase="x", trained_with="{}")
+    with pytest.raises(ModelError, match="do not fit 16 embeddings"):
+        NumpyHead(misfit)
+    partial = tmp_path / "partial.npz"
+    np.savez(partial, w1=np.zeros((1536, 4)))
+    with pytest.raises(ModelError, match=r"partial\.npz"):
+        NumpyHead(partial)
+
+
+def test_a_custom_npz_head_is_a_wake_model(tmp_path) -> None:
+    random_head(tmp_path / "my_word.npz", windows=12)
+    detector = WakeDetector(WakeSettings(models=[str(tmp_path / "my_word.npz")], threshold=0.0,
+                                         warmup_seconds=0.5), gate=False)
+    assert detector.model_names == ["my_word"]
+    found = feed(detector, piper("hello there"))
+    assert 0.0 < detector.last_scores["my_word"] < 1.0
+    assert found and found[0].model == "my_word"
+
+
+def test_hey_jarvis_ships_a_second_head_and_the_others_do_not() -> None:
+    assert bundled_head("hey_jarvis") is not None
+    assert NumpyHead(bundled_head("hey_jarvis")).phrase == "hey jarvis"
+    assert bundled_head("alexa") is None
+
+
+def _scores(detector: WakeDetector, audio: np.ndarray) -> np.ndarray:
+    detector.reset()
+    out = []
+    for i in range(0, len(audio) - 1279, 1280):
+        detector.process(audio[i:i + 1280], i + 1280)
+        out.append(detector.last_scores["hey_jarvis"])
+    return np.asarray(out)
+
+
+def test_the_second_head_only_adds_to_the_bundled_models_score() -> None:
+    audio = np.concatenate([silence(2.0), espeak("hey jarvis", voice="en-gb-scotland+m3",
+                                                 speed=170, pitch=30), silence(1.0)])
+    alone = _scores(WakeDetector(WakeSettings(second_head=False), gate=False), audio)
+    both = _scores(WakeDetector(WakeSettings(), gate=False), audio)
+    assert np.all(both >= alone - 1e-6)
+    assert np.any(both > alone + 0.05)
+
+
+def constant_head(path, *, score_logit: float, sustain: int) -> None:
+    """A head that scores the same on any audio: sigmoid(score_logit)."""
+    params = {"w1": np.zeros((16 * 96, 2)), "b1": np.zeros(2), "w2": np.zeros((2, 1)),
+              "b2": np.array([score_logit])}
+    save_head(path, params, windows=16, phrase="hey jarvis", trained_with="{}",
+              sustain=sustain)
+
+
+@pytest.mark.parametrize(("sustain", "counts_from_step"), [(1, 1), (3, 3)])
+def test_a_head_vote_counts_once_sustained(tmp_path, monkeypatch, sustain: int,
+                                           counts_from_step: int) -> None:
+    monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
+    constant_head(tmp_path / "hey_jarvis.npz", score_logit=6.0, sustain=sustain)
+    both = WakeDetector(WakeSettings(), gate=False)
+    alone = WakeDetector(WakeSettings(second_head=False), gate=False)
+    audio = piper("the weather tomorrow")
+    for step in range(1, 6):
+        chunk = audio[(step - 1) * 1280:step * 1280]
+        both.process(chunk, step * 1280)
+        alone.process(chunk, step * 1280)
+        counts = step >= counts_from_step
+        expected = 0.5 * (1 + np.tanh(3.0)) if counts else alone.last_scores["hey_jarvis"]
+        assert both.last_scores["hey_jarvis"] == pytest.approx(expected, abs=1e-6)
+    both.reset()  # forgets the run: the head must be sustained again
+    both.process(audio[:1280], 1280)
+    if sustain > 1:
+        assert both.last_scores["hey_jarvis"] < 0.9
