@@ -162,3 +162,16 @@ def test_the_vote_is_set_by_the_held_out_sentences() -> None:
     assert (sustain, point) == (2, 0.55)
     assert table["2@0.5"]["speech_false_accepts_per_hour"] > 0.25
     assert table["3@0.5"] == {"false_reject_rate": 0.0, "speech_false_accepts_per_hour": 0.0}
+
+
+def test_subnormal_weights_are_flushed(tmp_path) -> None:
+    """Dead units' weights decay to subnormal floats, which the CPU multiplies
+    slowly; they are zeroed on load without changing the scores."""
+    net = train_wake.Mlp(16 * 96, 4, np.random.default_rng(3))
+    net.params["w1"][:, 0] = 1e-40  # subnormal in float32
+    save_head(tmp_path / "w.npz", net.params, windows=16, phrase="x", trained_with="{}")
+    head = NumpyHead(tmp_path / "w.npz")
+    assert not np.any(head._w1[:, 0])
+    x = np.random.default_rng(1).normal(size=(3, 16, 96)).astype(np.float32)
+    expected = 1 / (1 + np.exp(-net.logits(x.reshape(3, -1))))
+    np.testing.assert_allclose(head(x).ravel(), expected, rtol=1e-5)
