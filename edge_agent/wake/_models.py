@@ -113,10 +113,9 @@ class Classifier(Protocol):
     def __call__(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def load_classifier(model: str | Path) -> tuple[Classifier, int]:
-    """A wake-word classifier (a bundled name, or a file) and how many
-    embeddings (80 ms each) it looks at."""
-    path = model if isinstance(model, Path) else model_path(model)
+def load_classifier(model: str) -> tuple[Classifier, int]:
+    """A wake-word classifier and how many embeddings (80 ms each) it looks at."""
+    path = model_path(model)
     net: Classifier
     if path.suffix == ".npz":
         net = NumpyHead(path)

@@ -163,7 +163,9 @@ def add_background(clip: np.ndarray, speech_power: float, snr_db: float,
     return clip + bg
 
 
-def to_int16(audio: np.ndarray, gain: float) -> np.ndarray:
+def at_random_level(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``audio`` as int16 peaking anywhere from 20 dB below to 3 dB above 12000."""
+    gain = 10 ** (rng.uniform(-20, 3) / 20) * 12000 / (np.abs(audio).max() + 1e-9)
     return np.clip(np.round(audio * gain), -32768, 32767).astype(np.int16)
 
 
@@ -183,8 +185,7 @@ def positive_clip(seed: int, corpus: list[str]) -> tuple[np.ndarray, int]:
     if rng.random() < 0.75:
         power = float(np.mean(phrase.astype(np.float64) ** 2))
         clip = add_background(clip, power, float(rng.uniform(0, 20)), rng, corpus)
-    gain = 10 ** (rng.uniform(-20, 3) / 20) * 12000 / (np.abs(clip).max() + 1e-9)
-    return to_int16(clip, gain), phrase_end
+    return at_random_level(clip, rng), phrase_end
 
 
 def negative_kind(seed: int) -> str:
@@ -210,9 +211,9 @@ def negative_clip(seed: int, corpus: list[str]) -> np.ndarray:
         if rng.random() < 0.35:
             power = float(np.mean(speech ** 2))
             clip = add_background(clip, power, float(rng.uniform(0, 20)), rng, corpus)
-    gain = 10 ** (rng.uniform(-20, 3) / 20) * 12000 / (np.abs(clip).max() + 1e-9)
     # At least one full window: a short phrase is heard after quiet too.
-    return np.concatenate([silence(max(0.0, 2.5 - len(clip) / RATE)), to_int16(clip, gain)])
+    return np.concatenate([silence(max(0.0, 2.5 - len(clip) / RATE)),
+                           at_random_level(clip, rng)])
 
 
 _features: StreamingFeatures | None = None
@@ -336,6 +337,10 @@ def held_out_figures(head: Path, made: list[Clip], kinds: list[str | None],
     return out
 
 
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # without exp's overflow
+
+
 class Mlp:
     """windows x 96 -> hidden (ReLU) -> 1 (sigmoid), trained with Adam on
     weighted cross-entropy. Small enough for numpy on a laptop CPU."""
@@ -355,12 +360,15 @@ class Mlp:
         p = self.params
         return (np.maximum(x @ p["w1"] + p["b1"], 0) @ p["w2"] + p["b2"]).ravel()
 
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        return sigmoid(self.logits(x))
+
     def step(self, x: np.ndarray, y: np.ndarray, weight: np.ndarray, lr: float,
              decay: float) -> float:
         p = self.params
         h = np.maximum(x @ p["w1"] + p["b1"], 0)
         z = (h @ p["w2"] + p["b2"]).ravel()
-        prob = 0.5 * (1.0 + np.tanh(0.5 * z))  # the sigmoid, without overflow
+        prob = sigmoid(z)
         loss = float(np.mean(weight * (np.logaddexp(0, z) - y * z)))
         dz = (weight * (prob - y) / len(x))[:, None].astype(np.float32)
         dh = (dz @ p["w2"].T) * (h > 0)
@@ -486,8 +494,7 @@ def choose_vote(net: Mlp, held_out: list[Clip],
     """The sustain and operating point that miss the fewest held-out positives
     while the held-out ordinary sentences wake it at most
     HELD_OUT_FALSE_ACCEPTS_PER_HOUR; and the figures of every candidate."""
-    raws = [1 / (1 + np.exp(-np.clip(net.logits(windows(c[0]).reshape(-1, WINDOWS * 96)),
-                                      -30, 30))) for c in held_out]
+    raws = [net.scores(windows(c[0]).reshape(-1, WINDOWS * 96)) for c in held_out]
     speech_hours = sum(len(c[0]) for c, k in zip(held_out, kinds, strict=True)
                        if k == "speech") * CHUNK / RATE / 3600
     best: tuple[float, int, float] | None = None
