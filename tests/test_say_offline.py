@@ -55,13 +55,12 @@ def test_offline_say_uses_the_configured_volume(tmp_path: Path) -> None:
         out = tmp_path / f"v{volume}.wav"
         done = say(tmp_path, "--offline", "--output", str(out), LONG, volume=volume)
         assert done.returncode == 0, done.stderr
-        audio = read_wav(out)
-        frames = audio[: len(audio) // 320 * 320].astype(np.float64).reshape(-1, 320)
-        rms = np.sqrt((frames**2).mean(axis=1))
-        # Voiced periods only: Piper's pauses vary from run to run, so a
-        # percentile over all periods moves with them.
-        peaks[volume] = np.median(rms[rms > 0.2 * rms.max()])
-    assert peaks[0.5] / peaks[1.0] == pytest.approx(0.5, rel=0.15)
+        # Piper scales each sentence to full scale, so the peak shows the volume
+        # exactly; the loudness in between moves from run to run with Piper's
+        # noise and, measured over voiced periods, failed CI at 0.42 for 0.5.
+        peaks[volume] = float(np.abs(read_wav(out).astype(np.int32)).max())
+    assert peaks[1.0] > 30000, "Piper no longer peaks at full scale: find another yardstick"
+    assert peaks[0.5] / peaks[1.0] == pytest.approx(0.5, rel=0.02)
 
 
 def test_output_without_offline_is_refused_with_a_reason(tmp_path: Path) -> None:
