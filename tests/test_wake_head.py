@@ -11,6 +11,7 @@ from edge_agent.errors import ModelError
 from edge_agent.wake import WakeDetector
 from edge_agent.wake._head import NumpyHead, save_head
 from edge_agent.wake._models import bundled_head
+from edge_agent.wake._scoring import WakeWordScorer
 from tests.bench import train_wake
 from tests.speech import espeak, piper, silence
 from tests.test_wake import feed
@@ -65,11 +66,16 @@ def test_bad_head_files_raise_model_error(tmp_path) -> None:
     garbage.write_bytes(b"not a zip")
     with pytest.raises(ModelError, match=r"garbage\.npz"):
         NumpyHead(garbage)
-    misfit = tmp_path / "misfit.npz"
-    net = train_wake.Mlp(12 * 96, 4, np.random.default_rng(0))
-    save_head(misfit, net.params, windows=16, phrase="x", trained_with="{}")
+    odd = tmp_path / "odd.npz"
+    save_head(odd, train_wake.Mlp(16 * 96 + 1, 4, np.random.default_rng(0)).params,
+              windows=16, phrase="x", trained_with="{}")
     with pytest.raises(ModelError, match="do not fit 16 embeddings"):
-        NumpyHead(misfit)
+        NumpyHead(odd)
+    narrow = tmp_path / "narrow.npz"  # 16 embeddings of 72, not openWakeWord's 96
+    save_head(narrow, train_wake.Mlp(12 * 96, 4, np.random.default_rng(0)).params,
+              windows=16, phrase="x", trained_with="{}")
+    with pytest.raises(ModelError, match=r"narrow\.npz is not an openWakeWord classifier"):
+        WakeWordScorer("hey_jarvis", head=narrow)
     partial = tmp_path / "partial.npz"
     np.savez(partial, w1=np.zeros((1536, 4)))
     with pytest.raises(ModelError, match=r"partial\.npz"):

@@ -53,11 +53,12 @@ class NumpyHead:
                 """Steps in a row the head must score for its vote to count."""
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ModelError(f"cannot load wake head {path}: {exc}") from exc
-        if self._w1.shape[0] != windows * 96 or self._w2.shape != (self._w1.shape[1], 1):
+        width, spare = divmod(self._w1.shape[0], max(1, windows))
+        if spare or self._w2.shape != (self._w1.shape[1], 1):
             raise ModelError(f"{path}: weight shapes {self._w1.shape}, {self._w2.shape} "
                              f"do not fit {windows} embeddings")
         self.path = path
-        self.input_shape = [1, windows, 96]
+        self.input_shape = [1, windows, width]
         # Process-wide, on purpose: numpy's BLAS splits even this 1536 x 32
         # product over every core, and its idle threads then spin between
         # calls: the detector used 0.0257 CPU s per second of audio instead of

@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_agent.config import wake_model_name
 from edge_agent.wake._head import NumpyHead
-from edge_agent.wake._models import load_classifier
+from edge_agent.wake._models import embeddings_read, load_classifier
 
 
 class WakeWordScorer:
@@ -25,10 +25,10 @@ class WakeWordScorer:
         self.name = wake_model_name(model)
         self._primary, self._primary_windows = load_classifier(model)
         self._head = NumpyHead(head) if head is not None else None
+        self._head_windows = embeddings_read(self._head) if self._head is not None else 0
         sustain = self._head.sustain if self._head is not None else 1
         self._head_recent: deque[float] = deque(maxlen=sustain)
-        self.windows = max(self._primary_windows,
-                           self._head.input_shape[1] if self._head is not None else 0)
+        self.windows = max(self._primary_windows, self._head_windows)
 
     def score(self, embeddings: np.ndarray) -> float:
         """The score of the newest step; ``embeddings`` are the last
@@ -36,7 +36,7 @@ class WakeWordScorer:
         primary = float(self._primary(embeddings[None, -self._primary_windows:]).reshape(-1)[0])
         if self._head is None:
             return primary
-        head = float(self._head(embeddings[None, -self._head.input_shape[1]:]).reshape(-1)[0])
+        head = float(self._head(embeddings[None, -self._head_windows:]).reshape(-1)[0])
         self._head_recent.append(head)
         if len(self._head_recent) < self._head_recent.maxlen:
             return primary
