@@ -181,3 +181,14 @@ def test_subnormal_weights_are_flushed(tmp_path) -> None:
     x = np.random.default_rng(1).normal(size=(3, 16, 96)).astype(np.float32)
     expected = 1 / (1 + np.exp(-net.logits(x.reshape(3, -1))))
     np.testing.assert_allclose(head(x).ravel(), expected, rtol=1e-5)
+
+
+def test_a_custom_head_named_alone_keeps_its_sustain(tmp_path) -> None:
+    constant_head(tmp_path / "my_word.npz", score_logit=6.0, sustain=3)
+    detector = WakeDetector(WakeSettings(models=[str(tmp_path / "my_word.npz")]), gate=False)
+    audio = piper("the weather tomorrow")
+    seen = []
+    for step in range(1, 5):
+        detector.process(audio[(step - 1) * 1280:step * 1280], step * 1280)
+        seen.append(detector.last_scores["my_word"])
+    assert seen == pytest.approx([0.0, 0.0, 0.5 * (1 + np.tanh(3.0)), 0.5 * (1 + np.tanh(3.0))])

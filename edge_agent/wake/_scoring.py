@@ -16,32 +16,43 @@ import numpy as np
 
 from edge_agent.config import wake_model_name
 from edge_agent.wake._head import NumpyHead
-from edge_agent.wake._models import embeddings_read, load_classifier
+from edge_agent.wake._models import Classifier, embeddings_read, load_classifier
+
+
+class _Vote:
+    """One classifier's vote: the lowest of its last ``sustain`` scores (1 for
+    openWakeWord's models), nothing until it has that many."""
+
+    def __init__(self, net: Classifier, windows: int) -> None:
+        self._net, self.windows = net, windows
+        self._recent: deque[float] = deque(
+            maxlen=net.sustain if isinstance(net, NumpyHead) else 1)
+
+    def __call__(self, embeddings: np.ndarray) -> float:
+        self._recent.append(float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0]))
+        return min(self._recent) if len(self._recent) == self._recent.maxlen else 0.0
+
+    def forget(self) -> None:
+        self._recent.clear()
 
 
 class WakeWordScorer:
     def __init__(self, model: str, *, head: Path | None = None) -> None:
-        """``model`` as in wake.models; ``head`` a second head's .npz."""
+        """``model`` as in wake.models (a custom head named there keeps its
+        sustain too); ``head`` a second head's .npz."""
         self.name = wake_model_name(model)
-        self._primary, self._primary_windows = load_classifier(model)
-        self._head = NumpyHead(head) if head is not None else None
-        self._head_windows = embeddings_read(self._head) if self._head is not None else 0
-        sustain = self._head.sustain if self._head is not None else 1
-        self._head_recent: deque[float] = deque(maxlen=sustain)
-        self.windows = max(self._primary_windows, self._head_windows)
+        self._votes = [_Vote(*load_classifier(model))]
+        if head is not None:
+            net = NumpyHead(head)
+            self._votes.append(_Vote(net, embeddings_read(net)))
+        self.windows = max(vote.windows for vote in self._votes)
 
     def score(self, embeddings: np.ndarray) -> float:
-        """The score of the newest step; ``embeddings`` are the last
-        ``windows`` (or more), oldest first."""
-        primary = float(self._primary(embeddings[None, -self._primary_windows:]).reshape(-1)[0])
-        if self._head is None:
-            return primary
-        head = float(self._head(embeddings[None, -self._head_windows:]).reshape(-1)[0])
-        self._head_recent.append(head)
-        if len(self._head_recent) < self._head_recent.maxlen:
-            return primary
-        return max(primary, min(self._head_recent))
+        """The score of the newest step, the higher vote; ``embeddings`` are
+        the last ``windows`` (or more), oldest first."""
+        return max([vote(embeddings) for vote in self._votes])
 
     def forget(self) -> None:
         """Steps were skipped (idle gate, reset): the next ones start afresh."""
-        self._head_recent.clear()
+        for vote in self._votes:
+            vote.forget()
