@@ -436,7 +436,9 @@ def main() -> None:
                              "of each made held-out misses 11.7 %% instead of 7.7 %%)")
     parser.add_argument("--held-out", type=int, default=600,
                         help="positives (and 2.5x as many negatives) made with other seeds")
-    parser.add_argument("--hidden", type=int, default=32)
+    parser.add_argument("--hidden", type=int, default=32,
+                        help="64 chose sustain 3: held-out misses 9.5 %% at 0.22 false "
+                             "accepts per hour, against 7.7 %% at 0.43 with 32")
     parser.add_argument("--epochs", type=int, default=18)
     parser.add_argument("--negative-weight", type=float, default=4.0)
     parser.add_argument("--hard-rounds", type=int, default=2)
