@@ -94,11 +94,9 @@ class WakeDetector:
         self._warmup_left = int(self.settings.warmup_seconds * RATE)
         self._refractory_until: dict[str, int] = {}
         self._voice_quiet = self._gate_hold  # as if the last voice was long ago
-        for word in self._words:
-            word.forget()
         if self._gate is not None:
             self._gate.reset()
-        self.last_scores = dict.fromkeys(self.model_names, 0.0)
+        self._unscored()
 
     def set_playing(self, playing: bool) -> None:
         """While the speaker talks, require ``playback_threshold`` (or a higher
@@ -126,9 +124,7 @@ class WakeDetector:
         self._features.push(chunk)
         self._warmup_left = max(0, self._warmup_left - CHUNK)
         if not self._gate_open(chunk):
-            self.last_scores = dict.fromkeys(self.model_names, 0.0)
-            for word in self._words:
-                word.forget()
+            self._unscored()
             return None
         embeddings = self._features.embeddings()
         best: WakeDetection | None = None
@@ -147,6 +143,12 @@ class WakeDetector:
                 end_index + int(self.settings.refractory_seconds * RATE))
             log.info("wake word %s (score %.2f)", best.model, best.score)
         return best
+
+    def _unscored(self) -> None:
+        """No scores this step: the next scored step starts every vote afresh."""
+        self.last_scores = dict.fromkeys(self.model_names, 0.0)
+        for word in self._words:
+            word.forget()
 
     def _gate_open(self, chunk: np.ndarray) -> bool:
         """Whether the last ~2 s held a voice; always True without a gate."""

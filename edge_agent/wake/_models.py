@@ -123,15 +123,9 @@ def load_classifier(model: str) -> tuple[Classifier, int]:
         net = OnnxModel(path)
     else:
         net = TfliteModel(path)
-    windows = embeddings_read(net)
-    log.debug("wake model %s: %d embeddings from %s", path.stem, windows, path)
-    return net, windows
-
-
-def embeddings_read(net: Classifier) -> int:
-    """How many embeddings ``net`` reads, once its input is known to be them."""
     shape = net.input_shape
     if len(shape) != 3 or shape[2] != EMBEDDING_SIZE or shape[1] < 1:
-        raise ModelError(f"{net.path} is not an openWakeWord classifier: input shape "
-                         f"{shape}, expected [1, windows, {EMBEDDING_SIZE}]")
-    return shape[1]
+        raise ModelError(f"{path} is not an openWakeWord classifier: input shape {shape}, "
+                         f"expected [1, windows, {EMBEDDING_SIZE}]")
+    log.debug("wake model %s: %d embeddings from %s", path.stem, shape[1], path)
+    return net, shape[1]

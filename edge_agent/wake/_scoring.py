@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_agent.config import wake_model_name
 from edge_agent.wake._head import NumpyHead
-from edge_agent.wake._models import Classifier, embeddings_read, load_classifier
+from edge_agent.wake._models import Classifier, load_classifier
 
 
 class _Vote:
@@ -43,8 +43,7 @@ class WakeWordScorer:
         self.name = wake_model_name(model)
         self._votes = [_Vote(*load_classifier(model))]
         if head is not None:
-            net = NumpyHead(head)
-            self._votes.append(_Vote(net, embeddings_read(net)))
+            self._votes.append(_Vote(*load_classifier(str(head))))
         self.windows = max(vote.windows for vote in self._votes)
 
     def score(self, embeddings: np.ndarray) -> float:
