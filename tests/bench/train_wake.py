@@ -271,6 +271,12 @@ def after_phrase(clip: Clip) -> np.ndarray | None:
     return (np.arange(len(emb) - WINDOWS + 1) + WINDOWS) * CHUNK - phrase_end
 
 
+def near_phrase(after: np.ndarray) -> np.ndarray:
+    """The windows where a detection answers the phrase: from just before its
+    end to 1 s after."""
+    return (after >= -NEGATIVE_BEFORE * RATE) & (after <= RATE)
+
+
 def labels(after: np.ndarray | None, count: int) -> np.ndarray:
     """1 for a window just after the phrase, 0 for one before it or from a
     negative clip, -1 for the rest (left out of training)."""
@@ -333,8 +339,7 @@ def held_out_figures(head: Path, made: list[Clip], kinds: list[str | None],
                                for k in range(WINDOWS - 1, len(emb))])
             after = after_phrase(clip)
             if after is not None:
-                near = (after >= -NEGATIVE_BEFORE * RATE) & (after <= RATE)
-                peaks.append(scores[near].max(initial=0.0))
+                peaks.append(scores[near_phrase(after)].max(initial=0.0))
                 continue
             kind = str(kinds[i])
             hours[kind] = hours.get(kind, 0.0) + len(emb) * CHUNK / RATE / 3600
@@ -532,8 +537,7 @@ def choose_vote(net: Mlp, held_out: list[Clip],
                     if len(raw) >= sustain else np.zeros(1))
             if kind is None:
                 after = after_phrase(clip)[sustain - 1:]
-                near = (after >= -NEGATIVE_BEFORE * RATE) & (after <= RATE)
-                near_peaks.append(held[near].max(initial=0.0))
+                near_peaks.append(held[near_phrase(after)].max(initial=0.0))
             elif kind == "speech":
                 peaks.append(held.max())
         for point in OPERATING_POINTS:
