@@ -61,6 +61,22 @@ def test_the_trainer_learns_a_separable_problem() -> None:
     assert np.mean(guess == (y[4000:] == 1)) > 0.95
 
 
+def test_averaged_nets_score_the_mean_of_their_logits(tmp_path) -> None:
+    """Nets of different widths make one net, and one head file, whose logit
+    is their mean."""
+    narrow = train_wake.Mlp(16 * 96, 4, np.random.default_rng(5))
+    wide = train_wake.Mlp(16 * 96, 8, np.random.default_rng(6))
+    both = train_wake.averaged([narrow, wide])
+    x = np.random.default_rng(7).normal(size=(20, 16 * 96)).astype(np.float32)
+    mean = (narrow.logits(x) + wide.logits(x)) / 2
+    np.testing.assert_allclose(both.logits(x), mean, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(mean, narrow.logits(x), atol=1e-3)
+    save_head(tmp_path / "both.npz", both.params, windows=16, phrase="x", trained_with="{}")
+    head = NumpyHead(tmp_path / "both.npz")
+    np.testing.assert_allclose(head(x.reshape(20, 16, 96)).ravel(), 1 / (1 + np.exp(-mean)),
+                               rtol=1e-4)
+
+
 def test_bad_head_files_raise_model_error(tmp_path) -> None:
     garbage = tmp_path / "garbage.npz"
     garbage.write_bytes(b"not a zip")

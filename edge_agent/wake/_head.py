@@ -46,7 +46,7 @@ class NumpyHead:
                 if int(data["format"]) != FORMAT:
                     raise ModelError(f"{path}: head format {int(data['format'])}, "
                                      f"this edge-agent reads {FORMAT}")
-                self._w1, self._b1, self._w2, self._b2 = (_flushed(data[k]) for k in _ARRAYS)
+                self._w1, self._b1, self._w2, self._b2 = (flushed(data[k]) for k in _ARRAYS)
                 windows = int(data["windows"])
                 self.phrase = str(data["phrase"])
                 self.sustain = max(1, int(data["sustain"])) if "sustain" in data else 1
@@ -59,7 +59,7 @@ class NumpyHead:
                              f"do not fit {windows} embeddings")
         self.path = path
         self.input_shape = [1, windows, width]
-        # Process-wide, on purpose: numpy's BLAS splits even this 1536 x 32
+        # Process-wide, on purpose: numpy's BLAS splits even a 1536 x 32
         # product over every core, and its idle threads then spin between
         # calls: the detector used 0.0257 CPU s per second of audio instead of
         # 0.0126. Nothing in edge-agent gains from threaded BLAS.
@@ -71,7 +71,7 @@ class NumpyHead:
         return 0.5 * (1.0 + np.tanh(0.5 * logits))  # the sigmoid, without overflow
 
 
-def _flushed(weights: np.ndarray) -> np.ndarray:
+def flushed(weights: np.ndarray) -> np.ndarray:
     """``weights`` with subnormal floats set to zero. Weight decay leaves the
     weights of dead ReLU units subnormal, and the CPU's slow path for those
     made one 1536 x 32 product take 112 us instead of 4."""
