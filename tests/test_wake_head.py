@@ -132,12 +132,29 @@ def test_the_second_head_only_adds_to_the_bundled_models_score() -> None:
     assert np.any(both > alone + 0.05)
 
 
-def constant_head(path, *, score_logit: float, sustain: int) -> None:
+def constant_head(path, *, score_logit: float, sustain: int, lag: float | None = None) -> None:
     """A head that scores the same on any audio: sigmoid(score_logit)."""
     params = {"w1": np.zeros((16 * 96, 2)), "b1": np.zeros(2), "w2": np.zeros((2, 1)),
               "b2": np.array([score_logit])}
     save_head(path, params, windows=16, phrase="hey jarvis", trained_with="{}",
-              sustain=sustain)
+              sustain=sustain, lag=lag)
+
+
+@pytest.mark.parametrize(("head_lag", "expected_lag"), [(0.04, 0.04), (None, 0.16)])
+def test_end_index_takes_the_lag_of_the_vote_that_scored(tmp_path, monkeypatch, head_lag,
+                                                          expected_lag: float) -> None:
+    """A head fires sooner after the phrase than openWakeWord's model: the
+    wake phrase's end is placed with the lag the head carries, or with the
+    model's when it carries none."""
+    monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
+    constant_head(tmp_path / "hey_jarvis.npz", score_logit=6.0, sustain=2, lag=head_lag)
+    detector = WakeDetector(WakeSettings(warmup_seconds=0.5), gate=False)
+    found = feed(detector, piper("the weather tomorrow"))
+    assert found, "the constant head passes on every step"
+    first = found[0]
+    assert first.score == pytest.approx(0.5 * (1 + np.tanh(3.0)))
+    step_end = next(k for k in range(1280, 10 * RATE, 1280) if k >= 0.5 * RATE)
+    assert first.end_index == step_end - round(expected_lag * RATE)
 
 
 @pytest.mark.parametrize(("sustain", "counts_from_step"), [(1, 1), (3, 3)])
@@ -161,14 +178,19 @@ def test_a_head_vote_counts_once_sustained(tmp_path, monkeypatch, sustain: int,
         assert both.last_scores["hey_jarvis"] < 0.9
 
 
-def test_the_vote_is_set_by_the_held_out_sentences() -> None:
-    """The sustain and operating point with the fewest held-out misses while
-    held-out sentences stay under the bound; sound-alike phrases do not count."""
+def newest_embedding_net() -> train_wake.Mlp:
+    """A net scoring sigmoid(mean of the newest embedding - 1): silence 0.27."""
     net = train_wake.Mlp(16 * 96, 2, np.random.default_rng(0))
     net.params = {"w1": np.zeros((16 * 96, 2), np.float32), "b1": np.zeros(2, np.float32),
                   "w2": np.ones((2, 1), np.float32), "b2": np.full(1, -1.0, np.float32)}
-    net.params["w1"][-96:, 0] = 1 / 96  # the newest embedding drives the score
-    # Silence scores 0.27.
+    net.params["w1"][-96:, 0] = 1 / 96
+    return net
+
+
+def test_the_vote_is_set_by_the_held_out_sentences() -> None:
+    """The sustain and operating point with the fewest held-out misses while
+    held-out sentences stay under the bound; sound-alike phrases do not count."""
+    net = newest_embedding_net()
     sentence = np.zeros((22, 96), np.float32)
     sentence[16:18] = 1.0  # two steps at 0.5
     positive = np.zeros((40, 96), np.float32)
@@ -184,6 +206,20 @@ def test_the_vote_is_set_by_the_held_out_sentences() -> None:
     assert (sustain, point) == (2, 0.55)
     assert table["2@0.5"]["speech_false_accepts_per_hour"] > 0.25
     assert table["3@0.5"] == {"false_reject_rate": 0.0, "speech_false_accepts_per_hour": 0.0}
+
+
+def test_the_vote_lag_is_the_median_first_pass_after_the_phrase() -> None:
+    """Three positives whose score rises 1, 2 and 6 steps after the phrase's
+    end: with sustain 2 their votes pass 2, 3 and 7 steps after it (0.16,
+    0.24, 0.56 s), and the lag is the middle one."""
+    net = newest_embedding_net()
+    clips = []
+    for steps_late in (1, 2, 6):
+        emb = np.zeros((40, 96), np.float32)
+        emb[19 + steps_late:30 + steps_late] = 3.0  # scores 0.88
+        clips.append((emb, 20 * 1280))  # the phrase ends where frame 20 starts
+    lag = train_wake.vote_lag(net, 2, 0.8, [*clips, (np.zeros((30, 96), np.float32), None)])
+    assert lag == 0.24
 
 
 def test_subnormal_weights_are_flushed(tmp_path) -> None:

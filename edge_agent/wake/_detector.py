@@ -27,16 +27,6 @@ log = logging.getLogger(__name__)
 
 RATE = 16000
 
-DETECTION_LAG = {"hey_jarvis": 0.16, "alexa": 0.04, "hey_mycroft": 0.22,
-                 "hey_rhasspy": 0.07, "okay_nabu": 0.40}
-"""Seconds from the end of the spoken wake phrase to the end of the frame whose
-score first crosses 0.5: about the medians over Piper and espeak-ng voices at
-several speeds (tests/bench/bench_wake.py prints them as "lag_s"), rounded
-down a little: starting the utterance early only hands STT the wake word's
-tail (strip_wake_phrase removes it), starting late clips the command.
-Subtracted to place ``end_index``; a custom model gets ``DEFAULT_LAG``."""
-DEFAULT_LAG = 0.16
-
 GATE_AGGRESSIVENESS = 0
 """webrtcvad mode of the idle gate: the most permissive, so the gate only ever
 closes on audio that surely holds no voice."""
@@ -136,8 +126,7 @@ class WakeDetector:
             if end_index < self._refractory_until.get(name, 0):
                 continue
             if best is None or score > best.score:
-                lag = int(DETECTION_LAG.get(name, DEFAULT_LAG) * RATE)
-                best = WakeDetection(name, score, max(0, end_index - lag))
+                best = WakeDetection(name, score, max(0, end_index - round(word.lag * RATE)))
         if best is not None:
             self._refractory_until[best.model] = (
                 end_index + int(self.settings.refractory_seconds * RATE))

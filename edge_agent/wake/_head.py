@@ -23,18 +23,21 @@ _ARRAYS = ("w1", "b1", "w2", "b2")
 
 
 def save_head(path: Path, params: Mapping[str, np.ndarray], *, windows: int, phrase: str,
-              trained_with: str, sustain: int = 1, operating_point: float = 0.5) -> None:
+              trained_with: str, sustain: int = 1, operating_point: float = 0.5,
+              lag: float | None = None) -> None:
     """Write a head: its weights, how many embeddings it reads, the phrase it
-    was trained on, how many steps in a row it must score (see
-    edge_agent/wake/_scoring.py) and the training settings (for the record).
+    was trained on, how many steps in a row it must score and how late after
+    the phrase it first does (see edge_agent/wake/_scoring.py), and the
+    training settings (for the record).
 
     The output is shifted so that the net's ``operating_point`` reads 0.5:
     the wake threshold's default then means what was chosen at training."""
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {k: np.asarray(params[k], dtype=np.float32) for k in _ARRAYS}
     arrays["b2"] = arrays["b2"] - np.float32(np.log(operating_point / (1 - operating_point)))
-    np.savez_compressed(path, **arrays, format=FORMAT, windows=windows, phrase=phrase,
-                        sustain=sustain, trained_with=trained_with)
+    extra = {} if lag is None else {"lag": lag}
+    np.savez_compressed(path, **arrays, **extra, format=FORMAT, windows=windows,
+                        phrase=phrase, sustain=sustain, trained_with=trained_with)
 
 
 class NumpyHead:
@@ -51,6 +54,9 @@ class NumpyHead:
                 self.phrase = str(data["phrase"])
                 self.sustain = max(1, int(data["sustain"])) if "sustain" in data else 1
                 """Steps in a row the head must score for its vote to count."""
+                self.lag = float(data["lag"]) if "lag" in data else None
+                """Seconds from the phrase's end to its first passing vote (None:
+                not measured; the model's lag is used)."""
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ModelError(f"cannot load wake head {path}: {exc}") from exc
         width, spare = divmod(self._w1.shape[0], max(1, windows))

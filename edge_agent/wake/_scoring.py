@@ -18,15 +18,29 @@ from edge_agent.config import wake_model_name
 from edge_agent.wake._head import NumpyHead
 from edge_agent.wake._models import Classifier, load_classifier
 
+DETECTION_LAG = {"hey_jarvis": 0.16, "alexa": 0.04, "hey_mycroft": 0.22,
+                 "hey_rhasspy": 0.07, "okay_nabu": 0.40}
+"""Seconds from the end of the spoken wake phrase to the end of the frame whose
+score (openWakeWord's model alone) first crosses 0.5: about the medians over
+Piper and espeak-ng voices at several speeds (tests/bench/bench_wake.py
+prints them as "lag_s"), rounded down a little: starting the utterance early
+only hands STT the wake word's tail (strip_wake_phrase removes it), starting
+late clips the command. The detector subtracts the lag of the vote that
+scored to place ``end_index``; a custom model gets ``DEFAULT_LAG``, a head
+the lag measured when it was trained."""
+DEFAULT_LAG = 0.16
+
 
 class _Vote:
     """One classifier's vote: the lowest of its last ``sustain`` scores (1 for
     openWakeWord's models), nothing until it has that many."""
 
-    def __init__(self, net: Classifier, windows: int) -> None:
+    def __init__(self, net: Classifier, windows: int, lag: float) -> None:
+        """``lag`` unless the net is a head that carries its own."""
         self._net, self.windows = net, windows
-        self._recent: deque[float] = deque(
-            maxlen=net.sustain if isinstance(net, NumpyHead) else 1)
+        head = net if isinstance(net, NumpyHead) else None
+        self._recent: deque[float] = deque(maxlen=head.sustain if head else 1)
+        self.lag = head.lag if head and head.lag is not None else lag
 
     def __call__(self, embeddings: np.ndarray) -> float:
         self._recent.append(float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0]))
@@ -41,15 +55,22 @@ class WakeWordScorer:
         """``model`` as in wake.models (a custom head named there keeps its
         sustain too); ``head`` a second head's .npz."""
         self.name = wake_model_name(model)
-        self._votes = [_Vote(*load_classifier(model))]
+        lag = DETECTION_LAG.get(self.name, DEFAULT_LAG)
+        self._votes = [_Vote(*load_classifier(model), lag)]
         if head is not None:
-            self._votes.append(_Vote(*load_classifier(str(head))))
+            self._votes.append(_Vote(*load_classifier(str(head)), lag))
         self.windows = max(vote.windows for vote in self._votes)
+        self.lag = lag
+        """Seconds from the phrase's end to the newest step, for the vote that
+        gave its score: heads fire sooner than openWakeWord's models."""
 
     def score(self, embeddings: np.ndarray) -> float:
         """The score of the newest step, the higher vote; ``embeddings`` are
         the last ``windows`` (or more), oldest first."""
-        return max([vote(embeddings) for vote in self._votes])
+        scores = [vote(embeddings) for vote in self._votes]
+        best = int(np.argmax(scores))
+        self.lag = self._votes[best].lag
+        return scores[best]
 
     def forget(self) -> None:
         """Steps were skipped (idle gate, reset): the next ones start afresh."""
