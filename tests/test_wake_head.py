@@ -92,6 +92,10 @@ def test_bad_head_files_raise_model_error(tmp_path) -> None:
               windows=16, phrase="x", trained_with="{}")
     with pytest.raises(ModelError, match=r"narrow\.npz is not an openWakeWord classifier"):
         WakeWordScorer("hey_jarvis", head=narrow)
+    for lag in (float("nan"), -0.1):
+        constant_head(tmp_path / "lag.npz", score_logit=0.0, sustain=1, lag=lag)
+        with pytest.raises(ModelError, match=r"lag\.npz: lag .* is not a time after the phrase"):
+            NumpyHead(tmp_path / "lag.npz")
     partial = tmp_path / "partial.npz"
     np.savez(partial, w1=np.zeros((1536, 4)))
     with pytest.raises(ModelError, match=r"partial\.npz"):

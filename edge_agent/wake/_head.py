@@ -59,6 +59,8 @@ class NumpyHead:
                 not measured; the model's lag is used)."""
         except (OSError, KeyError, ValueError, zipfile.BadZipFile) as exc:
             raise ModelError(f"cannot load wake head {path}: {exc}") from exc
+        if self.lag is not None and not 0.0 <= self.lag < 5.0:
+            raise ModelError(f"{path}: lag {self.lag} s is not a time after the phrase")
         width, spare = divmod(self._w1.shape[0], max(1, windows))
         if spare or self._w2.shape != (self._w1.shape[1], 1):
             raise ModelError(f"{path}: weight shapes {self._w1.shape}, {self._w2.shape} "
