@@ -540,12 +540,27 @@ HELD_OUT_FALSE_ACCEPTS_PER_HOUR = 0.25
 """Half the 0.5 per hour target: the margin for held-out clips not being the world."""
 
 
+def window_scores(net: Mlp, clip: Clip) -> np.ndarray:
+    """The net's raw score of every window of ``clip``."""
+    return net.scores(windows(clip[0]).reshape(-1, WINDOWS * 96))
+
+
+def votes(raw: np.ndarray, sustain: int, clip: Clip) -> tuple[np.ndarray, np.ndarray | None]:
+    """The vote at each window of ``clip`` from the ``sustain``-th on (the
+    lowest of the last ``sustain`` raw scores; none for a shorter clip) and,
+    for a positive, how far after the phrase's end each of those windows ends."""
+    held = (np.lib.stride_tricks.sliding_window_view(raw, sustain).min(axis=1)
+            if len(raw) >= sustain else np.zeros(0))
+    after = after_phrase(clip)
+    return held, None if after is None else after[sustain - 1:]
+
+
 def choose_vote(net: Mlp, held_out: list[Clip],
                 kinds: list[str | None]) -> tuple[int, float, dict]:
     """The sustain and operating point that miss the fewest held-out positives
     while the held-out ordinary sentences wake it at most
     HELD_OUT_FALSE_ACCEPTS_PER_HOUR; and the figures of every candidate."""
-    raws = [net.scores(windows(c[0]).reshape(-1, WINDOWS * 96)) for c in held_out]
+    raws = [window_scores(net, clip) for clip in held_out]
     speech_hours = sum(len(c[0]) for c, k in zip(held_out, kinds, strict=True)
                        if k == "speech") * CHUNK / RATE / 3600
     best: tuple[float, int, float] | None = None
@@ -553,13 +568,11 @@ def choose_vote(net: Mlp, held_out: list[Clip],
     for sustain in SUSTAINS:
         peaks, near_peaks = [], []
         for clip, kind, raw in zip(held_out, kinds, raws, strict=True):
-            held = (np.lib.stride_tricks.sliding_window_view(raw, sustain).min(axis=1)
-                    if len(raw) >= sustain else np.zeros(1))
-            if kind is None:
-                after = after_phrase(clip)[sustain - 1:]
+            held, after = votes(raw, sustain, clip)
+            if after is not None:
                 near_peaks.append(held[near_phrase(after)].max(initial=0.0))
             elif kind == "speech":
-                peaks.append(held.max())
+                peaks.append(held.max(initial=0.0))
         for point in OPERATING_POINTS:
             per_hour = sum(p >= point for p in peaks) / speech_hours
             missed = float(np.mean(np.asarray(near_peaks) < point))
@@ -580,14 +593,8 @@ def vote_lag(net: Mlp, sustain: int, operating_point: float, held_out: list[Clip
     down to 20 ms (early only hands STT the phrase's tail, late clips the
     command), and never below 0 (the phrase's end is not in the future)."""
     lags = []
-    for clip in held_out:
-        if clip[1] is None:
-            continue
-        raw = net.scores(windows(clip[0]).reshape(-1, WINDOWS * 96))
-        if len(raw) < sustain:
-            continue
-        held = np.lib.stride_tricks.sliding_window_view(raw, sustain).min(axis=1)
-        after = after_phrase(clip)[sustain - 1:]
+    for clip in (c for c in held_out if c[1] is not None):
+        held, after = votes(window_scores(net, clip), sustain, clip)
         passing = np.nonzero(near_phrase(after) & (held >= operating_point))[0]
         if len(passing):
             lags.append(after[passing[0]] / RATE)
