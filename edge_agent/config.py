@@ -87,9 +87,9 @@ class WakeSettings:
     """After a reset the feature window refills; detections are ignored this long."""
     playback_threshold: float = setting(0.8, min=0.0, max=1.0)
     """Threshold while the speaker talks, so its own voice does not wake it."""
-    second_head: bool = setting(True)
-    """Also score bundled wake words with edge-agent's own head where one
-    ships (hey_jarvis); a wake word counts when either classifier passes."""
+    own_head: bool = setting(True)
+    """Score bundled wake words with edge-agent's own head instead of
+    openWakeWord's classifier where one ships (hey_jarvis)."""
 
 
 @dataclass(frozen=True)

@@ -66,13 +66,13 @@ def test_averaged_nets_score_the_mean_of_their_logits(tmp_path) -> None:
     is their mean."""
     narrow = train_wake.Mlp(16 * 96, 4, np.random.default_rng(5))
     wide = train_wake.Mlp(16 * 96, 8, np.random.default_rng(6))
-    both = train_wake.averaged([narrow, wide])
+    detector = train_wake.averaged([narrow, wide])
     x = np.random.default_rng(7).normal(size=(20, 16 * 96)).astype(np.float32)
     mean = (narrow.logits(x) + wide.logits(x)) / 2
-    np.testing.assert_allclose(both.logits(x), mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(detector.logits(x), mean, rtol=1e-4, atol=1e-5)
     assert not np.allclose(mean, narrow.logits(x), atol=1e-3)
-    save_head(tmp_path / "both.npz", both.params, windows=16, phrase="x", trained_with="{}")
-    head = NumpyHead(tmp_path / "both.npz")
+    save_head(tmp_path / "detector.npz", detector.params, windows=16, phrase="x", trained_with="{}")
+    head = NumpyHead(tmp_path / "detector.npz")
     np.testing.assert_allclose(head(x.reshape(20, 16, 96)).ravel(), 1 / (1 + np.exp(-mean)),
                                rtol=1e-4)
 
@@ -112,7 +112,7 @@ def test_a_custom_npz_head_is_a_wake_model(tmp_path) -> None:
     assert found and found[0].model == "my_word"
 
 
-def test_hey_jarvis_ships_a_second_head_and_the_others_do_not() -> None:
+def test_hey_jarvis_ships_a_own_head_and_the_others_do_not() -> None:
     assert bundled_head("hey_jarvis") is not None
     assert NumpyHead(bundled_head("hey_jarvis")).phrase == "hey jarvis"
     assert bundled_head("alexa") is None
@@ -127,13 +127,22 @@ def _scores(detector: WakeDetector, audio: np.ndarray) -> np.ndarray:
     return np.asarray(out)
 
 
-def test_the_second_head_only_adds_to_the_bundled_models_score() -> None:
-    audio = np.concatenate([silence(2.0), espeak("hey jarvis", voice="en-gb-scotland+m3",
-                                                 speed=170, pitch=30), silence(1.0)])
-    alone = _scores(WakeDetector(WakeSettings(second_head=False), gate=False), audio)
-    both = _scores(WakeDetector(WakeSettings(), gate=False), audio)
-    assert np.all(both >= alone - 1e-6)
-    assert np.any(both > alone + 0.05)
+def test_the_own_head_hears_takes_the_bundled_model_misses() -> None:
+    audio = np.concatenate([silence(2.0), espeak("hey jarvis", voice="en-029", speed=140,
+                                                 pitch=60), silence(1.0)])
+    bundled = _scores(WakeDetector(WakeSettings(own_head=False), gate=False), audio)
+    own = _scores(WakeDetector(WakeSettings(), gate=False), audio)
+    assert own.max() > 0.5 > bundled.max()
+
+
+def test_the_own_head_scores_instead_of_the_bundled_model(tmp_path, monkeypatch) -> None:
+    """A head that always says no silences a take the bundled model is sure of."""
+    audio = np.concatenate([silence(2.0), piper("hey jarvis"), silence(1.0)])
+    assert _scores(WakeDetector(WakeSettings(own_head=False), gate=False), audio).max() > 0.9
+    monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
+    constant_head(tmp_path / "hey_jarvis.npz", score_logit=-6.0, sustain=1)
+    own = _scores(WakeDetector(WakeSettings(), gate=False), audio)
+    assert own.max() == pytest.approx(0.5 * (1 + np.tanh(-3.0)), rel=1e-4)
 
 
 def constant_head(path, *, score_logit: float, sustain: int, lag: float | None = None) -> None:
@@ -145,8 +154,8 @@ def constant_head(path, *, score_logit: float, sustain: int, lag: float | None =
 
 
 @pytest.mark.parametrize(("head_lag", "expected_lag"), [(0.04, 0.04), (None, 0.16)])
-def test_end_index_takes_the_lag_of_the_vote_that_scored(tmp_path, monkeypatch, head_lag,
-                                                          expected_lag: float) -> None:
+def test_end_index_takes_the_heads_lag_or_the_models(tmp_path, monkeypatch, head_lag,
+                                                    expected_lag: float) -> None:
     """A head fires sooner after the phrase than openWakeWord's model: the
     wake phrase's end is placed with the lag the head carries, or with the
     model's when it carries none."""
@@ -166,20 +175,16 @@ def test_a_head_vote_counts_once_sustained(tmp_path, monkeypatch, sustain: int,
                                            counts_from_step: int) -> None:
     monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
     constant_head(tmp_path / "hey_jarvis.npz", score_logit=6.0, sustain=sustain)
-    both = WakeDetector(WakeSettings(), gate=False)
-    alone = WakeDetector(WakeSettings(second_head=False), gate=False)
+    detector = WakeDetector(WakeSettings(), gate=False)
     audio = piper("the weather tomorrow")
     for step in range(1, 6):
-        chunk = audio[(step - 1) * 1280:step * 1280]
-        both.process(chunk, step * 1280)
-        alone.process(chunk, step * 1280)
-        counts = step >= counts_from_step
-        expected = 0.5 * (1 + np.tanh(3.0)) if counts else alone.last_scores["hey_jarvis"]
-        assert both.last_scores["hey_jarvis"] == pytest.approx(expected, abs=1e-6)
-    both.reset()  # forgets the run: the head must be sustained again
-    both.process(audio[:1280], 1280)
+        detector.process(audio[(step - 1) * 1280:step * 1280], step * 1280)
+        expected = 0.5 * (1 + np.tanh(3.0)) if step >= counts_from_step else 0.0
+        assert detector.last_scores["hey_jarvis"] == pytest.approx(expected, abs=1e-6)
+    detector.reset()  # forgets the run: the head must be sustained again
+    detector.process(audio[:1280], 1280)
     if sustain > 1:
-        assert both.last_scores["hey_jarvis"] < 0.9
+        assert detector.last_scores["hey_jarvis"] < 0.9
 
 
 def newest_embedding_net() -> train_wake.Mlp:
@@ -208,7 +213,8 @@ def test_the_vote_is_set_by_the_held_out_sentences() -> None:
     # Sustain 2 needs a point above the sentence's 0.5; sustain 3 gets by at
     # 0.5, but misses no fewer positives, and the shorter sustain wins a tie.
     assert (sustain, point) == (2, 0.55)
-    assert table["2@0.5"]["speech_false_accepts_per_hour"] > 0.25
+    assert (table["2@0.5"]["speech_false_accepts_per_hour"]
+            > train_wake.HELD_OUT_FALSE_ACCEPTS_PER_HOUR)
     assert table["3@0.5"] == {"false_reject_rate": 0.0, "speech_false_accepts_per_hour": 0.0}
 
 

@@ -38,7 +38,7 @@ HEADS_DIR = Path(__file__).parent / "models"
 
 
 def bundled_head(model: str) -> Path | None:
-    """edge-agent's second head for a bundled wake word, if it ships one."""
+    """edge-agent's own head for a bundled wake word, if it ships one."""
     path = HEADS_DIR / f"{model}.npz"
     return path if model in BUILTIN_WAKE_MODELS and path.is_file() else None
 

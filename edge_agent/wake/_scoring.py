@@ -1,5 +1,5 @@
-"""One wake word's score per 80 ms step, from openWakeWord's classifier and,
-where edge-agent ships one, a second head.
+"""One wake word's score per 80 ms step, from openWakeWord's classifier or,
+where edge-agent ships one, its own head.
 
 The head's vote is the lowest of its last ``sustain`` scores: a true "hey
 jarvis" keeps it high for several 80 ms steps, a passing sound-alike in
@@ -53,26 +53,21 @@ class _Vote:
 class WakeWordScorer:
     def __init__(self, model: str, *, head: Path | None = None) -> None:
         """``model`` as in wake.models (a custom head named there keeps its
-        sustain too); ``head`` a second head's .npz."""
+        sustain too); ``head`` edge-agent's own head (.npz), which then
+        scores the wake word instead of openWakeWord's classifier."""
         self.name = wake_model_name(model)
-        lag = DETECTION_LAG.get(self.name, DEFAULT_LAG)
-        self._votes = [_Vote(*load_classifier(model), lag)]
-        if head is not None:
-            self._votes.append(_Vote(*load_classifier(str(head)), lag))
-        self.windows = max(vote.windows for vote in self._votes)
-        self.lag = lag
-        """Seconds from the phrase's end to the newest step, for the vote that
-        gave its score: heads fire sooner than openWakeWord's models."""
+        self._vote = _Vote(*load_classifier(str(head) if head else model),
+                           DETECTION_LAG.get(self.name, DEFAULT_LAG))
+        self.windows = self._vote.windows
+        self.lag = self._vote.lag
+        """Seconds from the phrase's end to the step it first scores on:
+        heads fire sooner than openWakeWord's models."""
 
     def score(self, embeddings: np.ndarray) -> float:
-        """The score of the newest step, the higher vote; ``embeddings`` are
-        the last ``windows`` (or more), oldest first."""
-        scores = [vote(embeddings) for vote in self._votes]
-        best = int(np.argmax(scores))
-        self.lag = self._votes[best].lag
-        return scores[best]
+        """The score of the newest step; ``embeddings`` are the last
+        ``windows`` (or more), oldest first."""
+        return self._vote(embeddings)
 
     def forget(self) -> None:
         """Steps were skipped (idle gate, reset): the next ones start afresh."""
-        for vote in self._votes:
-            vote.forget()
+        self._vote.forget()

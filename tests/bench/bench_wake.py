@@ -119,10 +119,10 @@ def _scores(detector: WakeDetector, audio: np.ndarray) -> tuple[np.ndarray, list
     return series, found
 
 
-def wake_positive_figures(quick: bool, second_head: bool) -> dict:
+def wake_positive_figures(quick: bool, own_head: bool) -> dict:
     """At the configured threshold (0.5) from the detector's own decisions; at
     other thresholds from each take's peak score."""
-    detector = WakeDetector(WakeSettings(second_head=second_head))
+    detector = WakeDetector(WakeSettings(own_head=own_head))
     by_condition, by_engine = {}, {}
     missed: list[str] = []
     peaks, delays, end_errors = [], [], []
@@ -235,7 +235,7 @@ def negative_segments(minutes: float) -> list[tuple[str, np.ndarray]]:
     return segments
 
 
-def false_accept_figures(quick: bool, second_head: bool) -> dict:
+def false_accept_figures(quick: bool, own_head: bool) -> dict:
     """All five models over one continuous stream; each detection is charged
     to the category of the segment it fell in."""
     minutes = 3.0 if quick else 32.0
@@ -243,7 +243,7 @@ def false_accept_figures(quick: bool, second_head: bool) -> dict:
     stream = np.concatenate([a for _, a in segments])
     owner = np.concatenate([np.full(len(a), c) for c, a in segments])
     detector = WakeDetector(WakeSettings(models=list(BUILTIN_WAKE_MODELS),
-                                         second_head=second_head))
+                                         own_head=own_head))
     series, found = _scores(detector, stream)
     hours = len(stream) / RATE / 3600
     categories = {c: sum(len(a) for k, a in segments if k == c) / RATE / 60
@@ -419,11 +419,11 @@ def run(quick: bool = False) -> dict:
         "mode": "quick (fewer positives, 3 min of negatives)" if quick else "full",
         # The default (openWakeWord's model and edge-agent's second head),
         # then openWakeWord's model alone: what the second head adds.
-        "wake_hey_jarvis": wake_positive_figures(quick, second_head=True),
-        "wake_hey_jarvis_openwakeword_alone": wake_positive_figures(quick, second_head=False),
+        "wake_hey_jarvis": wake_positive_figures(quick, own_head=True),
+        "wake_hey_jarvis_openwakeword_alone": wake_positive_figures(quick, own_head=False),
         "wake_all_models": other_models_figures(quick),
-        "false_accepts": false_accept_figures(quick, second_head=True),
-        "false_accepts_openwakeword_alone": false_accept_figures(quick, second_head=False),
+        "false_accepts": false_accept_figures(quick, own_head=True),
+        "false_accepts_openwakeword_alone": false_accept_figures(quick, own_head=False),
         "idle_cpu_per_audio_second": cpu_figures(quick),
         "end_of_turn": end_of_turn_figures(quick),
     }

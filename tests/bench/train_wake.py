@@ -4,8 +4,8 @@ openWakeWord's bundled "hey jarvis" model was trained on Piper-style voices:
 it hears Piper's joe voice (3 % missed) but misses espeak-ng's voices and noisy
 takes (46 %). This trains small numpy MLPs (32 and 64 hidden units) on the
 same embeddings, from many more synthetic voices, speeds, pitches and
-backgrounds, and averages their logits into one head to run beside the
-bundled model (the detector takes the higher of the two scores).
+backgrounds, and averages their logits into one head that scores the wake
+word in the bundled model's place.
 
 Nothing here overlaps the evaluation in tests/bench/bench_wake.py: other
 espeak-ng voice variants, speeds, pitches and Piper settings, other sentences
@@ -536,8 +536,10 @@ def averaged(nets: list[Mlp]) -> Mlp:
 
 OPERATING_POINTS = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 0.99)
 SUSTAINS = (2, 3, 4, 5)
-HELD_OUT_FALSE_ACCEPTS_PER_HOUR = 0.25
-"""Half the 0.5 per hour target: the margin for held-out clips not being the world."""
+HELD_OUT_FALSE_ACCEPTS_PER_HOUR = 0.4
+"""The 0.5 per hour target less a fifth, for held-out clips not being the
+world. The head wakes the detector alone; when openWakeWord's model voted
+beside it (0.17 per hour of its own), the head was held to 0.25."""
 
 
 def window_scores(net: Mlp, clip: Clip) -> np.ndarray:
