@@ -16,7 +16,7 @@ import numpy as np
 
 from edge_agent.config import wake_model_name
 from edge_agent.wake._head import NumpyHead
-from edge_agent.wake._models import Classifier, load_classifier
+from edge_agent.wake._models import load_classifier
 
 DETECTION_LAG = {"hey_jarvis": 0.16, "alexa": 0.04, "hey_mycroft": 0.22,
                  "hey_rhasspy": 0.07, "okay_nabu": 0.40}
@@ -25,49 +25,35 @@ score (openWakeWord's model alone) first crosses 0.5: about the medians over
 Piper and espeak-ng voices at several speeds (tests/bench/bench_wake.py
 prints them as "lag_s"), rounded down a little: starting the utterance early
 only hands STT the wake word's tail (strip_wake_phrase removes it), starting
-late clips the command. The detector subtracts the lag of the vote that
-scored to place ``end_index``; a custom model gets ``DEFAULT_LAG``, a head
+late clips the command. The detector subtracts the scorer's lag to place
+``end_index``; a custom model gets ``DEFAULT_LAG``, a head
 the lag measured when it was trained."""
 DEFAULT_LAG = 0.16
 
 
-class _Vote:
+class WakeWordScorer:
     """One classifier's vote: the lowest of its last ``sustain`` scores (1 for
     openWakeWord's models), nothing until it has that many."""
 
-    def __init__(self, net: Classifier, windows: int, lag: float) -> None:
-        """``lag`` unless the net is a head that carries its own."""
-        self._net, self.windows = net, windows
-        head = net if isinstance(net, NumpyHead) else None
-        self._recent: deque[float] = deque(maxlen=head.sustain if head else 1)
-        self.lag = head.lag if head and head.lag is not None else lag
-
-    def __call__(self, embeddings: np.ndarray) -> float:
-        self._recent.append(float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0]))
-        return min(self._recent) if len(self._recent) == self._recent.maxlen else 0.0
-
-    def forget(self) -> None:
-        self._recent.clear()
-
-
-class WakeWordScorer:
     def __init__(self, model: str, *, head: Path | None = None) -> None:
         """``model`` as in wake.models (a custom head named there keeps its
         sustain too); ``head`` edge-agent's own head (.npz), which then
         scores the wake word instead of openWakeWord's classifier."""
         self.name = wake_model_name(model)
-        self._vote = _Vote(*load_classifier(str(head) if head else model),
-                           DETECTION_LAG.get(self.name, DEFAULT_LAG))
-        self.windows = self._vote.windows
-        self.lag = self._vote.lag
+        self._net, self.windows = load_classifier(str(head) if head else model)
+        own = self._net if isinstance(self._net, NumpyHead) else None
+        self._recent: deque[float] = deque(maxlen=own.sustain if own else 1)
+        self.lag = (own.lag if own and own.lag is not None
+                    else DETECTION_LAG.get(self.name, DEFAULT_LAG))
         """Seconds from the phrase's end to the step it first scores on:
         heads fire sooner than openWakeWord's models."""
 
     def score(self, embeddings: np.ndarray) -> float:
         """The score of the newest step; ``embeddings`` are the last
         ``windows`` (or more), oldest first."""
-        return self._vote(embeddings)
+        self._recent.append(float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0]))
+        return min(self._recent) if len(self._recent) == self._recent.maxlen else 0.0
 
     def forget(self) -> None:
         """Steps were skipped (idle gate, reset): the next ones start afresh."""
-        self._vote.forget()
+        self._recent.clear()
