@@ -208,8 +208,10 @@ def test_the_vote_is_set_by_the_held_out_sentences() -> None:
     clips = [(positive, 21 * 1280), (sentence, None), (sound_alike, None)]
     # A long stretch of silent speech clips so one false wake is under the bound.
     quiet = [(np.zeros((22, 96), np.float32), None)] * 3000
+    held_out = clips + quiet
+    raws = [train_wake.window_scores(net, clip) for clip in held_out]
     sustain, point, table = train_wake.choose_vote(
-        net, clips + quiet, [None, "speech", "confusable"] + ["speech"] * 3000)
+        raws, held_out, [None, "speech", "confusable"] + ["speech"] * 3000)
     # Sustain 2 needs a point above the sentence's 0.5; sustain 3 gets by at
     # 0.5, but misses no fewer positives, and the shorter sustain wins a tie.
     assert (sustain, point) == (2, 0.55)
@@ -228,7 +230,9 @@ def test_the_vote_lag_is_the_median_first_pass_after_the_phrase() -> None:
         emb = np.zeros((40, 96), np.float32)
         emb[19 + steps_late:30 + steps_late] = 3.0  # scores 0.88
         clips.append((emb, 20 * 1280))  # the phrase ends where frame 20 starts
-    lag = train_wake.vote_lag(net, 2, 0.8, [*clips, (np.zeros((30, 96), np.float32), None)])
+    held_out = [*clips, (np.zeros((30, 96), np.float32), None)]
+    raws = [train_wake.window_scores(net, clip) for clip in held_out]
+    lag = train_wake.vote_lag(raws, 2, 0.8, held_out)
     assert lag == 0.24
 
 

@@ -465,8 +465,9 @@ def main() -> None:
                                     args.workers, in_babble=True)
     held_out, kinds = held_out_clips(args)
     net = averaged([trained_net(args, train_clips, hidden) for hidden in args.hidden])
-    sustain, operating_point, candidates = choose_vote(net, held_out, kinds)
-    lag = vote_lag(net, sustain, operating_point, held_out)
+    raws = [window_scores(net, clip) for clip in held_out]
+    sustain, operating_point, candidates = choose_vote(raws, held_out, kinds)
+    lag = vote_lag(raws, sustain, operating_point, held_out)
     print(json.dumps(candidates), f"\nchose sustain {sustain}, operating point "
           f"{operating_point:g}; lag {lag:g} s", flush=True)
     save_head(args.out, net.params, windows=WINDOWS, phrase=PHRASE, sustain=sustain,
@@ -557,12 +558,12 @@ def votes(raw: np.ndarray, sustain: int, clip: Clip) -> tuple[np.ndarray, np.nda
     return held, None if after is None else after[sustain - 1:]
 
 
-def choose_vote(net: Mlp, held_out: list[Clip],
+def choose_vote(raws: list[np.ndarray], held_out: list[Clip],
                 kinds: list[str | None]) -> tuple[int, float, dict]:
     """The sustain and operating point that miss the fewest held-out positives
     while the held-out ordinary sentences wake it at most
-    HELD_OUT_FALSE_ACCEPTS_PER_HOUR; and the figures of every candidate."""
-    raws = [window_scores(net, clip) for clip in held_out]
+    HELD_OUT_FALSE_ACCEPTS_PER_HOUR; and the figures of every candidate.
+    ``raws``: the net's window_scores of each held-out clip."""
     speech_hours = sum(len(c[0]) for c, k in zip(held_out, kinds, strict=True)
                        if k == "speech") * CHUNK / RATE / 3600
     best: tuple[float, int, float] | None = None
@@ -589,14 +590,17 @@ def choose_vote(net: Mlp, held_out: list[Clip],
     return best[1], best[2], table
 
 
-def vote_lag(net: Mlp, sustain: int, operating_point: float, held_out: list[Clip]) -> float:
+def vote_lag(raws: list[np.ndarray], sustain: int, operating_point: float,
+             held_out: list[Clip]) -> float:
     """Seconds from the phrase's end to the end of the step where the vote
     first passes: the median over the held-out positives it hears, rounded
     down to 20 ms (early only hands STT the phrase's tail, late clips the
     command), and never below 0 (the phrase's end is not in the future)."""
     lags = []
-    for clip in (c for c in held_out if c[1] is not None):
-        held, after = votes(window_scores(net, clip), sustain, clip)
+    for clip, raw in zip(held_out, raws, strict=True):
+        if clip[1] is None:
+            continue
+        held, after = votes(raw, sustain, clip)
         passing = np.nonzero(near_phrase(after) & (held >= operating_point))[0]
         if len(passing):
             lags.append(after[passing[0]] / RATE)
