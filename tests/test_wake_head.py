@@ -66,13 +66,13 @@ def test_averaged_nets_score_the_mean_of_their_logits(tmp_path) -> None:
     is their mean."""
     narrow = train_wake.Mlp(16 * 96, 4, np.random.default_rng(5))
     wide = train_wake.Mlp(16 * 96, 8, np.random.default_rng(6))
-    detector = train_wake.averaged([narrow, wide])
+    averaged = train_wake.averaged([narrow, wide])
     x = np.random.default_rng(7).normal(size=(20, 16 * 96)).astype(np.float32)
     mean = (narrow.logits(x) + wide.logits(x)) / 2
-    np.testing.assert_allclose(detector.logits(x), mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(averaged.logits(x), mean, rtol=1e-4, atol=1e-5)
     assert not np.allclose(mean, narrow.logits(x), atol=1e-3)
-    save_head(tmp_path / "detector.npz", detector.params, windows=16, phrase="x", trained_with="{}")
-    head = NumpyHead(tmp_path / "detector.npz")
+    save_head(tmp_path / "averaged.npz", averaged.params, windows=16, phrase="x", trained_with="{}")
+    head = NumpyHead(tmp_path / "averaged.npz")
     np.testing.assert_allclose(head(x.reshape(20, 16, 96)).ravel(), 1 / (1 + np.exp(-mean)),
                                rtol=1e-4)
 
@@ -112,7 +112,7 @@ def test_a_custom_npz_head_is_a_wake_model(tmp_path) -> None:
     assert found and found[0].model == "my_word"
 
 
-def test_hey_jarvis_ships_a_own_head_and_the_others_do_not() -> None:
+def test_hey_jarvis_ships_its_own_head_and_the_others_do_not() -> None:
     assert bundled_head("hey_jarvis") is not None
     assert NumpyHead(bundled_head("hey_jarvis")).phrase == "hey jarvis"
     assert bundled_head("alexa") is None

@@ -417,8 +417,8 @@ def run(quick: bool = False) -> dict:
     began = time.monotonic()
     result = {
         "mode": "quick (fewer positives, 3 min of negatives)" if quick else "full",
-        # The default (openWakeWord's model and edge-agent's second head),
-        # then openWakeWord's model alone: what the second head adds.
+        # The default (edge-agent's own head scores hey_jarvis), then
+        # openWakeWord's model in its place: what the head changes.
         "wake_hey_jarvis": wake_positive_figures(quick, own_head=True),
         "wake_hey_jarvis_openwakeword_alone": wake_positive_figures(quick, own_head=False),
         "wake_all_models": other_models_figures(quick),
