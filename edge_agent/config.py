@@ -25,8 +25,10 @@ from edge_agent.errors import ConfigError
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
 CONFIG_ENV = "EDGE_AGENT_CONFIG"
 BUILTIN_WAKE_MODELS = ("hey_jarvis", "alexa", "hey_mycroft", "hey_rhasspy", "okay_nabu")
-CUSTOM_WAKE_SUFFIXES = (".tflite", ".onnx", ".npz")
-"""openWakeWord classifiers (tflite, onnx) and edge-agent's own heads (npz)."""
+CUSTOM_WAKE_SUFFIXES = (".tflite", ".onnx", ".npz", ".json")
+"""openWakeWord classifiers (tflite, onnx), edge-agent's own heads (npz) and
+microWakeWord models (json, naming its tflite beside it)."""
+WAKE_ENGINES = ("openwakeword", "microwakeword")
 AGENT_LED_STATES = ("idle", "listening", "thinking", "speaking", "offline", "muted", "error")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -76,20 +78,25 @@ class WakeSettings:
     models: list[str] = setting(["hey_jarvis"])
     """Wake words: bundled names (hey_jarvis, alexa, hey_mycroft, hey_rhasspy,
     okay_nabu) or paths to custom models: openWakeWord .tflite/.onnx
-    classifiers or edge-agent .npz heads (tests/bench/train_wake.py)."""
+    classifiers, edge-agent .npz heads or microWakeWord .json models."""
+    engines: list[str] = setting(["openwakeword", "microwakeword"])
+    """Engines that score a bundled wake word, each where it ships the word;
+    the word counts when any of them passes its threshold."""
     threshold: float = setting(0.5, min=0.0, max=1.0)
-    """Score above which a wake word counts."""
+    """Score above which a wake word counts (every engine's own operating point reads 0.5)."""
     thresholds: dict[str, float] = setting({})
-    """Per-model threshold overrides, e.g. { alexa = 0.6 }."""
+    """Per-model threshold overrides, e.g. { alexa = 0.6 }, or per model and
+    engine: { "hey_jarvis:microwakeword" = 0.6 }."""
     refractory_seconds: float = setting(2.0, min=0.0, max=30.0)
     """After a detection, the same model is ignored this long."""
     warmup_seconds: float = setting(1.5, min=0.0, max=10.0)
     """After a reset the feature window refills; detections are ignored this long."""
     playback_threshold: float = setting(0.8, min=0.0, max=1.0)
     """Threshold while the speaker talks, so its own voice does not wake it."""
-    own_head: bool = setting(True)
+    own_head: bool = setting(False)
     """Score bundled wake words with edge-agent's own head instead of
-    openWakeWord's classifier where one ships (hey_jarvis)."""
+    openWakeWord's classifier where one ships (hey_jarvis). Off: on voice
+    families it was not trained on it missed more than the stock model."""
 
 
 @dataclass(frozen=True)
@@ -422,12 +429,23 @@ def _wake_model_problems(wake: WakeSettings, where: str) -> list[str]:
             suggestion = f"; did you mean {hint[0]!r}?" if hint else ""
             problems.append(
                 f"{where}: wake.models: {model!r} is neither a bundled wake word "
-                f"({', '.join(BUILTIN_WAKE_MODELS)}) nor a .tflite/.onnx/.npz path{suggestion}")
+                f"({', '.join(BUILTIN_WAKE_MODELS)}) nor a .tflite/.onnx/.npz/.json path"
+                f"{suggestion}")
         elif not Path(model).expanduser().is_file():
             problems.append(f"{where}: wake.models: model file {model!r} does not exist")
+    for engine in wake.engines:
+        if engine not in WAKE_ENGINES:
+            problems.append(f"{where}: wake.engines: {engine!r} is not one of "
+                            f"{', '.join(WAKE_ENGINES)}")
+    if not wake.engines:
+        problems.append(f"{where}: wake.engines: expected at least one engine")
     for name, value in wake.thresholds.items():
-        if name not in {wake_model_name(m) for m in wake.models}:
+        model, _, engine = name.partition(":")
+        if model not in {wake_model_name(m) for m in wake.models}:
             problems.append(f"{where}: wake.thresholds.{name}: not one of wake.models")
+        elif engine and engine not in WAKE_ENGINES:
+            problems.append(f"{where}: wake.thresholds.{name}: {engine!r} is not one of "
+                            f"{', '.join(WAKE_ENGINES)}")
         elif not 0.0 <= value <= 1.0:
             problems.append(
                 f"{where}: wake.thresholds.{name}: expected a number from 0 to 1, got {value!r}")

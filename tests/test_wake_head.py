@@ -118,6 +118,11 @@ def test_hey_jarvis_ships_its_own_head_and_the_others_do_not() -> None:
     assert bundled_head("alexa") is None
 
 
+OWW = ["openwakeword"]
+HEAD = {"own_head": True, "engines": OWW}
+"""The head is opt-in and replaces openWakeWord's classifier alone."""
+
+
 def _scores(detector: WakeDetector, audio: np.ndarray) -> np.ndarray:
     detector.reset()
     out = []
@@ -130,18 +135,18 @@ def _scores(detector: WakeDetector, audio: np.ndarray) -> np.ndarray:
 def test_the_own_head_hears_takes_the_bundled_model_misses() -> None:
     audio = np.concatenate([silence(2.0), espeak("hey jarvis", voice="en-029", speed=140,
                                                  pitch=60), silence(1.0)])
-    bundled = _scores(WakeDetector(WakeSettings(own_head=False), gate=False), audio)
-    own = _scores(WakeDetector(WakeSettings(), gate=False), audio)
+    bundled = _scores(WakeDetector(WakeSettings(engines=OWW), gate=False), audio)
+    own = _scores(WakeDetector(WakeSettings(**HEAD), gate=False), audio)
     assert own.max() > 0.5 > bundled.max()
 
 
 def test_the_own_head_scores_instead_of_the_bundled_model(tmp_path, monkeypatch) -> None:
     """A head that always says no silences a take the bundled model is sure of."""
     audio = np.concatenate([silence(2.0), piper("hey jarvis"), silence(1.0)])
-    assert _scores(WakeDetector(WakeSettings(own_head=False), gate=False), audio).max() > 0.9
+    assert _scores(WakeDetector(WakeSettings(engines=OWW), gate=False), audio).max() > 0.9
     monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
     constant_head(tmp_path / "hey_jarvis.npz", score_logit=-6.0, sustain=1)
-    own = _scores(WakeDetector(WakeSettings(), gate=False), audio)
+    own = _scores(WakeDetector(WakeSettings(**HEAD), gate=False), audio)
     assert own.max() == pytest.approx(0.5 * (1 + np.tanh(-3.0)), rel=1e-4)
 
 
@@ -161,7 +166,7 @@ def test_end_index_takes_the_heads_lag_or_the_models(tmp_path, monkeypatch, head
     model's when it carries none."""
     monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
     constant_head(tmp_path / "hey_jarvis.npz", score_logit=6.0, sustain=2, lag=head_lag)
-    detector = WakeDetector(WakeSettings(warmup_seconds=0.5), gate=False)
+    detector = WakeDetector(WakeSettings(warmup_seconds=0.5, **HEAD), gate=False)
     found = feed(detector, piper("the weather tomorrow"))
     assert found, "the constant head passes on every step"
     first = found[0]
@@ -175,7 +180,7 @@ def test_a_head_vote_counts_once_sustained(tmp_path, monkeypatch, sustain: int,
                                            counts_from_step: int) -> None:
     monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
     constant_head(tmp_path / "hey_jarvis.npz", score_logit=6.0, sustain=sustain)
-    detector = WakeDetector(WakeSettings(), gate=False)
+    detector = WakeDetector(WakeSettings(**HEAD), gate=False)
     audio = piper("the weather tomorrow")
     for step in range(1, 6):
         detector.process(audio[(step - 1) * 1280:step * 1280], step * 1280)

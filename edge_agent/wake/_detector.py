@@ -1,32 +1,38 @@
-"""The wake-word detector: openWakeWord's models on 80 ms frames, with the
-guards a speaker needs around them (per-model thresholds, warm-up after a
-reset, a refractory period, a stricter threshold while playing) and an idle
-gate that skips the neural nets while nobody speaks.
+"""The wake-word detector: independent engines on one 16 kHz clock in 80 ms
+steps, fused, with the guards a speaker needs around them (per-model
+thresholds, warm-up after a reset, a refractory period, a stricter threshold
+while playing) and an idle gate that skips every net while nobody speaks.
 
-A bundled wake word with a head of edge-agent's own (``wake.own_head``) is
-scored by that head instead of openWakeWord's classifier (_scoring.py): the
-model was trained on one family of voices, the head on others and in noise.
-Both read the same embeddings. On held-out speech, taking the higher of the
-two missed more takes at the same false wakes than the head alone: the
-model's own false wakes cost more than the takes it alone caught."""
+A bundled wake word is scored by each engine in ``wake.engines`` that ships
+it: openWakeWord's classifier on its shared speech embeddings, and
+microWakeWord's streaming model (_micro.py). They were trained by different
+people on different data and miss different takes, so the word counts as
+heard when either passes its threshold (OR fusion). Scores share one scale,
+each engine's own operating point reading 0.5 (see ``calibrated``).
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from edge_agent.config import WakeSettings, wake_model_name
 from edge_agent.errors import ModelError
 from edge_agent.vad._webrtc import VoiceActivity
+from edge_agent.wake._diagnostics import WakeDiagnostics
 from edge_agent.wake._features import CHUNK, StreamingFeatures
+from edge_agent.wake._micro import MicroScorer, bundled_micro_dir, bundled_micro_models
 from edge_agent.wake._models import bundled_head
-from edge_agent.wake._scoring import WakeWordScorer
+from edge_agent.wake._scoring import MICRO_LAG, WakeWordScorer
 
 log = logging.getLogger(__name__)
 
 RATE = 16000
+OPENWAKEWORD = "openwakeword"
+MICROWAKEWORD = "microwakeword"
 
 GATE_AGGRESSIVENESS = 0
 """webrtcvad mode of the idle gate: the most permissive, so the gate only ever
@@ -43,10 +49,19 @@ class WakeDetection:
     score: float
     end_index: int
     """Absolute sample index where the wake phrase is estimated to end."""
+    engine: str = OPENWAKEWORD
+    """The engine whose score passed first."""
+
+
+def _micro_scorer(model: str) -> MicroScorer:
+    """A bundled microWakeWord model by name, or a custom one by its .json path."""
+    if model.endswith(".json"):
+        return MicroScorer(Path(model).expanduser())
+    return MicroScorer(bundled_micro_dir() / f"{model}.json")
 
 
 class WakeDetector:
-    """openWakeWord on a 16 kHz int16 stream fed in 80 ms frames.
+    """Wake-word engines on a 16 kHz int16 stream fed in 80 ms frames.
 
     ``process`` is CPU-bound (about a millisecond per frame on x86, a few on a
     Pi): call it from a worker thread, never on the event loop. Not
@@ -61,26 +76,40 @@ class WakeDetector:
             raise ModelError("no wake-word model configured (wake.models is empty)")
         self.settings = settings
         self.model_names = [wake_model_name(m) for m in settings.models]
-        self._words = [WakeWordScorer(m, head=bundled_head(m) if settings.own_head else None)
-                       for m in settings.models]
-        windows = max(word.windows for word in self._words)
-        self._features = StreamingFeatures(windows)
+        self._words: list[WakeWordScorer] = []
+        self._micro: list[MicroScorer] = []
+        micro_words = bundled_micro_models()
+        for model in settings.models:
+            if model.endswith(".json"):
+                self._micro.append(_micro_scorer(model))
+                continue
+            bundled = wake_model_name(model) == model
+            if not bundled or OPENWAKEWORD in settings.engines or model not in micro_words:
+                head = bundled_head(model) if settings.own_head else None
+                self._words.append(WakeWordScorer(model, head=head))
+            if bundled and MICROWAKEWORD in settings.engines and model in micro_words:
+                self._micro.append(_micro_scorer(model))
+        self.engines = sorted({s.engine for s in [*self._words, *self._micro]})
+        windows = max((word.windows for word in self._words), default=1)
+        self._features = StreamingFeatures(windows) if self._words else None
         # 20 ms frames tile an 80 ms chunk exactly.
         self._gate = VoiceActivity(GATE_AGGRESSIVENESS, frame_ms=20) if gate else None
         # The gate stays open while the audio the classifiers look at (16
         # embeddings for the bundled models: ~2 s) still holds a voiced frame.
         self._gate_hold = (windows - 1) * CHUNK + EMBEDDING_SPAN
-        self._thresholds = {name: settings.thresholds.get(name, settings.threshold)
-                            for name in self.model_names}
         self._playing = False
         self._pending = np.zeros(0, dtype=np.int16)
+        self.diagnostics = WakeDiagnostics(CHUNK / RATE)
         self.last_scores: dict[str, float] = {}
-        """Each model's score on the last 80 ms step (0.0 while the gate is closed)."""
+        """Each model's fused score on the last 80 ms step (0.0 while the gate is closed)."""
         self.reset()
 
     def reset(self) -> None:
         """Forget all audio; detections stay suppressed for ``warmup_seconds``."""
-        self._features.reset()
+        if self._features is not None:
+            self._features.reset()
+        for micro in self._micro:
+            micro.reset()
         self._pending = np.zeros(0, dtype=np.int16)
         self._warmup_left = int(self.settings.warmup_seconds * RATE)
         self._refractory_until: dict[str, int] = {}
@@ -94,8 +123,10 @@ class WakeDetector:
         per-model threshold) so its own voice does not wake it."""
         self._playing = playing
 
-    def threshold(self, model: str) -> float:
-        base = self._thresholds[model]
+    def threshold(self, model: str, engine: str = OPENWAKEWORD) -> float:
+        """``wake.thresholds`` by "model:engine", else by model, else ``wake.threshold``."""
+        given = self.settings.thresholds
+        base = given.get(f"{model}:{engine}", given.get(model, self.settings.threshold))
         return max(base, self.settings.playback_threshold) if self._playing else base
 
     def process(self, frame: np.ndarray, end_index: int) -> WakeDetection | None:
@@ -112,26 +143,37 @@ class WakeDetector:
         return found
 
     def _step(self, chunk: np.ndarray, end_index: int) -> WakeDetection | None:
-        self._features.push(chunk)
+        if self._features is not None:
+            self._features.push(chunk)
         self._warmup_left = max(0, self._warmup_left - CHUNK)
         if not self._gate_open(chunk):
+            for micro in self._micro:
+                micro.skip(chunk)
             self._unscored()
             return None
-        embeddings = self._features.embeddings()
+        scored: list[tuple[str, str, float, float]] = []
+        if self._features is not None:
+            embeddings = self._features.embeddings()
+            scored += [(w.name, w.engine, w.score(embeddings), w.lag) for w in self._words]
+        scored += [(m.name, m.engine, m.score(chunk), MICRO_LAG.get(m.name, 0.0))
+                   for m in self._micro]
+        self.last_scores = dict.fromkeys(self.model_names, 0.0)
         best: WakeDetection | None = None
-        for word in self._words:
-            name, score = word.name, word.score(embeddings)
-            self.last_scores[name] = score
-            if score < self.threshold(name) or self._warmup_left:
+        for name, engine, score, lag in scored:
+            self.last_scores[name] = max(self.last_scores[name], score)
+            threshold = self.threshold(name, engine)
+            self.diagnostics.observe(name, engine, score, threshold)
+            if score < threshold or self._warmup_left:
                 continue
             if end_index < self._refractory_until.get(name, 0):
                 continue
             if best is None or score > best.score:
-                best = WakeDetection(name, score, max(0, end_index - round(word.lag * RATE)))
+                best = WakeDetection(name, score, max(0, end_index - round(lag * RATE)), engine)
         if best is not None:
             self._refractory_until[best.model] = (
                 end_index + int(self.settings.refractory_seconds * RATE))
-            log.info("wake word %s (score %.2f)", best.model, best.score)
+            self.diagnostics.fired(best.model)
+            log.info("wake word %s (%s, score %.2f)", best.model, best.engine, best.score)
         return best
 
     def _unscored(self) -> None:
@@ -139,6 +181,9 @@ class WakeDetector:
         self.last_scores = dict.fromkeys(self.model_names, 0.0)
         for word in self._words:
             word.forget()
+        for scorer in [*self._words, *self._micro]:
+            self.diagnostics.observe(scorer.name, scorer.engine, 0.0,
+                                     self.threshold(scorer.name, scorer.engine))
 
     def _gate_open(self, chunk: np.ndarray) -> bool:
         """Whether the last ~2 s held a voice; always True without a gate."""

@@ -29,11 +29,16 @@ late clips the command. The detector subtracts the scorer's lag to place
 ``end_index``; a custom model gets ``DEFAULT_LAG``, a head
 the lag measured when it was trained."""
 DEFAULT_LAG = 0.16
+MICRO_LAG = {"hey_jarvis": 0.0}
+"""The same for microWakeWord's bundled models (its sliding mean over 150 ms
+passes its cutoff at about the phrase's end)."""
 
 
 class WakeWordScorer:
     """One classifier's vote: the lowest of its last ``sustain`` scores (1 for
     openWakeWord's models), nothing until it has that many."""
+
+    engine = "openwakeword"
 
     def __init__(self, model: str, *, head: Path | None = None) -> None:
         """``model`` as in wake.models (a custom head named there keeps its
