@@ -14,6 +14,7 @@ first syllable is never lost and a quiet room costs no inference.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from collections import deque
@@ -73,6 +74,11 @@ class MicroScorer:
     def __init__(self, config: Path) -> None:
         """``config`` is a microWakeWord model's .json (its .tflite beside it)."""
         try:
+            # pymicro-wakeword loads its own TensorFlow Lite C library with
+            # RTLD_GLOBAL; tflite_runtime (openWakeWord's nets) imported after it
+            # smashes the stack at its first interpreter. Imported first, both work.
+            with contextlib.suppress(ImportError):
+                import tflite_runtime.interpreter  # noqa: F401
             from pymicro_features import MicroFrontend
             from pymicro_wakeword import MicroWakeWord
 
