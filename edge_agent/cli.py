@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.config import Settings, default_config_path, load_config
+from edge_agent.config import Settings, WakeSettings, default_config_path, load_config
 from edge_agent.errors import AudioDeviceError, ConfigError, EdgeAgentError
 from edge_agent.service import control
 
@@ -47,6 +47,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     from edge_agent.agent.daemon import main as run_daemon  # heavy: models, audio
 
     return run_daemon(settings)
+
+
+def cmd_wake_test(args: argparse.Namespace) -> int:
+    """The configured wake engines over WAV files: a JSON line per detection."""
+    if args.config is None and not default_config_path().exists():
+        wake = WakeSettings()  # no config here: the shipped defaults
+    else:
+        settings = _load_or_report(args.config)
+        if settings is None:
+            return EXIT_CONFIG
+        wake = settings.wake
+    from edge_agent.wake import filetest  # loads the models
+
+    try:
+        read = filetest.run(wake, args.files)
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK if read else EXIT_FAILURE
 
 
 def _control_socket(args: argparse.Namespace) -> Path:
@@ -246,6 +265,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     devices = verbs.add_parser("devices", help="list audio devices (index, name, channels, rate)")
     devices.set_defaults(func=cmd_devices)
+
+    wake_test = verbs.add_parser(
+        "wake-test", help="run the configured wake-word engines over WAV files; prints a JSON "
+                          "line per detection (file, model, score, time_s)")
+    wake_test.add_argument("files", nargs="+", type=Path, metavar="FILE.wav")
+    wake_test.add_argument("--config", type=Path, default=None,
+                           help="config file whose [wake] settings to use (default: "
+                                "$EDGE_AGENT_CONFIG, then /etc/edge-agent/config.toml, "
+                                "else the shipped defaults)")
+    wake_test.set_defaults(func=cmd_wake_test)
     return parser
 
 
