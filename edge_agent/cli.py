@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -104,6 +105,9 @@ def format_status(status: dict) -> str:
     for key, value in status.items():
         if key == "last_turns":
             continue
+        if key == "wake":
+            lines += _wake_lines(value)
+            continue
         if isinstance(value, list):
             value = ", ".join(str(v) for v in value) or "-"
         elif isinstance(value, float):
@@ -114,6 +118,24 @@ def format_status(status: dict) -> str:
         lines.append(f"turn {turn.get('id', '?')}: {turn.get('transcript', '')!r} "
                      f"[{turn.get('engine', '?')}] {stages}")
     return "\n".join(lines)
+
+
+def _wake_lines(wake: dict) -> list[str]:
+    """Each engine's peak over the last minute and the recent near misses, so
+    an owner can see how close a take came to ``wake.thresholds``."""
+    lines = [f"wake engines: {', '.join(wake.get('engines', [])) or '-'}"]
+    thresholds = wake.get("thresholds", {})
+    for model, peaks in wake.get("peaks", {}).items():
+        shown = ", ".join(f"{engine} {score:.2f}" for engine, score in peaks.items())
+        lines.append(f"wake peak last minute, {model} (threshold {thresholds.get(model, '?')}): "
+                     f"{shown}")
+    misses = wake.get("near_misses", [])
+    lines.append(f"wake near misses: {len(misses) or 'none'}")
+    for miss in misses[-5:]:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(miss["at"]))
+        lines.append(f"  {when} {miss['model']} {miss['engine']} {miss['score']:.2f} "
+                     f"(threshold {miss['threshold']})")
+    return lines
 
 
 def cmd_simple(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
     for name, fields in {
         "state": ("state",),
         "wake": ("model", "score"),
+        "wake_near_miss": ("model", "engine", "score", "threshold"),
         "utterance": ("start", "end", "duration"),
         "transcript": ("text", "engine"),
         "reply_text": ("text", "engine"),

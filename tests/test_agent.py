@@ -226,3 +226,27 @@ def test_a_failed_turn_shows_the_error_state_then_idles(tmp_path: Path) -> None:
         assert status["last_turns"][0]["error"]
 
     run(scenario())
+
+
+def test_a_near_miss_is_logged_and_shown_in_status(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A take that comes close to a raised threshold wakes nothing, but the
+    event log and `status` show how close it came, per engine."""
+    audio = wake_then("what is the weather")
+    extra = '[wake]\nengines = ["microwakeword"]\nthreshold = 0.99\n'
+
+    async def scenario() -> None:
+        with FakeCloud(transcript="what is the weather", reply="It is sunny.") as fake:
+            async with Harness(tmp_path, fake, audio, extra=extra, gpio=False) as h:
+                miss = await h.wait_event("wake_near_miss", within=40)
+                assert miss.fields["engine"] == "microwakeword"
+                assert 0.89 <= miss.fields["score"] < 0.99
+                code = await asyncio.to_thread(
+                    main, ["status", "--socket", str(tmp_path / "control.sock")])
+                assert code == 0
+                assert h.named("wake") == []
+        out = capsys.readouterr().out
+        assert "wake near misses: 1" in out
+        assert "microwakeword" in out
+
+    run(scenario())

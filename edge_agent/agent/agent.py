@@ -317,9 +317,11 @@ class Agent:
                     wake.reset()  # stale features; its warm-up stops false wakes
                     paused = False
                 detection = await asyncio.to_thread(wake.process, frame, reader.position)
+                for miss in wake.diagnostics.unreported():
+                    self.bus.emit("wake_near_miss", **miss.to_dict())
                 if detection is not None:
                     self.bus.emit("wake", model=detection.model, score=round(detection.score, 3),
-                                  end_index=detection.end_index)
+                                  engine=detection.engine, end_index=detection.end_index)
                     self._start("wake", detection.end_index)
         finally:
             reader.close()
@@ -582,6 +584,9 @@ class Agent:
             "microphone": self._device_ok["input"],
             "speaker": self._device_ok["output"],
             "wake_models": list(self.wake.model_names),
+            "wake": {"engines": list(self.wake.engines),
+                     "thresholds": {m: self.wake.threshold(m) for m in self.wake.model_names},
+                     **self.wake.diagnostics.to_dict()},
             "uptime": round(time.monotonic() - self._started, 1),
             "volume": round(self.player.volume, 2),
             **self.counts,

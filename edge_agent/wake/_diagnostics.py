@@ -41,6 +41,7 @@ class WakeDiagnostics:
         self._history: dict[tuple[str, str], deque[float]] = {}
         self._burst: dict[tuple[str, str], tuple[float, float]] = {}
         self.near_misses: deque[NearMiss] = deque(maxlen=KEPT)
+        self._unreported: list[NearMiss] = []
 
     def observe(self, model: str, engine: str, score: float,
                 threshold: float) -> NearMiss | None:
@@ -61,7 +62,13 @@ class WakeDiagnostics:
             return None
         miss = NearMiss(model, engine, peak, threshold, at)
         self.near_misses.append(miss)
+        self._unreported = [*self._unreported[-KEPT + 1:], miss]
         return miss
+
+    def unreported(self) -> list[NearMiss]:
+        """Near misses since the last call (for the event log), newest last."""
+        out, self._unreported = self._unreported, []
+        return out
 
     def fired(self, model: str) -> None:
         """A detection ends every burst of that wake word: it was heard."""
