@@ -102,6 +102,8 @@ class WakeDetector:
         self.diagnostics = WakeDiagnostics(CHUNK / RATE)
         self.last_scores: dict[str, float] = {}
         """Each model's fused score on the last 80 ms step (0.0 while the gate is closed)."""
+        self.engine_scores: dict[tuple[str, str], float] = {}
+        """The same per (model, engine), before fusion."""
         self.reset()
 
     def reset(self) -> None:
@@ -161,6 +163,7 @@ class WakeDetector:
         best: WakeDetection | None = None
         for name, engine, score, lag in scored:
             self.last_scores[name] = max(self.last_scores[name], score)
+            self.engine_scores[name, engine] = score
             threshold = self.threshold(name, engine)
             self.diagnostics.observe(name, engine, score, threshold)
             if score < threshold or self._warmup_left:
@@ -182,6 +185,7 @@ class WakeDetector:
         for word in self._words:
             word.forget()
         for scorer in [*self._words, *self._micro]:
+            self.engine_scores[scorer.name, scorer.engine] = 0.0
             self.diagnostics.observe(scorer.name, scorer.engine, 0.0,
                                      self.threshold(scorer.name, scorer.engine))
 

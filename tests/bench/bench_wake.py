@@ -16,11 +16,8 @@ so treat the rates as a regression baseline, not a field figure.
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import itertools
 import json
-import re
 import subprocess
 import sys
 import tempfile
@@ -31,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.config import BUILTIN_WAKE_MODELS, TurnSettings, WakeSettings
+from edge_agent.tools.texts import docstring_sentences
 from edge_agent.vad import EndOfTurnDetector, Outcome
 from edge_agent.wake import WakeDetector, bundled_models_dir
 from tests.speech import espeak, mix_snr, noise, piper, silence
@@ -192,18 +190,8 @@ EVAL_SENTENCE_MODULES = ("argparse", "asyncio", "collections", "email.message", 
 
 
 def sentences(modules: tuple[str, ...] = EVAL_SENTENCE_MODULES) -> list[str]:
-    """Ordinary English sentences: the docstrings of standard-library modules
-    (deterministic, thousands of them, none says a wake word)."""
-    found: list[str] = []
-    for module in map(importlib.import_module, modules):
-        for _, obj in [("", module), *inspect.getmembers(module)]:
-            doc = inspect.getdoc(obj) if callable(obj) or inspect.ismodule(obj) else None
-            for sentence in re.split(r"(?<=[.!?])\s+", (doc or "").replace("\n", " ")):
-                words = sentence.rstrip(".!?").split()
-                if 5 <= len(words) <= 18 and re.fullmatch(r"[A-Za-z ,']+", " ".join(words)):
-                    found.append(" ".join(words))
-    banned = re.compile(r"jarvis|alexa|mycroft|rhasspy|nabu", re.IGNORECASE)
-    return list(dict.fromkeys(s for s in found if not banned.search(s)))
+    """Ordinary English sentences: the docstrings of standard-library modules."""
+    return docstring_sentences(modules)
 
 
 def negative_segments(minutes: float) -> list[tuple[str, np.ndarray]]:

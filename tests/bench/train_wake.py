@@ -21,19 +21,18 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import itertools
 import json
 import multiprocessing
 import pickle
-import sys
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from edge_agent.tools import wake_eval
+from edge_agent.tools.texts import docstring_sentences, stdlib_modules
 from edge_agent.wake._features import CHUNK, StreamingFeatures
 from edge_agent.wake._head import flushed, save_head
 from edge_agent.wake._scoring import WakeWordScorer
@@ -70,9 +69,6 @@ TRAIN_CONFUSABLE = ["hey marvin", "hey harvey", "hey jarred", "hey charlie", "he
 TRAIN_COMMANDS = ["turn on the lights", "what day is it", "play some jazz",
                   "how tall is mount everest", "remind me at five", "add milk to the list",
                   "what is the news", "pause", "how cold is it outside", "call my sister"]
-UNSAFE_TO_IMPORT = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo",
-                    "lib2to3", "ensurepip", "venv", "pydoc_data", "test", "__main__"}
-"""Standard modules that open windows or browsers, print, or are not libraries."""
 SEED_OFFSET = 10_000
 """Noise seeds start here; the evaluation's are below 1000."""
 
@@ -90,25 +86,19 @@ def check_disjoint() -> None:
     assert not set(TRAIN_CONFUSABLE) & set(CONFUSABLE)
     assert not set(TRAIN_COMMANDS) & set(COMMANDS)
     assert not set(training_sentences()) & set(sentences())
+    # The evaluation by voice family (edge_agent/tools/wake_eval.py).
+    assert not set(TRAIN_CONFUSABLE) & set(wake_eval.SOUND_ALIKES)
+    assert not {c for c in TRAIN_COMMANDS if any(c in e for e in wake_eval.COMMANDS)}
+    assert not set(training_sentences()) & set(wake_eval.read_speech_corpus())
 
 
 @functools.cache
 def training_sentences() -> list[str]:
     """Docstring sentences of every importable standard module but the ones
     the evaluation reads (about 2000)."""
-    modules = []
-    for name in sorted(sys.stdlib_module_names - set(EVAL_SENTENCE_MODULES) - UNSAFE_TO_IMPORT):
-        if name.startswith("_"):
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                importlib.import_module(name)
-        except Exception:  # platform modules (winreg, msvcrt...) fail here
-            continue
-        modules.append(name)
+    modules = tuple(m for m in stdlib_modules() if m not in EVAL_SENTENCE_MODULES)
     eval_set = set(sentences())
-    return [s for s in sentences(tuple(modules)) if s not in eval_set]
+    return [s for s in docstring_sentences(modules) if s not in eval_set]
 
 
 def espeak_voice(rng: np.random.Generator) -> tuple[str, int, int]:

@@ -1,0 +1,4 @@
+"""Product tooling that is not the daemon: synthesized voices and rooms for
+evaluations, and the held-out wake-word evaluation. Nothing here is imported
+at run time; it needs the synthesizers the evaluation uses (Piper from the
+runtime dependencies; espeak-ng, flite and festival from Debian)."""
