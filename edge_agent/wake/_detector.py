@@ -26,7 +26,7 @@ from edge_agent.wake._diagnostics import WakeDiagnostics
 from edge_agent.wake._features import CHUNK, StreamingFeatures
 from edge_agent.wake._micro import MicroScorer, bundled_micro_dir, bundled_micro_models
 from edge_agent.wake._models import bundled_head
-from edge_agent.wake._scoring import MICRO_LAG, WakeWordScorer
+from edge_agent.wake._scoring import DEFAULT_LAG, MICRO_LAG, WakeWordScorer
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class WakeDetector:
         if self._features is not None:
             embeddings = self._features.embeddings()
             scored += [(w.name, w.engine, w.score(embeddings), w.lag) for w in self._words]
-        scored += [(m.name, m.engine, m.score(chunk), MICRO_LAG.get(m.name, 0.0))
+        scored += [(m.name, m.engine, m.score(chunk), MICRO_LAG.get(m.name, DEFAULT_LAG))
                    for m in self._micro]
         self.last_scores = dict.fromkeys(self.model_names, 0.0)
         best: WakeDetection | None = None
