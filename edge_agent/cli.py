@@ -158,6 +158,32 @@ def say_offline(args: argparse.Namespace, text: str) -> int:
     return EXIT_OK
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    """One turn from typed text here, without the daemon: the answer path alone."""
+    import asyncio
+
+    from edge_agent.agent.ask import ask  # models, PortAudio and the cloud client
+
+    text = " ".join(args.text).strip()
+    if not text:
+        print("edge-agent: nothing to ask", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = _settings_or_defaults(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    output = str(args.output) if args.output else None
+    try:
+        result = asyncio.run(ask(settings, text, output=output, speak=not args.print))
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.print:
+        print(result.reply)
+        return EXIT_OK
+    print(f"{result.reply} [{result.reply_engine}]")
+    return EXIT_OK if result.spoken else EXIT_FAILURE
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent import benchmark  # imports the checkout's tests/bench
 
@@ -254,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --offline: write the speech to this .wav file instead")
     _add_client_options(say)
     say.set_defaults(func=cmd_say)
+
+    ask = verbs.add_parser("ask", help="answer a typed question here as a turn would "
+                           "(no microphone, no speech recognition) and speak it")
+    ask.add_argument("text", nargs="+")
+    ask.add_argument("--print", action="store_true",
+                     help="print the answer instead of speaking it")
+    ask.add_argument("--output", type=Path, default=None,
+                     help="speak into this device or .wav file instead of audio.output")
+    ask.add_argument("--config", type=Path, default=None,
+                     help="config file (default: $EDGE_AGENT_CONFIG, then "
+                          "/etc/edge-agent/config.toml, else built-in defaults)")
+    ask.set_defaults(func=cmd_ask)
 
     for verb, what in (("mute", "stop listening (privacy)"), ("unmute", "listen again"),
                        ("listen", "start a turn as if the button were pressed")):

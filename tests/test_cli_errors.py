@@ -12,7 +12,7 @@ from edge_agent.audio.devices import find_device
 from edge_agent.errors import AudioDeviceError
 
 
-@pytest.mark.parametrize("verb", [["run"], ["status"], ["say", "hi"], ["mute"],
+@pytest.mark.parametrize("verb", [["run"], ["status"], ["say", "hi"], ["mute"], ["ask", "hi"],
                                   ["models", "list"]])
 def test_a_missing_config_file_is_an_error_on_every_verb(
         verb: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
