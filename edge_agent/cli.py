@@ -184,6 +184,13 @@ def cmd_ask(args: argparse.Namespace) -> int:
     return EXIT_OK if result.spoken else EXIT_FAILURE
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edge_agent.service import doctor  # PortAudio, the wake models, the HTTP client
+
+    return doctor.run(args.config, socket_path=args.socket,
+                      listen_seconds=args.listen_seconds)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent import benchmark  # imports the checkout's tests/bench
 
@@ -307,6 +314,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path(),
                        help="directory for the report and the plot (default: here)")
     bench.set_defaults(func=cmd_bench)
+
+    doctor = verbs.add_parser("doctor", help="check everything a spoken conversation needs, "
+                              "each with its fix (exit 1 if anything fails)")
+    _add_client_options(doctor)
+    doctor.add_argument("--listen-seconds", type=float, default=5.0, metavar="S",
+                        help="how long the microphone check listens while you speak "
+                             "(default: 5)")
+    doctor.set_defaults(func=cmd_doctor)
 
     models = verbs.add_parser("models", help="the offline models: where the daemon looks "
                               "(list) and fetching them (install, needs internet)")

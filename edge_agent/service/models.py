@@ -25,7 +25,7 @@ def list_models(settings: Settings) -> int:
             print(f"{check.what}: {check.path}")
         else:
             missing += 1
-            print(f"{check.what}: MISSING: {check.problem}")
+            print(f"{check.what}: MISSING: {check.problem}; {check.fix}")
     print(f"models directory (models install puts them here): {install_dir(settings)}")
     for directory in models_dirs(settings.state_dir):
         try:
