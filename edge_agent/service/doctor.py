@@ -92,6 +92,10 @@ def check_config(path: Path | None) -> tuple[Settings, Finding]:
     if not path.exists():
         return Settings(), _ok("config", f"no file at {path}: built-in defaults "
                                          "(start from config/edge-agent.toml)")
+    if not os.access(path, os.R_OK):
+        return Settings(), _fail("config", f"{path}: this user may not read it",
+                                 "sudo edge-agent doctor, or join its group: sudo usermod "
+                                 "-aG edge-agent $USER, then log out and in again")
     try:
         settings = load_config(path)
     except ConfigError as exc:
