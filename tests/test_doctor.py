@@ -30,8 +30,10 @@ LISTEN = 2.2  # seconds: the wake phrase below, and no more
 class FakeDaemon:
     """A control socket answering `status` as a running daemon with working devices."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, reply: dict | None = None) -> None:
         self.path = path
+        self.reply = reply or {"ok": True, "result": {"state": "idle", "microphone": True,
+                                                      "speaker": True}}
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen()
@@ -46,8 +48,7 @@ class FakeDaemon:
                 return
             with conn:
                 conn.recv(65536)
-                result = {"state": "idle", "microphone": True, "speaker": True}
-                conn.sendall(json.dumps({"ok": True, "result": result}).encode() + b"\n")
+                conn.sendall(json.dumps(self.reply).encode() + b"\n")
 
     def close(self) -> None:
         self.server.shutdown(socket.SHUT_RDWR)
@@ -82,9 +83,9 @@ class Setup:
         path.write_text("\n".join(lines) + "\n")
         return path
 
-    def run_daemon(self) -> None:
+    def run_daemon(self, reply: dict | None = None) -> None:
         """Devices through a running daemon: no listening, so the test is quick."""
-        self.daemon = FakeDaemon(Path(self.values["service"]["control_socket"]))
+        self.daemon = FakeDaemon(Path(self.values["service"]["control_socket"]), reply)
 
     def doctor(self, listen: float = LISTEN) -> tuple[int, dict[str, list[str]], str]:
         """Exit status, {check: [FAIL lines]}, and everything printed."""
@@ -129,6 +130,14 @@ def test_a_running_daemon_is_asked_instead_of_opening_the_devices(setup: Setup) 
     assert (code, failed) == (0, {}), text
     assert "control.sock" in text
     assert not (setup.tmp / "speaker.wav").exists()
+
+
+def test_a_daemon_that_does_not_answer_keeps_its_devices(setup: Setup) -> None:
+    setup.run_daemon({"ok": False, "error": "busy"})
+    code, failed, text = setup.doctor()
+    assert code == 1
+    assert list(failed) == ["daemon"], text
+    assert not (setup.tmp / "speaker.wav").exists()  # doctor did not open the speaker
 
 
 def test_no_key(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:

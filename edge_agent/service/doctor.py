@@ -366,7 +366,7 @@ async def check_speaker(settings: Settings) -> Finding:
                           f"{TONE_HZ:g} Hz tone (heard nothing? check the volume in alsamixer)")
 
 
-def daemon_audio(status: dict, socket_path: Path) -> list[Finding]:
+def daemon_audio(status: dict, socket_path: Path | None) -> list[Finding]:
     """The devices as the running daemon sees them."""
     findings = []
     for check, key, fix in (
@@ -517,12 +517,20 @@ def _run(config: Path | None, socket_path: Path | None, listen_seconds: float,
     socket_path = socket_path or control.find_socket(settings.service.control_socket)
     try:
         status = control.request(socket_path, "status")
-    except control.ControlError:
+    except control.ControlError as exc:
         status = None
+        # Anything but "nothing listens there" means a daemon holds the devices.
+        if "not running" not in str(exc):
+            report(_fail("daemon", f"a daemon at {socket_path} does not answer: {exc}",
+                         "sudo edge-agent doctor; if it hangs: sudo systemctl restart "
+                         "edge-agent"),
+                   *(_skip(check, "held by the daemon") for check in
+                     ("microphone", "speaker", "wake word")))
+            socket_path = None
     if status is not None:
         report(_ok("daemon", f"running, answering on {socket_path}"),
                *daemon_audio(status, socket_path))
-    else:
+    elif socket_path is not None:
         report(_skip("daemon", "not running: doctor opens the audio devices itself"))
         report(*asyncio.run(check_microphone_and_wake(settings, listen_seconds, out)))
         report(asyncio.run(check_speaker(settings)))
