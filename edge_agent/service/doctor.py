@@ -156,9 +156,9 @@ def check_cloud(settings: Settings, key: Secret | None, key_source: str) -> Find
     host = f"{parts.hostname}:{parts.port}" if parts.port else str(parts.hostname)
     limit = cloud.timeouts.connect * 2
     headers = {"Authorization": f"Bearer {key}"} if key else {}
-    started = time.monotonic()
     try:
         with httpx2.Client(timeout=httpx2.Timeout(limit, connect=cloud.timeouts.connect)) as c:
+            started = time.monotonic()  # the request alone, not the client's TLS set-up
             response = c.get(url, headers=headers)
     except httpx2.TimeoutException:
         return _fail("cloud", f"no answer from {host} within {limit:g} s (timeout)",
@@ -218,7 +218,11 @@ def _connection_failure(exc: BaseException, host: str) -> Finding:
 
 
 def dbfs(value: float) -> float:
-    return max(SILENT_DBFS, 20 * math.log10(value / 32768)) if value > 0 else SILENT_DBFS
+    """Level relative to int16 full scale (0 dBFS), never below SILENT_DBFS."""
+    if value <= 0:
+        return SILENT_DBFS
+    level = min(0.0, max(SILENT_DBFS, 20 * math.log10(value / 32768)))
+    return round(level, 1) + 0.0  # + 0.0: a full-scale peak reads 0.0, not -0.0
 
 
 class LevelMeter:
