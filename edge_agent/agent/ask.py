@@ -71,14 +71,8 @@ async def ask(settings: Settings, text: str, *, output: str | None = None,
     failures: list[str] = []
     unsubscribe = bus.subscribe(lambda e: _note_output_failure(e, failures))
     try:
-        online = cloud is not None and await cloud.client.probe()
-
-        async def probe() -> bool:
-            return cloud is not None and await cloud.client.probe()
-
-        connectivity = Connectivity(settings, bus, probe, online=online)
         piper = None
-        if speak:
+        if speak:  # first: no speaker, no need to ask anyone anything
             player.open()
             if not player.healthy:
                 raise AudioDeviceError(failures[-1] if failures else
@@ -86,11 +80,16 @@ async def ask(settings: Settings, text: str, *, output: str | None = None,
             from edge_agent.offline import PiperTTS, default_piper_voice  # onnxruntime
 
             piper = PiperTTS(default_piper_voice(settings.offline))
+
+        async def probe() -> bool:
+            return cloud is not None and await cloud.client.probe()
+
+        connectivity = Connectivity(settings, bus, probe, online=await probe())
         with tempfile.TemporaryDirectory(prefix="edge-agent-ask-") as scratch:
             # Timers set from here cannot ring (this process ends): keep them out of
             # the daemon's state directory.
             timers = Timers(Path(scratch) / "timers.json", lambda timer: None)
-            toolbox = device_tools(_Device(settings.audio.volume, online), timers)
+            toolbox = device_tools(_Device(settings.audio.volume, connectivity.online), timers)
             runner = TurnRunner(
                 settings, bus, player, connectivity=connectivity,
                 cloud_stt=None, vosk=TypedText(text),
