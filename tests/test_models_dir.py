@@ -96,3 +96,23 @@ def test_models_install_then_list(tmp_path: Path, mirror: Mirror) -> None:
     listed = edge_agent("models", "list", "--config", str(config), cwd=tmp_path)
     assert listed.returncode == 0, listed.stdout
     assert str(state / "models" / VOSK) in listed.stdout
+
+
+def test_the_daemon_start_up_warning_says_where_it_looked_and_what_to_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from edge_agent.agent import daemon
+    from edge_agent.errors import ModelError
+
+    def no_voice(settings: OfflineSettings) -> Path:
+        raise ModelError("no voice in this test")
+
+    monkeypatch.setattr(daemon, "default_piper_voice", no_voice)  # Piper is not the point
+    monkeypatch.setattr(rule, "SERVICE_MODELS_DIR", tmp_path / "service-models")
+    settings = Settings(service=ServiceSettings(state_dir=str(tmp_path / "state")))
+    with caplog.at_level("WARNING"):
+        offline = daemon.build_offline(settings)
+    assert offline.vosk is None
+    warning = next(r.getMessage() for r in caplog.records if "Vosk" in r.getMessage())
+    assert str(tmp_path / "state" / "models") in warning
+    assert str(tmp_path / "service-models") in warning
+    assert rule.INSTALL_COMMAND in warning
