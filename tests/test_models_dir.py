@@ -65,11 +65,11 @@ def test_a_missing_model_names_every_place_searched_and_the_command(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rule, "SERVICE_MODELS_DIR", tmp_path / "service-models")
     settings = Settings(service=ServiceSettings(state_dir=str(tmp_path / "state")))
-    problem = rule.check_vosk(settings).problem
-    assert problem is not None
-    assert str(tmp_path / "state" / "models") in problem
-    assert str(tmp_path / "service-models") in problem
-    assert rule.INSTALL_COMMAND in problem
+    check = rule.check_vosk(settings)
+    assert check.problem is not None
+    assert str(tmp_path / "state" / "models") in check.problem
+    assert str(tmp_path / "service-models") in check.problem
+    assert rule.INSTALL_COMMAND in check.fix
 
 
 def edge_agent(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
