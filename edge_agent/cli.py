@@ -185,7 +185,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from edge_agent.service import doctor  # PortAudio, the wake models, the HTTP client
+    from edge_agent import doctor  # PortAudio, the wake models, the HTTP client
 
     return doctor.run(args.config, socket_path=args.socket,
                       listen_seconds=args.listen_seconds)

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent import cli
+from edge_agent import cli, doctor
+from edge_agent.doctor import cloud, system
 from edge_agent.offline import models
-from edge_agent.service import doctor
 from tests.alsa import asoundrc
 from tests.fakecloud import FakeCloud
 from tests.speech import piper, silence, write_wav
@@ -103,7 +103,7 @@ class Setup:
 def setup(tmp_path: Path, fake_cloud: FakeCloud,
           monkeypatch: pytest.MonkeyPatch) -> Iterator[Setup]:
     monkeypatch.setenv(KEY_ENV, KEY)
-    monkeypatch.setattr(doctor, "SECRETS_FILE", tmp_path / "secrets")
+    monkeypatch.setattr(system, "SECRETS_FILE", tmp_path / "secrets")
     monkeypatch.setattr(models, "SERVICE_MODELS_DIR", tmp_path / "service-models")
     s = Setup(tmp_path, fake_cloud)
     yield s
@@ -247,7 +247,7 @@ def test_cli_doctor_exit_status(setup: Setup, monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_dns_failure_is_named() -> None:
-    error = doctor.httpx2.ConnectError("[Errno -2] Name or service not known")
+    error = cloud.httpx2.ConnectError("[Errno -2] Name or service not known")
     error.__cause__ = socket.gaierror(-2, "Name or service not known")
-    finding = doctor._connection_failure(error, "api.example.com")
+    finding = cloud.connection_failure(error, "api.example.com")
     assert finding.ok is False and "DNS" in finding.detail
