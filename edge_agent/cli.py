@@ -199,6 +199,39 @@ def say_offline(args: argparse.Namespace, text: str) -> int:
     return EXIT_OK
 
 
+def cmd_ask(args: argparse.Namespace) -> int:
+    """One turn from typed text here, without the daemon: the answer path alone."""
+    import asyncio
+
+    from edge_agent.agent.ask import ask  # models, PortAudio and the cloud client
+
+    text = " ".join(args.text).strip()
+    if not text:
+        print("edge-agent: nothing to ask", file=sys.stderr)
+        return EXIT_CONFIG
+    settings = _settings_or_defaults(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    output = str(args.output) if args.output else None
+    try:
+        result = asyncio.run(ask(settings, text, output=output, speak=not args.print))
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.print:
+        print(result.reply)
+        return EXIT_OK
+    print(f"{result.reply} [{result.reply_engine}]")
+    return EXIT_OK if result.spoken else EXIT_FAILURE
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from edge_agent import doctor  # PortAudio, the wake models, the HTTP client
+
+    return doctor.run(args.config, socket_path=args.socket,
+                      listen_seconds=args.listen_seconds)
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from edge_agent import benchmark  # imports the checkout's tests/bench
 
@@ -216,17 +249,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_devices(args: argparse.Namespace) -> int:
     """The audio devices PortAudio sees, named as audio.input/audio.output expect."""
     from edge_agent.audio import list_devices  # PortAudio only for this verb
+    from edge_agent.audio.devices import NO_DEVICE_HINT
 
     try:
         found = list_devices()
     except AudioDeviceError as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_FAILURE
+    if not found:
+        print(f"edge-agent: no audio device found; {NO_DEVICE_HINT}", file=sys.stderr)
+        return EXIT_FAILURE
     print(f"{'index':>5}  {'in':>3}  {'out':>3}  {'rate':>6}  name")
     for d in found:
         print(f"{d.index:>5}  {d.max_input_channels:>3}  {d.max_output_channels:>3}  "
               f"{d.default_rate:>6}  {d.name}")
     return EXIT_OK
+
+
+def _settings_or_defaults(path: Path | None) -> Settings | None:
+    """The config's settings (--config, else the usual file if there is one), else the
+    defaults when no file exists; None after printing the problems of a bad file."""
+    path = path or default_config_path()
+    if not path.exists():
+        return Settings()
+    return _load_or_report(path)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from edge_agent.service import models  # Piper and onnxruntime for the voice check
+
+    settings = _settings_or_defaults(args.config)
+    if settings is None:
+        return EXIT_CONFIG
+    if args.action == "list":
+        return models.list_models(settings)
+    extra = [*(["--base-url", args.base_url] if args.base_url else []),
+             *(["--manifest", args.manifest] if args.manifest else [])]
+    return models.install_models(settings, args.names, dest=args.dest, extra=extra)
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -270,6 +329,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(say)
     say.set_defaults(func=cmd_say)
 
+    ask = verbs.add_parser("ask", help="answer a typed question here as a turn would "
+                           "(no microphone, no speech recognition) and speak it")
+    ask.add_argument("text", nargs="+")
+    ask.add_argument("--print", action="store_true",
+                     help="print the answer instead of speaking it")
+    ask.add_argument("--output", type=Path, default=None,
+                     help="speak into this device or .wav file instead of audio.output")
+    ask.add_argument("--config", type=Path, default=None,
+                     help="config file (default: $EDGE_AGENT_CONFIG, then "
+                          "/etc/edge-agent/config.toml, else built-in defaults)")
+    ask.set_defaults(func=cmd_ask)
+
     for verb, what in (("mute", "stop listening (privacy)"), ("unmute", "listen again"),
                        ("listen", "start a turn as if the button were pressed")):
         parser_ = verbs.add_parser(verb, help=what)
@@ -284,6 +355,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path(),
                        help="directory for the report and the plot (default: here)")
     bench.set_defaults(func=cmd_bench)
+
+    doctor = verbs.add_parser("doctor", help="check everything a spoken conversation needs, "
+                              "each with its fix (exit 1 if anything fails)")
+    _add_client_options(doctor)
+    doctor.add_argument("--listen-seconds", type=float, default=5.0, metavar="S",
+                        help="how long the microphone check listens while you speak "
+                             "(default: 5)")
+    doctor.set_defaults(func=cmd_doctor)
+
+    models = verbs.add_parser("models", help="the offline models: where the daemon looks "
+                              "(list) and fetching them (install, needs internet)")
+    models.add_argument("action", choices=("list", "install"))
+    models.add_argument("names", nargs="*", help="install: these models only (default: all)")
+    models.add_argument("--config", type=Path, default=None,
+                        help="config file (default: $EDGE_AGENT_CONFIG, then "
+                             "/etc/edge-agent/config.toml, else built-in defaults)")
+    models.add_argument("--dest", type=Path, default=None,
+                        help="install: into this directory instead of the daemon's")
+    models.add_argument("--base-url", default=None, help="install: fetch from this mirror")
+    models.add_argument("--manifest", default=None, help=argparse.SUPPRESS)
+    models.set_defaults(func=cmd_models)
 
     devices = verbs.add_parser("devices", help="list audio devices (index, name, channels, rate)")
     devices.set_defaults(func=cmd_devices)
@@ -307,4 +399,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
+    if _missing_config(getattr(args, "config", None)):
+        return EXIT_CONFIG
     return func(args)
+
+
+def _missing_config(path: Path | None) -> bool:
+    """A --config given on purpose that is not there is an error on every verb:
+    falling back to another file would act on settings the owner did not mean."""
+    if path is None:
+        return False
+    try:
+        path.stat()
+    except FileNotFoundError:
+        print(f"edge-agent: --config {path}: no such file", file=sys.stderr)
+        return True
+    except OSError:
+        return False  # unreadable: each verb says so in its own terms
+    return False

@@ -31,6 +31,7 @@ from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
+from edge_agent.offline.models import missing_vosk_hint
 from edge_agent.service.control import ControlServer
 from edge_agent.service.notify import Notifier, Watchdog, progress_check
 from edge_agent.service.reload import ReloadPlan, plan_reload
@@ -88,7 +89,8 @@ def build_offline(settings: Settings) -> _Offline:
     vosk = None
     model_dir = find_vosk_model(settings.offline, settings.state_dir)
     if model_dir is None:
-        log.warning("no Vosk model: offline speech recognition is unavailable")
+        log.warning("offline speech recognition is unavailable: %s",
+                    missing_vosk_hint(settings.state_dir))
     else:
         try:
             vosk = VoskSTT(model_dir)

@@ -27,6 +27,12 @@ log = logging.getLogger(__name__)
 
 Direction = Literal["input", "output"]
 
+NO_DEVICE_HINT = (
+    "check that the system sees a sound card (aplay -l, arecord -l), that this user is "
+    "in the audio group (sudo usermod -aG audio $USER, then log in again), or set "
+    "audio.input/audio.output to a .wav path to run without one")
+"""What to try when PortAudio finds no device: the owner's first hour over SSH."""
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -128,14 +134,17 @@ def find_device(pa: pyaudio.PyAudio, spec: str, direction: Direction) -> DeviceI
             raw = (pa.get_default_input_device_info() if direction == "input"
                    else pa.get_default_output_device_info())
         except (OSError, ValueError) as exc:
-            raise AudioDeviceError(f"no default {direction} device") from exc
+            raise AudioDeviceError(f"no default {direction} device: {NO_DEVICE_HINT}") from exc
         return _info(raw)
     usable = [d for d in devices(pa) if d.channels(direction) > 0]
     wanted = spec.strip().lower()
     exact = [d for d in usable if d.name.lower() == wanted]
     matches = exact or [d for d in usable if wanted in d.name.lower()]
     if not matches:
-        known = ", ".join(repr(d.name) for d in usable) or "none"
+        known = ", ".join(repr(d.name) for d in usable)
+        if not known:
+            raise AudioDeviceError(f"no {direction} device matches {spec!r}: there is none; "
+                                   f"{NO_DEVICE_HINT}")
         raise AudioDeviceError(f"no {direction} device matches {spec!r} (available: {known})")
     if len(matches) > 1:
         log.info("%s device %r matches %d devices; using %r", direction, spec, len(matches),

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import vosk
 
-from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -27,20 +26,6 @@ SAMPLE_RATE = 16000
 # (noise, not words); kept with a grammar, where "[unk]" means "something the
 # grammar does not cover was said", so it cannot pass for a command.
 _UNKNOWN = re.compile(r"\[unk\]|<unk>")
-
-
-def find_vosk_model(settings: OfflineSettings, state_dir: Path) -> Path | None:
-    """The model to load: the configured directory, else one that
-    scripts/fetch-models installed under ``state_dir/models``, else None."""
-    if settings.vosk_model:
-        return Path(settings.vosk_model).expanduser()
-    models = state_dir / "models"
-    if not models.is_dir():
-        return None
-    # fetch-models names each install after its archive (vosk-model-small-en-us-0.15);
-    # the last in sort order is the newest release of the same model.
-    found = sorted(p for p in models.glob("vosk-model*") if (p / "am").is_dir())
-    return found[-1] if found else None
 
 
 def _clean(text: str, *, keep_unknown: bool = False) -> str:

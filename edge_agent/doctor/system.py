@@ -1,0 +1,179 @@
+"""The checks of the device itself: the config and the API key, the offline
+models, the systemd unit, file modes and the user's groups."""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import os
+import shutil
+import stat
+import subprocess
+from pathlib import Path
+
+from edge_agent.config import Secret, Settings, default_config_path, load_api_key, load_config
+from edge_agent.doctor.findings import Finding, fail, ok, skip
+from edge_agent.errors import ConfigError
+from edge_agent.offline.models import check_piper, check_vosk
+
+SECRETS_FILE = Path("/etc/edge-agent/secrets")
+"""The service's EnvironmentFile (systemd/edge-agent.service), where its key lives."""
+UNIT = "edge-agent"
+
+
+
+def check_config(path: Path | None) -> tuple[Settings, Finding]:
+    """The settings to check the rest with (defaults if the file is bad) and the finding."""
+    path = path or default_config_path()
+    if not path.exists():
+        return Settings(), ok("config", f"no file at {path}: built-in defaults "
+                                         "(start from config/edge-agent.toml)")
+    if not os.access(path, os.R_OK):
+        return Settings(), fail("config", f"{path}: this user may not read it",
+                                 "sudo edge-agent doctor, or join its group: sudo usermod "
+                                 "-aG edge-agent $USER, then log out and in again")
+    try:
+        settings = load_config(path)
+    except ConfigError as exc:
+        return Settings(), fail("config", "; ".join(exc.problems),
+                                 f"correct the file, then: edge-agent check-config {path}")
+    return settings, ok("config", f"{path}: valid")
+
+
+def find_key(settings: Settings) -> tuple[Secret | None, str, Finding]:
+    """The key the daemon would send, where it comes from, and the finding. The
+    service reads SECRETS_FILE as its environment, so doctor looks there too."""
+    cloud = settings.cloud
+    name = cloud.api_key_env
+    if cloud.api_key_file:
+        try:
+            key, _ = load_api_key(cloud)
+        except ConfigError as exc:
+            return None, "", fail("API key", "; ".join(exc.problems),
+                                   f"make {cloud.api_key_file} readable by this user and the "
+                                   "service only: sudo chmod 640, owner root:edge-agent")
+        return key, cloud.api_key_file, ok("API key", f"present in {cloud.api_key_file}")
+    if os.environ.get(name, "").strip():
+        return Secret(os.environ[name].strip()), f"${name}", ok(
+            "API key", f"present in ${name}")
+    where = f"{name}=... in {SECRETS_FILE} (the service reads it) or export {name}=... " \
+            "for a daemon run by hand"
+    try:
+        lines = SECRETS_FILE.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    except OSError as exc:
+        return None, "", fail(
+            "API key", f"${name} is not set and {SECRETS_FILE} cannot be read "
+                       f"({exc.strerror or exc})",
+            f"run doctor as a user who may read it (sudo edge-agent doctor), or put {where}")
+    for line in lines:
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip().removeprefix("export ").strip() == name:
+            value = value.strip().strip("'\"")
+            if value:
+                return Secret(value), str(SECRETS_FILE), ok(
+                    "API key", f"present in {SECRETS_FILE}")
+    return None, "", fail("API key", f"missing: ${name} is not set and {SECRETS_FILE} has "
+                                      f"no {name}", f"put {where}")
+
+
+
+
+def check_models(settings: Settings) -> list[Finding]:
+    findings = []
+    for name, model in (("Vosk model", check_vosk(settings)),
+                        ("Piper voice", check_piper(settings))):
+        if model.problem is None:
+            findings.append(ok(name, str(model.path)))
+        else:
+            findings.append(fail(name, model.problem, model.fix))
+    return findings
+
+
+def check_service() -> Finding:
+    if shutil.which("systemctl") is None:
+        return skip("service", "no systemctl on this machine")
+    try:
+        shown = subprocess.run(
+            ["systemctl", "show", UNIT, "--property=LoadState,ActiveState,SubState,"
+             "UnitFileState"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return skip("service", f"systemctl did not answer ({exc})")
+    if shown.returncode != 0:
+        return skip("service", f"systemd is not running here "
+                                f"({(shown.stderr.strip().splitlines() or ['?'])[0]})")
+    props = dict(line.partition("=")[::2] for line in shown.stdout.splitlines())
+    if props.get("LoadState") == "not-found":
+        return skip("service", "not installed as a service (sudo scripts/install installs it)")
+    state = f"{props.get('ActiveState')} ({props.get('SubState')}), " \
+            f"{props.get('UnitFileState') or 'unknown'} at boot"
+    if props.get("ActiveState") == "failed":
+        return fail("service", state, "see why: journalctl -u edge-agent -e; then "
+                                       "sudo systemctl restart edge-agent")
+    return ok("service", state)
+
+
+def check_file_modes(settings: Settings) -> list[Finding]:
+    """The config must not be writable by others; a key file must not be readable
+    by every user either."""
+    findings = []
+    files = [(settings.source, False), (SECRETS_FILE, True)]
+    if settings.cloud.api_key_file:
+        files.append((Path(settings.cloud.api_key_file), True))
+    for path, secret in files:
+        if path is None:
+            continue
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            findings.append(fail("permissions", f"{path}: cannot stat ({exc.strerror})",
+                                  "run doctor with sudo"))
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        owner = f"{_user(st.st_uid)}:{_group(st.st_gid)}"
+        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+            findings.append(fail("permissions", f"{path}: writable by others (mode {mode:o})",
+                                  f"sudo chmod go-w {path}"))
+        elif secret and mode & stat.S_IROTH:
+            findings.append(fail("permissions", f"{path}: the API key is readable by every "
+                                                 f"user (mode {mode:o}, {owner})",
+                                  f"sudo chmod 640 {path}; sudo chown root:edge-agent {path}"))
+        else:
+            findings.append(ok("permissions", f"{path}: mode {mode:o}, {owner}"))
+    return findings
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _group(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def check_groups(settings: Settings) -> Finding:
+    """A daemon run by hand needs the audio group (and gpio for a button and LEDs);
+    the service gets them from its unit (SupplementaryGroups)."""
+    if os.geteuid() == 0:
+        return ok("groups", "root (the service itself runs as edge-agent in audio and gpio)")
+    mine = {_group(g) for g in os.getgroups()} | {_group(os.getegid())}
+    needed = ["audio"]
+    if settings.gpio.enabled:
+        with contextlib.suppress(KeyError):
+            needed.append(grp.getgrnam("gpio").gr_name)
+    missing = [g for g in needed if g not in mine]
+    if missing:
+        return fail("groups", f"{_user(os.geteuid())} is not in {', '.join(missing)}",
+                     f"sudo usermod -aG {','.join(missing)} $USER, then log out and in again")
+    return ok("groups", f"{_user(os.geteuid())} is in {', '.join(needed)}")
