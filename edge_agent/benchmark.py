@@ -122,6 +122,9 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "wake_cpu_s_per_audio_s_tv": _get(
             results, "wake", "idle_cpu_per_audio_second", "tv_talking", "ours_gated"),
         "wake_false_reject_rate": _get(results, "wake", "wake_hey_jarvis", "false_reject_rate"),
+        "wake_miss_rate_cmu_voices_all_rooms": _get(
+            results, "wake", "by_family", "positives", "miss_rate",
+            "openwakeword or microwakeword", "cmu", "all rooms"),
         "wake_false_accepts_per_hour_ordinary_audio": _get(
             results, "wake", "false_accepts", "false_accepts_per_hour_ordinary_audio",
             "hey_jarvis"),
