@@ -201,9 +201,9 @@ def newest_embedding_net() -> train_wake.Mlp:
     return net
 
 
-def test_the_vote_is_set_by_the_held_out_sentences() -> None:
-    """The sustain and operating point with the fewest held-out misses while
-    held-out sentences stay under the bound; sound-alike phrases do not count."""
+def test_the_vote_is_set_by_the_validation_sentences() -> None:
+    """The sustain and operating point with the fewest validation misses while
+    validation sentences stay under the bound; sound-alike phrases do not count."""
     net = newest_embedding_net()
     sentence = np.zeros((22, 96), np.float32)
     sentence[16:18] = 1.0  # two steps at 0.5
@@ -213,15 +213,15 @@ def test_the_vote_is_set_by_the_held_out_sentences() -> None:
     clips = [(positive, 21 * 1280), (sentence, None), (sound_alike, None)]
     # A long stretch of silent speech clips so one false wake is under the bound.
     quiet = [(np.zeros((22, 96), np.float32), None)] * 3000
-    held_out = clips + quiet
-    raws = [train_wake.window_scores(net, clip) for clip in held_out]
+    validation = clips + quiet
+    raws = [train_wake.window_scores(net, clip) for clip in validation]
     sustain, point, table = train_wake.choose_vote(
-        raws, held_out, [None, "speech", "confusable"] + ["speech"] * 3000)
+        raws, validation, [None, "speech", "confusable"] + ["speech"] * 3000)
     # Sustain 2 needs a point above the sentence's 0.5; sustain 3 gets by at
     # 0.5, but misses no fewer positives, and the shorter sustain wins a tie.
     assert (sustain, point) == (2, 0.55)
     assert (table["2@0.5"]["speech_false_accepts_per_hour"]
-            > train_wake.HELD_OUT_FALSE_ACCEPTS_PER_HOUR)
+            > train_wake.VALIDATION_FALSE_ACCEPTS_PER_HOUR)
     assert table["3@0.5"] == {"false_reject_rate": 0.0, "speech_false_accepts_per_hour": 0.0}
 
 
@@ -235,9 +235,9 @@ def test_the_vote_lag_is_the_median_first_pass_after_the_phrase() -> None:
         emb = np.zeros((40, 96), np.float32)
         emb[19 + steps_late:30 + steps_late] = 3.0  # scores 0.88
         clips.append((emb, 20 * 1280))  # the phrase ends where frame 20 starts
-    held_out = [*clips, (np.zeros((30, 96), np.float32), None)]
-    raws = [train_wake.window_scores(net, clip) for clip in held_out]
-    lag = train_wake.vote_lag(raws, 2, 0.8, held_out)
+    validation = [*clips, (np.zeros((30, 96), np.float32), None)]
+    raws = [train_wake.window_scores(net, clip) for clip in validation]
+    lag = train_wake.vote_lag(raws, 2, 0.8, validation)
     assert lag == 0.24
 
 
