@@ -195,6 +195,7 @@ def positive_figures(detector: WakeDetector, corpus: list[str], quick: bool,
                                (len(lead) + len(audio)) // FRAME + int(RATE / FRAME))
                 hits = {name: bool(np.any(s[window] >= THRESHOLD)) for name, s in series.items()}
                 peaks.append({"family": family, "room": room, "voice": voice, "text": text,
+                              "steps": [window.start, window.stop],
                               **{e: round(float(series[e][window].max()), 3) for e in ENGINES}})
                 for name, hit in hits.items():
                     missed.setdefault(name, {}).setdefault(family, {}).setdefault(
@@ -222,15 +223,19 @@ def sound_alike_figures(detector: WakeDetector) -> dict:
     """Clips (phrase x two voices of each family, clean room) that woke each engine."""
     clips = 0
     woke = dict.fromkeys([*ENGINES, *FUSIONS], 0)
+    peaks = []
     for voices in FAMILIES.values():
         for i, phrase in enumerate(SOUND_ALIKES):
             for voice in list(voices.values())[i % 2::max(1, len(voices) // 2)][:2]:
                 clip = np.concatenate([silence(1.6), voice(phrase), silence(1.2)])
                 clip = (clip + floor_noise(len(clip), seed=i)).astype(np.int16)
-                for name, scores in _series(detector, clip).items():
+                series = _series(detector, clip)
+                for name, scores in series.items():
                     woke[name] += bool(np.any(scores >= THRESHOLD))
+                peaks.append({"phrase": phrase, **{e: round(float(series[e].max()), 3)
+                                                   for e in ENGINES}})
                 clips += 1
-    return {"clips": clips, "woke": woke}
+    return {"clips": clips, "woke": woke, "peaks": peaks}
 
 
 def read_speech(hours: float, corpus: list[str]) -> np.ndarray:
@@ -253,9 +258,11 @@ def read_speech(hours: float, corpus: list[str]) -> np.ndarray:
     return np.clip(np.round(stream), -32768, 32767).astype(np.int16)
 
 
-def false_wake_figures(detector: WakeDetector, hours: float, corpus: list[str]) -> dict:
+def false_wake_figures(detector: WakeDetector, hours: float, corpus: list[str],
+                       series_out: Path | None = None) -> dict:
     """Detections per hour of read speech, with the 2 s refractory period;
-    and the CPU the shipped detector spent per second of it."""
+    and the CPU the shipped detector spent per second of it. ``series_out``
+    keeps every engine's scores (an .npz) to study other rules on."""
     stream = read_speech(hours, corpus)
     started = time.process_time()
     series = _series(detector, stream)
@@ -263,6 +270,8 @@ def false_wake_figures(detector: WakeDetector, hours: float, corpus: list[str]) 
     refractory = int(detector.settings.refractory_seconds * RATE) // FRAME
     seconds = len(stream) / RATE
     counts = {}
+    if series_out is not None:
+        np.savez_compressed(series_out, **{n.replace(" ", "_"): v for n, v in series.items()})
     for name, scores in series.items():
         count, ready = 0, 0
         for k in np.nonzero(scores >= THRESHOLD)[0]:
@@ -274,7 +283,7 @@ def false_wake_figures(detector: WakeDetector, hours: float, corpus: list[str]) 
             "cpu_per_audio_second_all_three_engines": round(cpu / seconds, 4)}
 
 
-def run(quick: bool = False, hours: float | None = None) -> dict:
+def run(quick: bool = False, hours: float | None = None, series_out: Path | None = None) -> dict:
     hours = hours if hours is not None else (0.15 if quick else 3.0)
     corpus = read_speech_corpus()
     detector, tmp = _detector()
@@ -288,7 +297,7 @@ def run(quick: bool = False, hours: float | None = None) -> dict:
                                 "for the own head (trained on piper and espeak)"},
                 "positives": positive_figures(detector, corpus, quick),
                 "sound_alikes": sound_alike_figures(detector),
-                "read_speech": false_wake_figures(detector, hours, corpus)}
+                "read_speech": false_wake_figures(detector, hours, corpus, series_out)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -359,13 +368,15 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--hours", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    parser.add_argument("--series", type=Path, default=None, metavar="NPZ",
+                        help="keep the read speech's per-engine scores here")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="print the markdown page of a saved report and exit")
     args = parser.parse_args()
     if args.render:
         print(page(json.loads(args.render.read_text())), end="")
         return
-    report = run(args.quick, args.hours)
+    report = run(args.quick, args.hours, args.series)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     print(table(report))
