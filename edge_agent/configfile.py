@@ -182,10 +182,10 @@ def locate(problem: str, where: str, lines: dict[str, list[int]]) -> str:
         return problem
     rest = problem[len(head):]
     primary = rest.split(":", 1)[0].strip()
-    named = [primary] + re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", rest)
-    line = next((lines[k][0] for k in named if k in lines), None)
     parts = primary.split(".")
-    while line is None and len(parts) > 1:
-        parts.pop()
-        line = lines.get(".".join(parts), [None])[0]
+    # The key itself or the table it is in (an inline one), then another key the
+    # problem names (the one that made a default wrong), then the section.
+    enclosing = [".".join(parts[:n]) for n in range(len(parts), 1, -1)]
+    named = re.findall(r"\b[a-z_]+(?:\.[a-z_]+)+\b", rest)
+    line = next((lines[k][0] for k in [*enclosing, *named, parts[0]] if k in lines), None)
     return f"{where}:{line}: {rest}" if line else problem
