@@ -259,6 +259,11 @@ def default_config_path() -> Path:
 def load_config(path: str | Path | None = None) -> Settings:
     """Read, parse and validate a config file; raise ConfigError listing every problem,
     each with the line it is on where the file has one."""
+    return load_config_lines(path)[0]
+
+
+def load_config_lines(path: str | Path | None = None) -> tuple[Settings, dict[str, list[int]]]:
+    """load_config, and the lines each key is set on (for messages about the file)."""
     path = Path(path) if path is not None else default_config_path()
     where = str(path)
     raw, st = read_config_bytes(path)
@@ -271,12 +276,13 @@ def load_config(path: str | Path | None = None) -> Settings:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(syntax_problem(exc, text, where)) from None
+    lines = key_lines(text)
     try:
         settings = parse_settings(data, where=where, problems=problems, base_dir=path.parent)
     except ConfigError as exc:
-        lines = key_lines(text)
         raise ConfigError([locate(p, where, lines) for p in exc.problems]) from None
-    return dataclasses.replace(settings, source=path.resolve(), keys_set=_keys_set(data))
+    settings = dataclasses.replace(settings, source=path.resolve(), keys_set=_keys_set(data))
+    return settings, lines
 
 
 def parse_settings(
