@@ -518,13 +518,18 @@ def _cross_checks(s: Settings, where: str) -> list[str]:
 def _event_log_problems(path: Path, where: str) -> list[str]:
     """The log file is created, with its missing directories, at start: a directory
     in its place or a file where a directory must be would stop the daemon."""
-    if path.is_dir():
-        return [f"{where}: log.events: {str(path)!r} is a directory; name a file in it"]
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                return [f"{where}: log.events: {str(parent)!r} is a file, not a directory"]
-            break
+    try:
+        if path.is_dir():
+            return [f"{where}: log.events: {str(path)!r} is a directory; name a file in it"]
+        if path.exists() and not path.is_file():  # a FIFO would block the daemon's open
+            return [f"{where}: log.events: {str(path)!r} is not a regular file"]
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    return [f"{where}: log.events: {str(parent)!r} is a file, not a directory"]
+                break
+    except OSError as exc:
+        return [f"{where}: log.events: {exc.strerror}"]
     return []
 
 

@@ -167,3 +167,6 @@ def test_an_event_log_under_a_file_is_an_error(
     assert "config.toml:2: log.events:" in err and "is a file, not a directory" in err
     code, err = check(tmp_path, f"[log]\nevents = '{tmp_path}'\n".encode(), capsys)
     assert code == 2 and "is a directory" in err
+    os.mkfifo(tmp_path / "fifo")
+    code, err = check(tmp_path, f"[log]\nevents = '{tmp_path}/fifo'\n".encode(), capsys)
+    assert code == 2 and "is not a regular file" in err

@@ -127,9 +127,11 @@ def test_a_file_that_drops_keys_the_running_one_set_is_refused(tmp_path: Path) -
 # --- the daemon: a reload applies whole or not at all -----------------------------------
 
 
-def daemon_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Any) -> None:
+def daemon_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Any,
+                    edit: Any = None) -> None:
     """Run ``body(harness, notify_socket)`` against an in-process daemon with a fake
-    cloud, a silent .wav microphone and systemd's notify socket."""
+    cloud, a silent .wav microphone and systemd's notify socket; ``edit`` changes
+    the config text it starts with."""
     import asyncio
 
     from tests.fakecloud import FakeCloud
@@ -139,7 +141,10 @@ def daemon_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Any) 
 
     async def scenario(sock: Any) -> None:
         with FakeCloud() as fake:
-            async with Harness(tmp_path, fake, silence(60.0), gpio=False) as h:
+            harness = Harness(tmp_path, fake, silence(60.0), gpio=False)
+            if edit is not None:
+                harness.config.write_text(edit(harness.config.read_text()))
+            async with harness as h:
                 await asyncio.to_thread(receive, sock, "READY=1", 10)
                 await body(h, sock)
 
@@ -171,29 +176,37 @@ def test_a_failing_reload_changes_nothing_and_the_daemon_stays_ready(
     key.write_text("sk-test\n")
     key.chmod(0o600)
 
+    def with_key(text: str) -> str:
+        return text.replace("[cloud]\n", f"[cloud]\napi_key_file = '{key}'\n")
+
     async def body(h: Any, sock: Any) -> None:
         base = h.config.read_text()
-        # An emptied key file, found only when the new cloud client is built.
+        # An emptied key file, found only when the new cloud client was built.
         key.write_text("")
-        h.config.write_text(base.replace("[cloud]\n", f"[cloud]\napi_key_file = '{key}'\n"
-                                         "llm_model = 'other'\n"))
+        h.config.write_text(base.replace("[cloud]\n", "[cloud]\nllm_model = 'other'\n"))
         cloud = h.daemon.cloud
         errors = await rejected_with_ready(h, sock)
         assert any("is empty" in e for e in errors), errors
         assert h.daemon.settings.cloud.llm_model == "gpt-4o-mini"
         assert h.daemon.cloud is cloud and h.daemon.agent.settings is h.daemon.settings
+        # The same with no cloud change: a restart would fail on it, so say so now.
+        h.config.write_text(base.replace("[audio]\n", "[audio]\nvolume = 0.3\n"))
+        errors = await rejected_with_ready(h, sock, count=2)
+        assert any("is empty" in e for e in errors), errors
+        assert h.daemon.player.volume != 0.3
+        key.write_text("sk-test\n")
 
         # An event log that cannot be opened (a symlink loop), with another change.
         loop = tmp_path / "loop.jsonl"
         loop.symlink_to(loop)
         h.config.write_text(base.replace("events.jsonl", "loop.jsonl").replace(
             "[audio]\n", "[audio]\nvolume = 0.3\n"))
-        errors = await rejected_with_ready(h, sock, count=2)
+        errors = await rejected_with_ready(h, sock, count=3)
         assert any("loop.jsonl" in e or "symbolic links" in e for e in errors), errors
         assert h.daemon.player.volume != 0.3
         # The old event log still records: the rejection itself is in it.
         logged = (tmp_path / "events.jsonl").read_text()
-        assert logged.count('"config_rejected"') == 2
+        assert logged.count('"config_rejected"') == 3
 
         # A good file after all that is applied.
         h.config.write_text(base.replace("[audio]\n", "[audio]\nvolume = 0.3\n"))
@@ -204,7 +217,7 @@ def test_a_failing_reload_changes_nothing_and_the_daemon_stays_ready(
 
     import asyncio
 
-    daemon_scenario(tmp_path, monkeypatch, body)
+    daemon_scenario(tmp_path, monkeypatch, body, edit=with_key)
 
 
 @pytest.mark.slow

@@ -404,6 +404,8 @@ class Daemon:
                 ready.event_log = await asyncio.to_thread(EventLog, new.log.events)
             if plan.rebuild_cloud:
                 ready.cloud = await asyncio.to_thread(build_cloud, new)
+            elif new.cloud.enabled:  # the running client keeps its key; a restart would not
+                await asyncio.to_thread(load_api_key, new.cloud)
             if plan.reload_offline:
                 ready.offline = await asyncio.to_thread(build_offline, new)
                 _require_configured_models(new, ready.offline)
