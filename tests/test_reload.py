@@ -128,7 +128,7 @@ def test_a_file_that_drops_keys_the_running_one_set_is_refused(tmp_path: Path) -
 
 
 def daemon_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Any,
-                    edit: Any = None) -> None:
+                    edit: Any = None, *, gpio: bool = False) -> None:
     """Run ``body(harness, notify_socket)`` against an in-process daemon with a fake
     cloud, a silent .wav microphone and systemd's notify socket; ``edit`` changes
     the config text it starts with."""
@@ -141,7 +141,7 @@ def daemon_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Any,
 
     async def scenario(sock: Any) -> None:
         with FakeCloud() as fake:
-            harness = Harness(tmp_path, fake, silence(60.0), gpio=False)
+            harness = Harness(tmp_path, fake, silence(60.0), gpio=gpio)
             if edit is not None:
                 harness.config.write_text(edit(harness.config.read_text()))
             async with harness as h:
@@ -253,3 +253,22 @@ def test_a_reload_refuses_a_fifo_a_device_and_a_torn_file(
         assert h.daemon.ring.total > total
 
     daemon_scenario(tmp_path, monkeypatch, body)
+
+
+@pytest.mark.slow
+def test_leds_on_a_pin_that_does_not_exist_keep_the_old_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controls were closed and then failed to open on the new pins: no LEDs,
+    no button, and no READY=1."""
+    async def body(h: Any, sock: Any) -> None:
+        h.config.write_text(h.config.read_text().replace(
+            "[gpio]\n", "[gpio]\nled_pins = [5, 6, 99]\n"))
+        errors = await rejected_with_ready(h, sock)
+        assert any("99" in e for e in errors), errors
+        assert h.daemon.settings.gpio.led_pins == [5, 6, 13]
+        assert h.daemon.leds is not None and h.daemon.button is not None
+        # The old button still starts a turn.
+        await h.tap()
+        await h.wait_event("state", state="listening")
+
+    daemon_scenario(tmp_path, monkeypatch, body, gpio=True)

@@ -23,7 +23,7 @@ from edge_agent.agent.supervisor import Supervisor
 from edge_agent.agent.turn import TurnRunner
 from edge_agent.audio import Microphone, Player, RingBuffer
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
-from edge_agent.config import Settings, load_api_key, load_config
+from edge_agent.config import GpioSettings, Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
@@ -222,8 +222,8 @@ class Daemon:
             conversation=self.conversation,
         )
 
-    def _start_controls(self) -> None:
-        s = self.settings.gpio
+    def _start_controls(self, gpio: GpioSettings | None = None) -> None:
+        s = gpio or self.settings.gpio
         override = self._pin_factory_override
         factory = None if override is False or not s.enabled else (
             override or make_pin_factory(s))
@@ -390,9 +390,14 @@ class Daemon:
             self.bus.emit("config_rejected", errors=problems)
             self.notifier.ready(self.status_line())
             return
-        await self._apply(new, plan, prepared)
-        self.bus.emit("config_reloaded", keys=sorted(plan.keys))
-        log.info("config reloaded: %s", plan.describe())
+        try:
+            await self._apply(new, plan, prepared)
+        except Exception as exc:  # only swaps and closes are left: rare, but say so
+            log.error("config applied only in part", exc_info=exc)
+            self.agent.report_error("reload", f"{type(exc).__name__}: {exc}")
+        else:
+            self.bus.emit("config_reloaded", keys=sorted(plan.keys))
+            log.info("config reloaded: %s", plan.describe())
         self.notifier.ready(self.status_line())
 
     async def _prepare(self, new: Settings, plan: ReloadPlan) -> _Prepared:
@@ -413,6 +418,8 @@ class Daemon:
                 ready.wake = await asyncio.to_thread(WakeDetector, new.wake)
             if plan.reopen_output:
                 ready.player = await asyncio.to_thread(build_player, new, self.bus)
+            if plan.rebuild_controls:  # last: the new pins may be the old ones
+                self._swap_controls(new.gpio)
         except BaseException:
             await ready.discard()
             raise
@@ -459,9 +466,6 @@ class Daemon:
             self.supervisor.start("connectivity", self.connectivity.run)
         if plan.reload_earcons:
             agent.earcons = Earcons(new.earcons)
-        if plan.rebuild_controls:
-            self._stop_controls()
-            self._start_controls()
         if plan.reopen_control_socket:
             if self.control is not None:
                 await self.control.close()
@@ -470,6 +474,16 @@ class Daemon:
         agent.turns = self._build_turns()
         if plan.reload_offline or plan.rebuild_cloud:
             self._start_prewarm()
+
+    def _swap_controls(self, gpio: GpioSettings) -> None:
+        """The button and LEDs on new pins, or back on the old ones if they fail."""
+        self._stop_controls()
+        try:
+            self._start_controls(gpio)
+        except Exception:
+            self._stop_controls()
+            self._start_controls(self.settings.gpio)
+            raise
 
     def _use_event_log(self, event_log: EventLog | None) -> None:
         """Swap the event log for ``event_log`` (already open, or None for none)."""
