@@ -66,10 +66,15 @@ def read_config_bytes(path: Path) -> tuple[bytes, os.stat_result]:
     if len(raw) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{where}: too big for a config file (at most {MAX_CONFIG_BYTES} "
                           "bytes)")
-    if len(raw) != after.st_size or after.st_mtime_ns != st.st_mtime_ns:
+    if len(raw) != after.st_size or _version(after) != _version(st):
         raise ConfigError(f"{where}: the file changed while it was read (is it still being "
                           "written?); try again once it is saved")
     return raw, st
+
+
+def _version(st: os.stat_result) -> tuple[int, int, int]:
+    """Changes whenever the file is written (the size too: timestamps are coarse)."""
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns
 
 
 def _kind(mode: int) -> str:

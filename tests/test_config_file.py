@@ -170,3 +170,27 @@ def test_an_event_log_under_a_file_is_an_error(
     os.mkfifo(tmp_path / "fifo")
     code, err = check(tmp_path, f"[log]\nevents = '{tmp_path}/fifo'\n".encode(), capsys)
     assert code == 2 and "is not a regular file" in err
+
+
+def test_a_file_that_changes_while_it_is_read_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An editor or `cat >` still writing: the size after the read tells."""
+    import edge_agent.configfile as configfile
+
+    path = tmp_path / "config.toml"
+    path.write_text("[audio]\nvolume = 0.5\n")
+    path.chmod(0o600)
+    real_read = os.read
+    reads = []
+
+    def read_while_written(fd: int, n: int) -> bytes:
+        data = real_read(fd, n)
+        if not reads:  # the writer adds its next piece after our first read
+            with path.open("a") as more:
+                more.write("[cloud]\nenabled = false\n")
+        reads.append(data)
+        return data
+
+    monkeypatch.setattr(configfile.os, "read", read_while_written)
+    with pytest.raises(ConfigError, match="changed while it was read"):
+        load_config(path)
