@@ -104,7 +104,7 @@ def syntax_problem(exc: tomllib.TOMLDecodeError, text: str, where: str) -> str:
     found = _POSITION.search(message)
     words = message[: found.start()] if found else message
     line = int(found.group(1)) if found and found.group(1) else None
-    source = text.splitlines()[line - 1] if line and line <= len(text.splitlines()) else ""
+    source = (text.splitlines()[line - 1: line] or [""])[0] if line else ""
     key = source.split("=", 1)[0].strip() if "=" in source else ""
     at = f"{where}:{line}" if line else where
     if words == "Illegal character '\\n'":
