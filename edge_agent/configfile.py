@@ -107,6 +107,9 @@ def syntax_problem(exc: tomllib.TOMLDecodeError, text: str, where: str) -> str:
     source = (text.splitlines()[line - 1: line] or [""])[0] if line else ""
     key = source.split("=", 1)[0].strip() if "=" in source else ""
     at = f"{where}:{line}" if line else where
+    if found and not line and words != "Cannot overwrite a value":  # "at end of document"
+        return (f"{where}:{len(text.splitlines())}: the file ends inside a value (a [ list, "
+                f"{{ table or quote that is never closed?): {words}")
     if words == "Illegal character '\\n'":
         return (f"{at}: a quoted value is not closed on this line; add the closing quote "
                 '(text over several lines goes between """ and """)')
@@ -131,9 +134,8 @@ def syntax_problem(exc: tomllib.TOMLDecodeError, text: str, where: str) -> str:
         name = ".".join(part.strip().strip("'\"") for part in declared.group(1).split(",")
                         if part.strip())
         return f"{at}: the section [{name}] appears twice; merge the two into one"
-    where_exactly = f" (column {found.group(2)})" if line and found else (
-        " (at the end of the file)" if found else "")
-    return f"{at}: TOML syntax error: {words}{where_exactly}"
+    column = f" (column {found.group(2)})" if line and found else ""
+    return f"{at}: TOML syntax error: {words}{column}"
 
 
 def key_lines(text: str) -> dict[str, list[int]]:

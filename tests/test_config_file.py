@@ -43,6 +43,8 @@ SYNTAX = [
      "[audio] appears twice", "Cannot declare"),
     ("not utf-8", b"[audio]\n# caf\xe9\n", 2, "not UTF-8", "codec"),
     ("other syntax error", b"[audio]\nvolume = 0.5\n[wake\n", 3, "TOML syntax error", "\n\n"),
+    ("unclosed list", b"[audio]\nvolume = 0.5\n[wake]\nmodels = ['alexa',\n", 4,
+     "the file ends inside a value", "\n\n"),
 ]
 
 
