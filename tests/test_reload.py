@@ -208,6 +208,16 @@ def test_a_failing_reload_changes_nothing_and_the_daemon_stays_ready(
         logged = (tmp_path / "events.jsonl").read_text()
         assert logged.count('"config_rejected"') == 3
 
+        # A Vosk model that does not load: at start the speaker would run without
+        # offline STT; on reload the running model is kept instead.
+        (tmp_path / "vosk").mkdir()
+        h.config.write_text(base.replace("[cloud]\n", f"[offline]\nvosk_model = "
+                                         f"'{tmp_path}/vosk'\n\n[cloud]\n"))
+        offline = h.daemon.offline
+        errors = await rejected_with_ready(h, sock, count=4)
+        assert any("offline.vosk_model" in e for e in errors), errors
+        assert h.daemon.offline is offline and h.daemon.settings.offline.vosk_model == ""
+
         # A good file after all that is applied.
         h.config.write_text(base.replace("[audio]\n", "[audio]\nvolume = 0.3\n"))
         await asyncio.wait_for(h.daemon.reload(), 30)
