@@ -239,6 +239,18 @@ def test_a_reload_refuses_a_fifo_a_device_and_a_torn_file(
     import os
 
     async def body(h: Any, sock: Any) -> None:
+        import resource
+
+        loop = asyncio.get_running_loop()
+        gaps = [0.0]
+
+        async def tick() -> None:  # how long the loop went without running us
+            while True:
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                gaps.append(loop.time() - before - 0.01)
+
+        ticker = asyncio.create_task(tick())
         base = h.config.read_text()
         h.config.unlink()
         os.mkfifo(h.config, 0o600)
@@ -261,6 +273,10 @@ def test_a_reload_refuses_a_fifo_a_device_and_a_torn_file(
         total = h.daemon.ring.total
         await asyncio.sleep(0.3)
         assert h.daemon.ring.total > total
+        ticker.cancel()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"three rejected reloads: longest event-loop stall {max(gaps) * 1000:.0f} ms, "
+              f"peak RSS of the test process {peak:.0f} MB")
 
     daemon_scenario(tmp_path, monkeypatch, body)
 
