@@ -12,7 +12,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_agent import __version__
-from edge_agent.config import Settings, WakeSettings, default_config_path, load_config
+from edge_agent.config import (
+    Settings,
+    WakeSettings,
+    default_config_path,
+    load_config,
+    load_config_lines,
+)
 from edge_agent.errors import AudioDeviceError, ConfigError, EdgeAgentError
 from edge_agent.service import control
 
@@ -34,10 +40,27 @@ def _load_or_report(path: Path | None) -> Settings | None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    settings = _load_or_report(args.path)
-    if settings is None:
+    """Problems exit 2; warnings (valid, but will not work where the service runs)
+    are printed and still exit 0."""
+    from edge_agent.config_warnings import config_warnings
+    from edge_agent.configfile import locate
+
+    if args.path and args.config and args.path != args.config:
+        print("edge-agent: two config files given (PATH and --config); give one",
+              file=sys.stderr)
         return EXIT_CONFIG
-    print(f"{settings.source}: OK")
+    path = args.config or args.path or default_config_path()
+    try:
+        settings, lines = load_config_lines(path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_CONFIG
+    warnings = [locate(w, str(path), lines) for w in config_warnings(settings, str(path))]
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    counted = f" ({len(warnings)} warning{'s' * (len(warnings) != 1)})" if warnings else ""
+    print(f"{settings.source}: OK{counted}")
     return EXIT_OK
 
 
@@ -169,13 +192,15 @@ def say_offline(args: argparse.Namespace, text: str) -> int:
     import asyncio
 
     from edge_agent.audio import Player  # PortAudio and onnxruntime only for this verb
-    from edge_agent.config import Settings
     from edge_agent.events import EventBus
     from edge_agent.offline import PiperTTS, default_piper_voice
 
-    settings = Settings()
-    with contextlib.suppress(ConfigError):
-        settings = load_config(args.config or default_config_path())
+    # Built-in defaults only when no config was named and the usual one is absent.
+    path = args.config or default_config_path()
+    settings = Settings() if args.config is None and not path.exists() else (
+        _load_or_report(path))
+    if settings is None:
+        return EXIT_CONFIG
 
     async def speak(tts: PiperTTS, player: Player) -> None:
         stream = player.stream(engine=tts.name, events=False)
@@ -307,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path, default=None,
                        help="config file (default: $EDGE_AGENT_CONFIG, then "
                             "/etc/edge-agent/config.toml)")
+    check.add_argument("--config", type=Path, default=None, help="the same as PATH")
     check.set_defaults(func=cmd_check_config)
 
     run = verbs.add_parser("run", help="run the daemon (what the systemd unit starts)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_agent.configfile import decode, key_lines, locate, read_config_bytes, syntax_problem
 from edge_agent.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
@@ -233,6 +234,8 @@ class Settings:
     service: ServiceSettings = field(default_factory=ServiceSettings)
     source: Path | None = field(default=None, compare=False)
     """The file these settings came from (None for built-in defaults)."""
+    keys_set: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
+    """Dotted keys the file sets itself; every other key has its built-in default."""
 
     @property
     def state_dir(self) -> Path:
@@ -261,28 +264,32 @@ def default_config_path() -> Path:
 
 
 def load_config(path: str | Path | None = None) -> Settings:
-    """Read, parse and validate a config file; raise ConfigError listing every problem."""
+    """Read, parse and validate a config file; raise ConfigError listing every problem,
+    each with the line it is on where the file has one."""
+    return load_config_lines(path)[0]
+
+
+def load_config_lines(path: str | Path | None = None) -> tuple[Settings, dict[str, list[int]]]:
+    """load_config, and the lines each key is set on (for messages about the file)."""
     path = Path(path) if path is not None else default_config_path()
     where = str(path)
-    try:
-        st = path.stat()
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+    raw, st = read_config_bytes(path)
     problems = _unsafe_permissions(where, st)
     if not raw.strip():
         problems.append(f"{where}: the file is empty; start from config/edge-agent.toml")
         raise ConfigError(problems)
+    text = decode(raw, where)
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(f"{where}: not UTF-8 text") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: TOML syntax error: {exc}") from None
-    settings = parse_settings(data, where=where, problems=problems, base_dir=path.parent)
-    return dataclasses.replace(settings, source=path.resolve())
+        raise ConfigError(syntax_problem(exc, text, where)) from None
+    lines = key_lines(text)
+    try:
+        settings = parse_settings(data, where=where, problems=problems, base_dir=path.parent)
+    except ConfigError as exc:
+        raise ConfigError([locate(p, where, lines) for p in exc.problems]) from None
+    settings = dataclasses.replace(settings, source=path.resolve(), keys_set=_keys_set(data))
+    return settings, lines
 
 
 def parse_settings(
@@ -301,6 +308,19 @@ def parse_settings(
     return settings
 
 
+def _keys_set(data: dict[str, Any], cls: type = Settings, prefix: str = "") -> frozenset[str]:
+    """The dotted settings ``data`` gives a value (known keys only)."""
+    kinds = typing.get_type_hints(cls)
+    keys: set[str] = set()
+    for key, value in data.items():
+        kind = kinds.get(key)
+        if dataclasses.is_dataclass(kind) and isinstance(value, dict):
+            keys |= _keys_set(value, kind, f"{prefix}{key}.")
+        elif kind is not None:
+            keys.add(f"{prefix}{key}")
+    return frozenset(keys)
+
+
 def _build(
     cls: type, data: Any, prefix: str, where: str, problems: list[str], base_dir: Path
 ) -> Any:
@@ -308,7 +328,7 @@ def _build(
         problems.append(f"{where}: {prefix.rstrip('.')}: expected a table [{prefix.rstrip('.')}]")
         return cls()
     hints = typing.get_type_hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.name != "source"}
+    known = {f.name: f for f in dataclasses.fields(cls) if f.compare}
     values: dict[str, Any] = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
@@ -503,12 +523,32 @@ def _cross_checks(s: Settings, where: str) -> list[str]:
     if s.cloud.api_key_file:
         key_file = Path(s.cloud.api_key_file)
         problems.extend(_unsafe_permissions(str(key_file), key_file.stat()))
+    if s.log.events:
+        problems.extend(_event_log_problems(Path(s.log.events).expanduser(), where))
     for name in ("wake", "end", "error", "offline"):
         value = getattr(s.earcons, name)
         if value not in ("builtin", "off") and not Path(value).expanduser().is_file():
             problems.append(f"{where}: earcons.{name}: expected \"builtin\", \"off\" "
                             f"or an existing .wav file, got {_show(value)}")
     return problems
+
+
+def _event_log_problems(path: Path, where: str) -> list[str]:
+    """The log file is created, with its missing directories, at start: a directory
+    in its place or a file where a directory must be would stop the daemon."""
+    try:
+        if path.is_dir():
+            return [f"{where}: log.events: {str(path)!r} is a directory; name a file in it"]
+        if path.exists() and not path.is_file():  # a FIFO would block the daemon's open
+            return [f"{where}: log.events: {str(path)!r} is not a regular file"]
+        for parent in path.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    return [f"{where}: log.events: {str(parent)!r} is a file, not a directory"]
+                break
+    except OSError as exc:
+        return [f"{where}: log.events: {exc.strerror}"]
+    return []
 
 
 # --- secrets --------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_example_documents_every_key() -> None:
 
     def walk(obj: object, table: dict, prefix: str) -> None:
         for f in dataclasses.fields(obj):
-            if f.name == "source":
+            if not f.compare:  # where the settings came from, not a setting
                 continue
             assert f.name in table, f"{prefix}{f.name} missing from the example"
             value = getattr(obj, f.name)
@@ -224,3 +224,31 @@ def test_secret_not_in_help_or_version() -> None:
                                 capture_output=True, text=True, timeout=60, check=False)
         assert result.returncode == 0
         assert SECRET not in result.stdout + result.stderr
+
+
+# --- --config on every verb that reads one ---------------------------------------------
+
+
+def test_check_config_takes_the_file_as_option_or_positional(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = write(tmp_path, "[audio]\nvolume = 0.5\n")
+    bad = write(tmp_path, "[audio]\nvolume = 5\n", "bad.toml")
+    assert main(["check-config", "--config", str(good)]) == 0
+    assert main(["check-config", str(good)]) == 0
+    assert main(["check-config", "--config", str(bad)]) == 2
+    assert f"{bad}:2: audio.volume" in capsys.readouterr().err
+    assert main(["check-config", "--config", str(good), str(bad)]) == 2
+    assert "two config files" in capsys.readouterr().err
+
+
+def test_say_offline_with_a_bad_config_fails_with_its_problems(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Finding 15: it spoke with the built-in defaults instead."""
+    bad = write(tmp_path, "[audio]\nvolume = 5\n")
+    out = tmp_path / "out.wav"
+    assert main(["say", "--offline", "--config", str(bad), "--output", str(out), "hi"]) == 2
+    assert f"{bad}:2: audio.volume" in capsys.readouterr().err
+    assert main(["say", "--offline", "--config", str(tmp_path / "nope.toml"),
+                 "--output", str(out), "hi"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not out.exists()

@@ -95,3 +95,206 @@ def test_every_setting_is_classified() -> None:
     """A key added to config.py must be given reload effects (or none, on purpose)."""
     unclassified = [key for key in flatten(BASE) if not is_classified(key)]
     assert unclassified == []
+
+
+# --- a torn file ----------------------------------------------------------------------
+
+
+def test_a_file_that_drops_keys_the_running_one_set_is_refused(tmp_path: Path) -> None:
+    """Finding 6: a config caught half written parsed, and cloud.enabled came back
+    as its default (true). A reload never puts defaults in place of set keys."""
+    from edge_agent.errors import ConfigError
+    from edge_agent.service.reload import refuse_dropped_keys
+
+    path = tmp_path / "config.toml"
+    full = "[audio]\nvolume = 0.5\n\n[cloud]\nenabled = false\nllm_model = 'x'\n"
+    path.write_text(full)
+    running = load_config(path)
+    path.write_text(full[: full.index("enabled")])  # torn at a line end: still parses
+    torn = load_config(path)
+    assert torn.cloud.enabled  # what the old reload would have applied
+    with pytest.raises(ConfigError) as info:
+        refuse_dropped_keys(running, torn)
+    message = info.value.problems[0]
+    assert "cloud.enabled (default true)" in message and "cloud.llm_model" in message
+    # Adding or changing keys is what reloads are for.
+    path.write_text(full.replace("0.5", "0.7") + "[wake]\nthreshold = 0.6\n")
+    refuse_dropped_keys(running, load_config(path))
+    # Built-in defaults (no file) have set nothing.
+    refuse_dropped_keys(Settings(), torn)
+
+
+# --- the daemon: a reload applies whole or not at all -----------------------------------
+
+
+def daemon_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Any,
+                    edit: Any = None, *, gpio: bool = False) -> None:
+    """Run ``body(harness, notify_socket)`` against an in-process daemon with a fake
+    cloud, a silent .wav microphone and systemd's notify socket; ``edit`` changes
+    the config text it starts with."""
+    import asyncio
+
+    from tests.fakecloud import FakeCloud
+    from tests.speech import silence
+    from tests.test_daemon import notify_socket, receive
+    from tests.test_e2e import Harness, run
+
+    async def scenario(sock: Any) -> None:
+        with FakeCloud() as fake:
+            harness = Harness(tmp_path, fake, silence(60.0), gpio=gpio)
+            if edit is not None:
+                harness.config.write_text(edit(harness.config.read_text()))
+            async with harness as h:
+                await asyncio.to_thread(receive, sock, "READY=1", 10)
+                await body(h, sock)
+
+    with notify_socket() as sock:
+        monkeypatch.setenv("NOTIFY_SOCKET", sock.getsockname())
+        run(scenario(sock), timeout=180)
+
+
+async def rejected_with_ready(h: Any, sock: Any, count: int = 1) -> list[str]:
+    """Reload; the reload must be rejected and READY=1 follow RELOADING=1."""
+    import asyncio
+
+    from tests.test_daemon import receive
+
+    await asyncio.wait_for(h.daemon.reload(), 30)
+    rejected = await h.wait_event("config_rejected", count=count)
+    lines = await asyncio.to_thread(receive, sock, "READY=1", 5)
+    assert lines.index("RELOADING=1") < lines.index("READY=1")
+    return rejected.fields["errors"]
+
+
+@pytest.mark.slow
+def test_a_failing_reload_changes_nothing_and_the_daemon_stays_ready(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Finding 8: an emptied key file or an event log that cannot be opened was
+    found after the new settings were stored: RELOADING=1 without READY=1, no
+    config_rejected, and the event log silently gone."""
+    key = tmp_path / "key"
+    key.write_text("sk-test\n")
+    key.chmod(0o600)
+
+    def with_key(text: str) -> str:
+        return text.replace("[cloud]\n", f"[cloud]\napi_key_file = '{key}'\n")
+
+    async def body(h: Any, sock: Any) -> None:
+        base = h.config.read_text()
+        # An emptied key file, found only when the new cloud client was built.
+        key.write_text("")
+        h.config.write_text(base.replace("[cloud]\n", "[cloud]\nllm_model = 'other'\n"))
+        cloud = h.daemon.cloud
+        errors = await rejected_with_ready(h, sock)
+        assert any("is empty" in e for e in errors), errors
+        assert h.daemon.settings.cloud.llm_model == "gpt-4o-mini"
+        assert h.daemon.cloud is cloud and h.daemon.agent.settings is h.daemon.settings
+        # The same with no cloud change: a restart would fail on it, so say so now.
+        h.config.write_text(base.replace("[audio]\n", "[audio]\nvolume = 0.3\n"))
+        errors = await rejected_with_ready(h, sock, count=2)
+        assert any("is empty" in e for e in errors), errors
+        assert h.daemon.player.volume != 0.3
+        key.write_text("sk-test\n")
+
+        # An event log that cannot be opened (a symlink loop), with another change.
+        loop = tmp_path / "loop.jsonl"
+        loop.symlink_to(loop)
+        h.config.write_text(base.replace("events.jsonl", "loop.jsonl").replace(
+            "[audio]\n", "[audio]\nvolume = 0.3\n"))
+        errors = await rejected_with_ready(h, sock, count=3)
+        assert any("loop.jsonl" in e or "symbolic links" in e for e in errors), errors
+        assert h.daemon.player.volume != 0.3
+        # The old event log still records: the rejection itself is in it.
+        logged = (tmp_path / "events.jsonl").read_text()
+        assert logged.count('"config_rejected"') == 3
+
+        # A Vosk model that does not load: at start the speaker would run without
+        # offline STT; on reload the running model is kept instead.
+        (tmp_path / "vosk").mkdir()
+        h.config.write_text(base.replace("[cloud]\n", f"[offline]\nvosk_model = "
+                                         f"'{tmp_path}/vosk'\n\n[cloud]\n"))
+        offline = h.daemon.offline
+        errors = await rejected_with_ready(h, sock, count=4)
+        assert any("offline.vosk_model" in e for e in errors), errors
+        assert h.daemon.offline is offline and h.daemon.settings.offline.vosk_model == ""
+
+        # A good file after all that is applied.
+        h.config.write_text(base.replace("[audio]\n", "[audio]\nvolume = 0.3\n"))
+        await asyncio.wait_for(h.daemon.reload(), 30)
+        reloaded = await h.wait_event("config_reloaded")
+        assert reloaded.fields["keys"] == ["audio.volume"]
+        assert h.daemon.player.volume == 0.3
+
+    import asyncio
+
+    daemon_scenario(tmp_path, monkeypatch, body, edit=with_key)
+
+
+@pytest.mark.slow
+def test_a_reload_refuses_a_fifo_a_device_and_a_torn_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Findings 7 and 6: a FIFO froze the daemon (the file was read on the event
+    loop); a file cut short at a line end was applied with defaults."""
+    import asyncio
+    import os
+
+    async def body(h: Any, sock: Any) -> None:
+        import resource
+
+        loop = asyncio.get_running_loop()
+        gaps = [0.0]
+
+        async def tick() -> None:  # how long the loop went without running us
+            while True:
+                before = loop.time()
+                await asyncio.sleep(0.01)
+                gaps.append(loop.time() - before - 0.01)
+
+        ticker = asyncio.create_task(tick())
+        base = h.config.read_text()
+        h.config.unlink()
+        os.mkfifo(h.config, 0o600)
+        errors = await rejected_with_ready(h, sock)
+        assert any("not a regular file (a FIFO)" in e for e in errors), errors
+
+        h.config.unlink()
+        h.config.symlink_to("/dev/zero")
+        errors = await rejected_with_ready(h, sock, count=2)
+        assert any("a character device" in e for e in errors), errors
+
+        # Cut just before [log]: it parses, and would drop the event log and state_dir.
+        h.config.unlink()
+        h.config.write_text(base[: base.index("[log]")])
+        h.config.chmod(0o644)
+        errors = await rejected_with_ready(h, sock, count=3)
+        assert any("no longer sets log.events" in e for e in errors), errors
+        assert h.daemon.settings.log.events.endswith("events.jsonl")
+        # The loop stayed free throughout: capture kept going.
+        total = h.daemon.ring.total
+        await asyncio.sleep(0.3)
+        assert h.daemon.ring.total > total
+        ticker.cancel()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"three rejected reloads: longest event-loop stall {max(gaps) * 1000:.0f} ms, "
+              f"peak RSS of the test process {peak:.0f} MB")
+
+    daemon_scenario(tmp_path, monkeypatch, body)
+
+
+@pytest.mark.slow
+def test_leds_on_a_pin_that_does_not_exist_keep_the_old_ones(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The controls were closed and then failed to open on the new pins: no LEDs,
+    no button, and no READY=1."""
+    async def body(h: Any, sock: Any) -> None:
+        h.config.write_text(h.config.read_text().replace(
+            "[gpio]\n", "[gpio]\nled_pins = [5, 6, 99]\n"))
+        errors = await rejected_with_ready(h, sock)
+        assert any("99" in e for e in errors), errors
+        assert h.daemon.settings.gpio.led_pins == [5, 6, 13]
+        assert h.daemon.leds is not None and h.daemon.button is not None
+        # The old button still starts a turn.
+        await h.tap()
+        await h.wait_event("state", state="listening")
+
+    daemon_scenario(tmp_path, monkeypatch, body, gpio=True)

@@ -23,7 +23,7 @@ from edge_agent.agent.supervisor import Supervisor
 from edge_agent.agent.turn import TurnRunner
 from edge_agent.audio import Microphone, Player, RingBuffer
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
-from edge_agent.config import Settings, load_api_key, load_config
+from edge_agent.config import GpioSettings, Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
@@ -34,7 +34,7 @@ from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk
 from edge_agent.offline.models import missing_vosk_hint
 from edge_agent.service.control import ControlServer
 from edge_agent.service.notify import Notifier, Watchdog, progress_check
-from edge_agent.service.reload import ReloadPlan, plan_reload
+from edge_agent.service.reload import ReloadPlan, plan_reload, refuse_dropped_keys
 from edge_agent.state import AgentState
 from edge_agent.wake import WakeDetector
 
@@ -206,13 +206,8 @@ class Daemon:
         self._prewarm.add_done_callback(_log_failure)
 
     def _open_event_log(self) -> None:
-        if self._event_log is not None:
-            self._event_log_unsubscribe()
-            self._event_log.close()
-            self._event_log = None
-        if self.settings.log.events:
-            self._event_log = EventLog(self.settings.log.events)
-            self._event_log_unsubscribe = self.bus.subscribe(self._event_log)
+        events = self.settings.log.events
+        self._use_event_log(EventLog(events) if events else None)
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud
@@ -229,8 +224,8 @@ class Daemon:
             conversation=self.conversation,
         )
 
-    def _start_controls(self) -> None:
-        s = self.settings.gpio
+    def _start_controls(self, gpio: GpioSettings | None = None) -> None:
+        s = gpio or self.settings.gpio
         override = self._pin_factory_override
         factory = None if override is False or not s.enabled else (
             override or make_pin_factory(s))
@@ -384,20 +379,55 @@ class Daemon:
         self.notifier.reloading()
         old = self.settings
         try:
-            new = load_config(old.source) if old.source else old
-        except ConfigError as exc:
-            for problem in exc.problems:
+            # Off the loop: the file and every path it names are checked on disk.
+            new = await asyncio.to_thread(load_config, old.source) if old.source else old
+            refuse_dropped_keys(old, new)
+            plan = plan_reload(old, new)
+            prepared = await self._prepare(new, plan)
+        except Exception as exc:  # whatever failed, the old settings stay in force
+            problems = exc.problems if isinstance(exc, ConfigError) else [
+                f"{type(exc).__name__}: {exc}"]
+            for problem in problems:
                 log.error("config rejected: %s", problem)
-            self.bus.emit("config_rejected", errors=exc.problems)
+            self.bus.emit("config_rejected", errors=problems)
             self.notifier.ready(self.status_line())
             return
-        plan = plan_reload(old, new)
-        await self._apply(new, plan)
-        self.bus.emit("config_reloaded", keys=sorted(plan.keys))
-        log.info("config reloaded: %s", plan.describe())
+        try:
+            await self._apply(new, plan, prepared)
+        except Exception as exc:  # only swaps and closes are left: rare, but say so
+            log.error("config applied only in part", exc_info=exc)
+            self.agent.report_error("reload", f"{type(exc).__name__}: {exc}")
+        else:
+            self.bus.emit("config_reloaded", keys=sorted(plan.keys))
+            log.info("config reloaded: %s", plan.describe())
         self.notifier.ready(self.status_line())
 
-    async def _apply(self, new: Settings, plan: ReloadPlan) -> None:
+    async def _prepare(self, new: Settings, plan: ReloadPlan) -> _Prepared:
+        """Open everything the new settings need before any of it is used: a key
+        file, log file, device or model that fails rejects the reload whole."""
+        ready = _Prepared()
+        try:
+            if plan.reopen_event_log and new.log.events:
+                ready.event_log = await asyncio.to_thread(EventLog, new.log.events)
+            if plan.rebuild_cloud:
+                ready.cloud = await asyncio.to_thread(build_cloud, new)
+            elif new.cloud.enabled:  # the running client keeps its key; a restart would not
+                await asyncio.to_thread(load_api_key, new.cloud)
+            if plan.reload_offline:
+                ready.offline = await asyncio.to_thread(build_offline, new)
+                _require_configured_models(new, ready.offline)
+            if plan.reload_wake:
+                ready.wake = await asyncio.to_thread(WakeDetector, new.wake)
+            if plan.reopen_output:
+                ready.player = await asyncio.to_thread(build_player, new, self.bus)
+            if plan.rebuild_controls:  # last: the new pins may be the old ones
+                self._swap_controls(new.gpio)
+        except BaseException:
+            await ready.discard()
+            raise
+        return ready
+
+    async def _apply(self, new: Settings, plan: ReloadPlan, ready: _Prepared) -> None:
         self.settings = new
         agent = self.agent
         agent.settings = new
@@ -407,11 +437,10 @@ class Daemon:
         if plan.set_log_level:
             set_level(new.log.level)
         if plan.reopen_event_log:
-            self._open_event_log()
-        if plan.reopen_output:
+            self._use_event_log(ready.event_log)
+        if ready.player is not None:
             self.player.stop()
-            old_player = self.player
-            self.player = await asyncio.to_thread(build_player, new, self.bus)
+            old_player, self.player = self.player, ready.player
             agent.player = self.player
             await asyncio.to_thread(old_player.close)
         elif plan.set_volume:
@@ -420,13 +449,13 @@ class Daemon:
             await self.supervisor.stop_job("capture")
             self.microphone = build_microphone(new, self.ring, self.bus)
             self.supervisor.start("capture", self.microphone.run)
-        if plan.reload_wake:
-            agent.wake = await asyncio.to_thread(WakeDetector, new.wake)
-        if plan.reload_offline:
-            self.offline = await asyncio.to_thread(build_offline, new)
+        if ready.wake is not None:
+            agent.wake = ready.wake
+        if ready.offline is not None:
+            self.offline = ready.offline
             agent.vosk = self.offline.vosk
         if plan.rebuild_cloud:
-            old_cloud, self.cloud = self.cloud, build_cloud(new)
+            old_cloud, self.cloud = self.cloud, ready.cloud
             if old_cloud is not None:
                 await old_cloud.client.aclose()
         if plan.rebuild_conversation:
@@ -439,9 +468,6 @@ class Daemon:
             self.supervisor.start("connectivity", self.connectivity.run)
         if plan.reload_earcons:
             agent.earcons = Earcons(new.earcons)
-        if plan.rebuild_controls:
-            self._stop_controls()
-            self._start_controls()
         if plan.reopen_control_socket:
             if self.control is not None:
                 await self.control.close()
@@ -450,6 +476,55 @@ class Daemon:
         agent.turns = self._build_turns()
         if plan.reload_offline or plan.rebuild_cloud:
             self._start_prewarm()
+
+    def _swap_controls(self, gpio: GpioSettings) -> None:
+        """The button and LEDs on new pins, or back on the old ones if they fail."""
+        self._stop_controls()
+        try:
+            self._start_controls(gpio)
+        except Exception:
+            self._stop_controls()
+            self._start_controls(self.settings.gpio)
+            raise
+
+    def _use_event_log(self, event_log: EventLog | None) -> None:
+        """Swap the event log for ``event_log`` (already open, or None for none)."""
+        if self._event_log is not None:
+            self._event_log_unsubscribe()
+            self._event_log.close()
+        self._event_log = event_log
+        if event_log is not None:
+            self._event_log_unsubscribe = self.bus.subscribe(event_log)
+
+
+@dataclass
+class _Prepared:
+    """What a reload opened ahead of applying it; discarded if the reload fails."""
+
+    event_log: EventLog | None = None
+    cloud: _Cloud | None = None
+    offline: _Offline | None = None
+    wake: WakeDetector | None = None
+    player: Player | None = None
+
+    async def discard(self) -> None:
+        if self.event_log is not None:
+            self.event_log.close()
+        if self.player is not None:
+            await asyncio.to_thread(self.player.close)
+        if self.cloud is not None:
+            await _within(self.cloud.client.aclose(), 0.3)
+
+
+def _require_configured_models(settings: Settings, offline: _Offline) -> None:
+    """At start a model that fails to load leaves that engine off; on reload the
+    running one is better than none, so a configured model must load."""
+    if settings.offline.vosk_model and offline.vosk is None:
+        raise ConfigError(f"offline.vosk_model: the Vosk model in "
+                          f"{settings.offline.vosk_model} does not load (see the log)")
+    if settings.offline.piper_voice and offline.piper is None:
+        raise ConfigError(f"offline.piper_voice: the Piper voice "
+                          f"{settings.offline.piper_voice} does not load (see the log)")
 
 
 async def _within(closing: Awaitable[None], deadline: float) -> None:

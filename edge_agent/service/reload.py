@@ -5,15 +5,22 @@ A reload that only touches, say, ``turn.end_silence`` must not drop the
 microphone: the agent reads turn settings at the next turn anyway. Every key of
 ``Settings`` is classified below, either with the effects its change has or as
 read where it is used; tests/test_reload.py fails when a new key is neither.
+
+A reload never puts a built-in default in place of a key the running file set:
+a file caught half written parses more often than one would hope (cut at a line
+end, it is just shorter), and a vanished ``cloud.enabled = false`` would send
+every utterance to the public API. Such a file is refused (refuse_dropped_keys).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.config import Settings
+from edge_agent.errors import ConfigError
 
 # Dotted key (or "section." prefix) -> what a change of it requires. First match wins.
 EFFECTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
@@ -184,3 +191,18 @@ def flatten(settings: Any, prefix: str = "") -> dict[str, Any]:
         else:
             leaves[f"{prefix}{f.name}"] = value
     return leaves
+
+
+def refuse_dropped_keys(old: Settings, new: Settings) -> None:
+    """ConfigError when ``new`` leaves out keys ``old``'s file set: they would
+    silently fall back to their defaults, which is what a torn file looks like."""
+    dropped = sorted(old.keys_set - new.keys_set)
+    if not dropped:
+        return
+    defaults = flatten(Settings())
+    shown = ", ".join(f"{key} (default {json.dumps(defaults[key])})" for key in dropped[:5])
+    more = f" and {len(dropped) - 5} more" if len(dropped) > 5 else ""
+    raise ConfigError(
+        f"{new.source}: no longer sets {shown}{more}; a reload does not fall back to "
+        "built-in defaults (a file still being written looks like this): set them "
+        "explicitly, or restart to use the defaults")
