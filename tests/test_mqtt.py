@@ -27,9 +27,9 @@ from edge_agent.mqtt.commands import (
 )
 from edge_agent.mqtt.topics import Topics
 from tests.broker import Broker
-from tests.fakecloud import FakeCloud
+from tests.fakecloud import FakeCloud, Latency
 from tests.fleet import QUIET, Fleet, Watcher
-from tests.speech import piper, silence
+from tests.speech import piper, read_wav, silence
 
 # --- payloads, without a broker ------------------------------------------------------
 
@@ -247,3 +247,80 @@ def test_commands_from_home_assistant_and_hostile_payloads(
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
     run(scenario())
+
+
+def tts_texts(fake: FakeCloud) -> list[str]:
+    return [(r.json or {}).get("input", "") for r in fake.requests_for("tts")]
+
+
+def dominant_hz(audio: np.ndarray, rate: int = 16000) -> float:
+    spectrum = np.abs(np.fft.rfft(audio.astype(np.float64) * np.hanning(len(audio))))
+    return float(np.fft.rfftfreq(len(audio), 1 / rate)[int(np.argmax(spectrum))])
+
+
+@pytest.mark.slow
+def test_an_announcement_starts_with_the_earcon_and_is_spoken(tmp_path: Path) -> None:
+    async def scenario() -> FakeCloud:
+        with Broker(tmp_path) as broker, FakeCloud() as fake:
+            async with Fleet(tmp_path, fake, broker, ["hall"], group="") as fleet:
+                await fleet.connected()
+                await publish(broker, "edge-agent/hall/announce", "The laundry is done.")
+                await asyncio.to_thread(fake.wait_for_request, "tts", 1, 30.0)
+                speaker = fleet.speakers[0]
+                async with asyncio.timeout(30):
+                    while not speaker.named("audio_out_end"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+        return fake
+
+    fake = run(scenario())
+    assert tts_texts(fake) == ["The laundry is done."]
+    out = read_wav(tmp_path / "hall" / "out.wav")
+    loud = np.flatnonzero(np.abs(out.astype(np.int32)) > 1000)
+    first = loud[0]
+    # The wake chime (880 Hz, then higher) first; the fake's 440 Hz "voice" after it.
+    assert dominant_hz(out[first:first + 960]) == pytest.approx(880, abs=40)
+    assert dominant_hz(out[loud[-1] - 3200:loud[-1]]) == pytest.approx(440, abs=20)
+
+
+@pytest.mark.slow
+def test_announcements_wait_for_the_turn_and_mute_drops_them(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    announce, command = "edge-agent/hall/announce", "edge-agent/hall/command"
+
+    async def scenario() -> FakeCloud:
+        fake = FakeCloud(transcript="tell me a joke", latency=Latency(llm_first_token=1.5))
+        with Broker(tmp_path) as broker, fake:
+            async with Fleet(tmp_path, fake, broker, ["hall"], group="", extra=QUIET) as fleet:
+                speaker = fleet.speakers[0]
+                await fleet.connected()
+                await fleet.hear([wake_question(1.0)])
+                async with asyncio.timeout(30):
+                    while not speaker.named("state", state="thinking"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                await publish(broker, announce, '{"text": "Dinner is ready."}')
+                await asyncio.to_thread(fake.wait_for_request, "tts", 2, 30.0)
+                async with asyncio.timeout(30):
+                    while len(speaker.named("audio_out_end")) < 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                # The same, but muted while the announcement waits: it is dropped.
+                await fleet.hear([wake_question(1.0)])
+                async with asyncio.timeout(30):
+                    while len(speaker.named("state", state="thinking")) < 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                await publish(broker, announce, "The door is open.")
+                await asyncio.sleep(0.3)
+                await publish(broker, command, '{"command": "mute"}')
+                async with asyncio.timeout(30):
+                    while not any("dropped: muted" in r.getMessage()  # noqa: ASYNC110
+                                  for r in caplog.records):
+                        await asyncio.sleep(0.05)
+                states = [e.fields["state"] for e in speaker.named("state")]
+                outs = [e.name for e in speaker.events if e.name.startswith("audio_out")]
+        assert outs[:4] == ["audio_out_start", "audio_out_end"] * 2
+        assert states[:5] == ["listening", "thinking", "speaking", "idle", "speaking"]
+        return fake
+
+    fake = run(scenario())
+    # The reply was spoken whole before the announcement; the second never was.
+    assert tts_texts(fake) == ["It is a fine day.", "Dinner is ready."]
