@@ -324,3 +324,48 @@ def test_announcements_wait_for_the_turn_and_mute_drops_them(
     fake = run(scenario())
     # The reply was spoken whole before the announcement; the second never was.
     assert tts_texts(fake) == ["It is a fine day.", "Dinner is ready."]
+
+
+# --- the broker dies mid-turn --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_broker_killed_mid_turn_the_turn_completes_and_the_speaker_comes_back(
+        tmp_path: Path) -> None:
+    available = "edge-agent/attic/availability"
+
+    async def scenario() -> float:
+        fake = FakeCloud(transcript="tell me a joke", latency=Latency(llm_first_token=1.0))
+        with fake, Broker(tmp_path) as broker:
+            async with Fleet(tmp_path, fake, broker, ["attic"], extra=QUIET) as fleet:
+                speaker = fleet.speakers[0]
+                link = speaker.daemon.mqtt
+                await fleet.connected()
+                await fleet.hear([wake_question(1.0)])
+                async with asyncio.timeout(30):
+                    while not speaker.named("state", state="thinking"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                broker.kill()
+                async with asyncio.timeout(30):
+                    while not speaker.named("turn_done"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                (done,) = speaker.named("turn_done")
+                assert done.fields["spoken"]
+                assert not link.connected
+                assert "MQTT broker unreachable" in speaker.daemon.status_line()
+                assert speaker.daemon.agent.status()["mqtt"]["connected"] is False
+                # A wake word while the broker is away is answered alone, at once.
+                await fleet.hear([wake_question(1.0)])
+                async with asyncio.timeout(30):
+                    while len(speaker.named("turn_done")) < 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                assert len(speaker.named("wake_arbitration")) == 1  # the first wake word
+                broker.start()
+                back = time.monotonic()
+                async with Watcher(broker, available) as ha:
+                    online = await ha.wait(available, b"online", within=30)
+                assert link.connected
+        return online - back
+
+    seconds = run(scenario())
+    print(f"availability online {seconds:.2f} s after the broker's return")
