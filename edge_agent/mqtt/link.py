@@ -100,6 +100,9 @@ class MqttLink:
                         await self._serve(client)
                 except aiomqtt.MqttError as exc:
                     self._set_connected(False, str(exc) or type(exc).__name__)
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise asyncio.CancelledError from None  # a stop, not a broker fault
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
         finally:
@@ -133,12 +136,18 @@ class MqttLink:
             self._published.clear()  # a fresh broker may have lost every retained state
             self._set_connected(True, "")
             await _first_to_end(self._receive(client), self._publish_states(client))
+        except asyncio.CancelledError:
+            # Stopping: say goodbye ourselves, the last will is only for a crash.
+            # (After a broker fault the socket is gone: nothing to say it on.)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.publish(
+                    topics.availability, "offline", qos=1, retain=True), CLOSE_DEADLINE)
+            raise
         finally:
-            if self._connected:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.publish(
-                        topics.availability, "offline", qos=1, retain=True), CLOSE_DEADLINE)
             self._client = None
+            # Leaving: the client's goodbye waits for the broker to close the socket,
+            # at most this long (its default is the connect timeout).
+            client.timeout = CLOSE_DEADLINE
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
