@@ -369,3 +369,40 @@ def test_broker_killed_mid_turn_the_turn_completes_and_the_speaker_comes_back(
 
     seconds = run(scenario())
     print(f"availability online {seconds:.2f} s after the broker's return")
+
+
+# --- the [mqtt] section ------------------------------------------------------------------------
+
+
+def test_mqtt_section_is_off_by_default_and_validated(tmp_path: Path) -> None:
+    from edge_agent.config import Settings, parse_settings
+
+    assert Settings().mqtt.host == ""
+    settings = parse_settings({"mqtt": {"host": "broker.lan", "group": "home"}})
+    assert (settings.mqtt.port, settings.mqtt.discovery_prefix) == (1883, "homeassistant")
+    assert settings.mqtt.arbitration_window == pytest.approx(0.2)
+    with pytest.raises(ConfigError) as caught:
+        parse_settings({"mqtt": {"host": "b", "port": 0, "arbitration_window": 0,
+                                 "password_file": "/nonexistent/hunter2", "groop": "x"}})
+    text = "\n".join(caught.value.problems)
+    for expected in ("mqtt.port", "mqtt.arbitration_window", "mqtt.password_file",
+                     "mqtt.groop: unknown key; did you mean mqtt.group?"):
+        assert expected in text
+    assert "hunter2" not in text
+
+
+def test_password_file_is_read_like_the_api_key_file(tmp_path: Path) -> None:
+    from edge_agent.mqtt.service import load_password
+
+    secret = tmp_path / "mqtt.pass"
+    secret.write_text("s3cret\n")
+    secret.chmod(0o600)
+    password = load_password(MqttSettings(host="b", password_file=str(secret)))
+    assert password == "s3cret" and "s3cret" not in repr(password)
+    secret.chmod(0o666)
+    with pytest.raises(ConfigError, match="writable by other users"):
+        load_password(MqttSettings(host="b", password_file=str(secret)))
+    secret.write_text("")
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError, match="is empty"):
+        load_password(MqttSettings(host="b", password_file=str(secret)))
