@@ -17,7 +17,8 @@ import pytest
 
 from edge_agent.config import MqttSettings
 from edge_agent.errors import ConfigError
-from edge_agent.mqtt.arbitration import Claim
+from edge_agent.events import EventBus
+from edge_agent.mqtt.arbitration import Claim, GroupArbiter
 from edge_agent.mqtt.commands import (
     MAX_PAYLOAD_BYTES,
     Command,
@@ -26,6 +27,7 @@ from edge_agent.mqtt.commands import (
     parse_command,
 )
 from edge_agent.mqtt.topics import Topics
+from edge_agent.wake import WakeDetection
 from tests.broker import Broker
 from tests.fakecloud import FakeCloud, Latency
 from tests.fleet import QUIET, Fleet, Watcher
@@ -92,6 +94,60 @@ def test_topic_names_are_checked() -> None:
     for bad in ({"device_id": "kitchen/+"}, {"group": "#"}, {"discovery_prefix": ""}):
         with pytest.raises(ConfigError):
             Topics.from_settings(MqttSettings(host="h", **bad))
+
+
+
+class Hub:
+    """A broker in memory for the arbiters' rules alone: every publish reaches
+    every arbiter (the sender too, as MQTT does) after ``delay`` seconds."""
+
+    def __init__(self, delay: float = 0.005) -> None:
+        self.delay = delay
+        self.arbiters: list[GroupArbiter] = []
+        self.connected = True
+
+    async def publish_claim(self, payload: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        for arbiter in self.arbiters:
+            loop.call_later(self.delay, arbiter.on_claim, payload)
+
+    def join(self, name: str, window: float = 0.2) -> GroupArbiter:
+        arbiter = GroupArbiter(name, window, self, EventBus())
+        self.arbiters.append(arbiter)
+        return arbiter
+
+
+HEY = WakeDetection("hey_jarvis", 0.9, 0)
+
+
+async def _claim(arbiter: GroupArbiter, level: float, *, lag: float = 0.0,
+                 engaged: bool = False) -> bool:
+    heard_at = time.monotonic()
+    await asyncio.sleep(lag)
+    return await arbiter.answer(HEY, level_dbfs=level, heard_at=heard_at, engaged=engaged)
+
+
+def test_arbiters_pick_the_loudest_and_a_late_loud_one_yields_to_the_answer() -> None:
+    async def scenario() -> list[list[bool]]:
+        hub = Hub()
+        a, b, c = hub.join("a"), hub.join("b"), hub.join("c")
+        on_time = await asyncio.gather(_claim(a, -30), _claim(b, -20), _claim(c, -25))
+        await asyncio.sleep(1.0)
+        # b hears it loudest but its detector lags past the window: a and c decided
+        # without b's claim; a answers and says so, and b yields to that.
+        late = await asyncio.gather(_claim(a, -22), _claim(b, -20, lag=0.6), _claim(c, -25))
+        await asyncio.sleep(1.0)
+        # b is speaking: the wake word is a barge-in meant for it, taken at once.
+        engaged = await asyncio.gather(_claim(a, -10), _claim(b, -40, engaged=True))
+        hub.connected = False
+        alone = [await _claim(a, -90)]
+        return [list(on_time), list(late), list(engaged), alone]
+
+    on_time, late, engaged, alone = asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert on_time == [False, True, False]
+    assert late == [True, False, False]
+    assert engaged == [False, True]
+    assert alone == [True]
 
 
 # --- one daemon on a real broker --------------------------------------------------------
@@ -168,7 +224,9 @@ def test_three_speakers_hear_one_wake_word_and_only_the_loudest_answers(
 
     async def scenario() -> None:
         with Broker(tmp_path) as broker, FakeCloud(transcript="tell me a joke") as fake:
-            async with Fleet(tmp_path, fake, broker, list(gains), extra=QUIET) as fleet:
+            # A wide window: this is about who answers; bench_fleet measures the latency.
+            async with Fleet(tmp_path, fake, broker, list(gains), window=0.5,
+                             extra=QUIET) as fleet:
                 await fleet.connected()
                 await fleet.hear([wake_question(g) for g in gains.values()])
                 await asyncio.to_thread(fake.wait_for_request, "tts", 1, 30.0)

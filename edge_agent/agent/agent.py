@@ -326,7 +326,8 @@ class Agent:
                     level = phrase_level_dbfs(self.ring, detection.end_index)
                     self.bus.emit("wake", model=detection.model, score=round(detection.score, 3),
                                   end_index=detection.end_index, level_dbfs=round(level, 1))
-                    if await self.arbiter.answer(detection, level_dbfs=level,
+                    engaged = self._state in (AgentState.THINKING, AgentState.SPEAKING)
+                    if await self.arbiter.answer(detection, level_dbfs=level, engaged=engaged,
                                                  heard_at=self.ring.time_of(reader.position)):
                         self._start("wake", detection.end_index)
         finally:

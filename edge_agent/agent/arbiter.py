@@ -22,10 +22,11 @@ SILENT_DBFS = -120.0
 
 class WakeArbiter(Protocol):
     async def answer(self, detection: WakeDetection, *, level_dbfs: float,
-                     heard_at: float) -> bool:
+                     heard_at: float, engaged: bool) -> bool:
         """True when this speaker should answer ``detection``: its phrase was
         ``level_dbfs`` loud and its last frame captured at monotonic ``heard_at``
-        (before the detector's own delay)."""
+        (before the detector's own delay). ``engaged``: this speaker is in a
+        conversation, so the wake word is a barge-in meant for it."""
         ...
 
 
@@ -33,7 +34,7 @@ class AnswerAlways:
     """The arbiter of a lone speaker: every wake word is its own, without delay."""
 
     async def answer(self, detection: WakeDetection, *, level_dbfs: float,
-                     heard_at: float) -> bool:
+                     heard_at: float, engaged: bool) -> bool:
         return True
 
 

@@ -11,7 +11,9 @@ detector got to it, so a speaker whose detector lags does not wait longer.
 
 A speaker so late that the others decided without its claim would answer
 alongside them; so the winner also says "answering", and a speaker about to
-answer yields to an "answering" it received for the same phrase.
+answer yields to an "answering" it received for the same phrase. A speaker in
+a conversation takes a wake word at once (a barge-in meant for it) and says
+"answering" too, so the idle ones stay idle.
 Without a connection the speaker answers at once, as a lone speaker does.
 """
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -114,12 +117,17 @@ class GroupArbiter:
             self._heard.append((time.monotonic(), claim))
 
     async def answer(self, detection: WakeDetection, *, level_dbfs: float,
-                     heard_at: float) -> bool:
+                     heard_at: float, engaged: bool) -> bool:
         if not self._channel.connected:
             return True  # no broker: answer as if alone, never stay silent
         detected = time.monotonic()
         own = Claim(self.speaker, uuid.uuid4().hex[:12], detection.model,
                     round(detection.score, 4), round(level_dbfs, 2))
+        if engaged:
+            # A barge-in on the conversation this speaker holds: at once, and the
+            # others, idle, are told to stay so.
+            self._send(dataclasses.replace(own, kind="answering"))
+            return True
         try:
             await asyncio.wait_for(self._channel.publish_claim(own.to_json()), self.window)
         except Exception as exc:  # a broker that fails now must not cost the answer
@@ -135,7 +143,7 @@ class GroupArbiter:
         best = max([own, *claims], key=Claim.rank)
         won = best is own and not answering
         if won:
-            self._send(Claim(**{**asdict(own), "kind": "answering"}))
+            self._send(dataclasses.replace(own, kind="answering"))
         winner = answering[0].speaker if answering else best.speaker
         self._bus.emit("wake_arbitration", won=won, claims=1 + len(claims), winner=winner,
                        waited_ms=round((time.monotonic() - detected) * 1000, 1),
