@@ -464,3 +464,27 @@ def test_password_file_is_read_like_the_api_key_file(tmp_path: Path) -> None:
     secret.chmod(0o600)
     with pytest.raises(ConfigError, match="is empty"):
         load_password(MqttSettings(host="b", password_file=str(secret)))
+
+
+@pytest.mark.slow
+def test_stop_from_home_assistant_cuts_an_announcement_short(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent")
+
+    async def scenario() -> None:
+        with Broker(tmp_path) as broker, FakeCloud() as fake:
+            async with Fleet(tmp_path, fake, broker, ["hall"], group="", extra=QUIET) as fleet:
+                speaker = fleet.speakers[0]
+                await fleet.connected()
+                # The fake speaks 30 ms per character: about 12 s of "voice".
+                await publish(broker, "edge-agent/hall/announce", "a long notice " * 30)
+                async with asyncio.timeout(30):
+                    while not speaker.named("audio_out_start"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                await publish(broker, "edge-agent/hall/command", '{"command": "stop"}')
+                async with asyncio.timeout(10):
+                    while not any("announcement cut off" in r.getMessage()  # noqa: ASYNC110
+                                  for r in caplog.records):
+                        await asyncio.sleep(0.02)
+
+    run(scenario())
