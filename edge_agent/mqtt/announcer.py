@@ -56,7 +56,12 @@ class Announcer:
                     log.info("%d announcement(s) dropped: muted", dropped)
                     continue
                 log.info("announcement: %d characters", len(text))
-                if not await self._agent.announce(text):
+                try:
+                    spoken = await self._agent.announce(text)
+                except Exception:  # the next announcement must still be heard
+                    log.exception("announcement failed")
+                    continue
+                if not spoken:
                     log.info("announcement cut off")
         finally:
             self._unsubscribe()

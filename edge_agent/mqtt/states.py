@@ -52,7 +52,7 @@ def near_miss(agent: Agent) -> dict[str, object]:
     reported = agent.status().get("wake_near_miss")
     if isinstance(reported, dict):
         return reported
-    scores = dict(getattr(agent.wake, "last_scores", {}) or {})
+    scores = dict(agent.wake.last_scores)
     if not scores:
         return {"score": None}
     model = max(scores, key=scores.__getitem__)
