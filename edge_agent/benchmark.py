@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # Order: cheap and foundational first, so a quick look at the progress is useful;
 # the soak last, as it also measures the daemon at rest.
 BENCHMARKS = ("audio", "controls", "wake", "offline", "cloud", "turn", "failover", "bargein",
-              "service", "soak")
+              "service", "fleet", "soak")
 REPORT_JSON = "bench-report.json"
 REPORT_PNG = "bench-report.png"
 
@@ -132,6 +132,10 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "vosk_rtf": _get(results, "offline", "vosk_rtf_whole"),
         "daemon_idle_cpu_percent": _get(results, "soak", "idle_daemon", "cpu_percent"),
         "daemon_peak_rss_mb": _get(results, "soak", "idle_daemon", "peak_rss_mb"),
+        "fleet_wrong_speaker": _get(results, "fleet", "wrong_speaker"),
+        "fleet_wakes": _get(results, "fleet", "wakes"),
+        "fleet_answers": _get(results, "fleet", "answers"),
+        "fleet_extra_latency_max_ms": _get(results, "fleet", "extra_latency_ms", "max"),
         "soak_turns": _get(results, "soak", "soak", "turns"),
         "soak_growth": _get(results, "soak", "soak", "growth"),
     }

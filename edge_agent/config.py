@@ -222,6 +222,30 @@ class ServiceSettings:
 
 
 @dataclass(frozen=True)
+class MqttSettings:
+    host: str = setting("")
+    """MQTT broker (Home Assistant, announcements, wake arbitration); empty: off."""
+    port: int = setting(1883, min=1, max=65535)
+    device_id: str = setting("")
+    """This speaker's name in topics and in Home Assistant (letters, digits, _ and -);
+    empty uses the host name."""
+    discovery_prefix: str = setting("homeassistant")
+    """Home Assistant's discovery prefix (its MQTT integration's setting)."""
+    username: str = setting("")
+    password_file: str = setting("", path="file", sensitive=True)
+    """File holding the broker password; must not be writable by others."""
+    tls: bool = setting(False)
+    """Connect with TLS (usually port 8883)."""
+    ca_file: str = setting("", path="file")
+    """CA certificate that signed the broker's; empty trusts the system's CAs."""
+    group: str = setting("")
+    """Speakers sharing a group answer each wake word once (the best claim wins);
+    empty: this speaker answers every wake word it hears."""
+    arbitration_window: float = setting(0.2, above=0.0, max=2.0)
+    """Seconds a speaker waits for rivals' claims before answering a wake word."""
+
+
+@dataclass(frozen=True)
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     wake: WakeSettings = field(default_factory=WakeSettings)
@@ -232,6 +256,7 @@ class Settings:
     earcons: EarconSettings = field(default_factory=EarconSettings)
     log: LogSettings = field(default_factory=LogSettings)
     service: ServiceSettings = field(default_factory=ServiceSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
     source: Path | None = field(default=None, compare=False)
     """The file these settings came from (None for built-in defaults)."""
     keys_set: frozenset[str] = field(default=frozenset(), compare=False, repr=False)

@@ -40,6 +40,8 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
         "audio_overrun": ("reader", "samples"),
         "audio_device": ("direction", "ok"),
         "error": ("where", "message"),
+        "wake_arbitration": ("won", "claims"),
+        "mqtt": ("connected",),
     }.items()
 }
 

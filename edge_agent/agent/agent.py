@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +31,7 @@ from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
 
+from .arbiter import AnswerAlways, WakeArbiter, phrase_level_dbfs
 from .supervisor import cancel_within
 
 if TYPE_CHECKING:
@@ -123,6 +124,10 @@ class Agent:
         """Set once after construction when the pipeline's tools need this agent."""
         self.vosk = vosk
         """Run live on every utterance when offline.stt_mode is "parallel"."""
+        self.arbiter: WakeArbiter = AnswerAlways()
+        """Asked before a wake-word turn: another speaker may answer this one."""
+        self.status_extras: dict[str, Callable[[], Any]] = {}
+        """More of status(), by key: parts of the daemon the agent does not own (MQTT)."""
         self.last_answer = ""
         self.last_turns: deque[TurnRecord] = deque(maxlen=LAST_TURNS)
         self.counts = {"turns": 0, "barge_ins": 0, "failovers": 0, "overruns": 0}
@@ -320,9 +325,14 @@ class Agent:
                 for miss in wake.diagnostics.unreported():
                     self.bus.emit("wake_near_miss", **miss.to_dict())
                 if detection is not None:
+                    level = phrase_level_dbfs(self.ring, detection.end_index)
                     self.bus.emit("wake", model=detection.model, score=round(detection.score, 3),
-                                  engine=detection.engine, end_index=detection.end_index)
-                    self._start("wake", detection.end_index)
+                                  engine=detection.engine, end_index=detection.end_index,
+                                  level_dbfs=round(level, 1))
+                    engaged = self._state in (AgentState.THINKING, AgentState.SPEAKING)
+                    if await self.arbiter.answer(detection, level_dbfs=level, engaged=engaged,
+                                                 heard_at=self.ring.time_of(reader.position)):
+                        self._start("wake", detection.end_index)
         finally:
             reader.close()
 
@@ -506,6 +516,12 @@ class Agent:
 
     # --- speaking outside a turn --------------------------------------------------
 
+    async def announce(self, text: str) -> bool:
+        """An announcement (Home Assistant): a chime first, so it does not start
+        mid-word on someone who was not expecting the speaker to talk."""
+        self._earcon("wake")
+        return await self.say(text)
+
     async def say(self, text: str) -> bool:
         """Speak a text (control socket `say`, timers). Its own task, so barge-in,
         stop and mute can cancel it like a turn; False when it was cut off."""
@@ -591,6 +607,7 @@ class Agent:
             "volume": round(self.player.volume, 2),
             **self.counts,
             "last_turns": [t.to_dict() for t in self.last_turns],
+            **{key: part() for key, part in self.status_extras.items()},
         }
 
     @property

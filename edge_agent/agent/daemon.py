@@ -29,6 +29,7 @@ from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
+from edge_agent.mqtt import MqttLink, build_mqtt
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
 from edge_agent.offline.models import missing_vosk_hint
@@ -147,6 +148,7 @@ class Daemon:
         self.button: PushButton | None = None
         self.leds: StatusLeds | None = None
         self._leds_unsubscribe: Any = None
+        self.mqtt: MqttLink | None = None
 
     # --- start -----------------------------------------------------------------------
 
@@ -181,6 +183,9 @@ class Daemon:
         sup.start("turns", self.agent.run_turns)
         sup.start("connectivity", self.connectivity.run)
         sup.start("timers", self.timers.run)
+        self.mqtt = build_mqtt(s, self.agent, self.bus, self.timers)
+        if self.mqtt is not None:
+            sup.start("mqtt", self.mqtt.run)
         # The watchdog pings from the loop, so a blocked loop stops them by itself;
         # the check covers capture, which the loop cannot see. It counts samples: a
         # device that keeps reopening without delivering must stop the pings too.
@@ -271,7 +276,7 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
         # Before READY=1 the line goes out with READY itself.
-        if event.name in ("network", "mute", "audio_device") and self.ready.is_set():
+        if event.name in ("network", "mute", "audio_device", "mqtt") and self.ready.is_set():
             self.notifier.status(self.status_line())
         if event.name == "state" and event.fields["state"] == AgentState.LISTENING:
             self._get_network_ready()
@@ -307,6 +312,8 @@ class Daemon:
         network = "cloud online" if agent.online else "offline"
         if self.cloud is None:
             network = "cloud disabled"
+        if self.mqtt is not None and not self.mqtt.connected:
+            network += ", MQTT broker unreachable"
         return f"listening for {words}, {network}"
 
     # --- run, signals, stop -------------------------------------------------------------

@@ -51,6 +51,8 @@ EFFECTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         # Timers and mute live there; moving them under a running daemon could
         # lose a timer.
         ("service.state_dir", {"restart_required"}),
+        # The broker connection, its will and the discovery topics are set up once.
+        ("mqtt.", {"restart_required"}),
     )
 )
 
