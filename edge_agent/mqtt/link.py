@@ -45,8 +45,7 @@ CLOSE_DEADLINE = 0.3
 INCOMING_LIMIT = 100
 """Messages waiting to be handled; more are dropped by the client (a flood)."""
 POKE_EVENTS = frozenset({"state", "mute", "network", "turn_done", "transcript", "reply_text",
-                         "wake_near_miss",
-                         "audio_device"})
+                         "audio_device", "wake_near_miss"})
 
 
 class MqttLink:
