@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.intents import LocalIntents, Timers, Toolbox, device_tools, vocabulary
+from edge_agent.intents.local import MAX_COMMAND_CHARS, clean
 from edge_agent.intents.phrases import normalize, parse_duration, say_duration
 
 
@@ -266,3 +268,35 @@ def test_parse_duration(text: str, seconds: float | None) -> None:
 ])
 def test_say_duration(seconds: float, spoken: str) -> None:
     assert say_duration(seconds) == spoken
+
+
+@pytest.mark.parametrize(("text", "cleaned"), [
+    ("what time is it please", "what time is it"),
+    ("what time is it right now thank you", "what time is it"),
+    ("stop it for me now please thanks", "stop it"),
+    ("could you please set a timer for 5 minutes now", "set a timer for 5 minutes"),
+    ("please", "please"), ("thank you", "thank you"),  # never the whole utterance
+    ("what time is it right", "what time is it right"),
+])
+def test_filler_is_stripped(text: str, cleaned: str) -> None:
+    assert clean(text) == cleaned
+
+
+def test_long_utterances_are_matched_in_linear_time(intents: LocalIntents) -> None:
+    """Filler that fails to end the utterance was retried from every word; an
+    utterance past MAX_COMMAND_CHARS is not even looked at."""
+    def per_char(words: int) -> float:
+        text = "thank you " * words + "x"
+        start = time.perf_counter()
+        assert clean(text).endswith("you x")
+        return (time.perf_counter() - start) / len(text)
+
+    small = min(per_char(500) for _ in range(3))
+    large = per_char(8000)
+    print(f"clean: {small * 1e6:.2f} us/char at 5 KB, {large * 1e6:.2f} at 80 KB")
+    assert large < 5 * small + 2e-6  # quadratic: 16x
+    long = "what time is it " + "please " * (MAX_COMMAND_CHARS // 7)
+    assert len(long) > MAX_COMMAND_CHARS
+    assert intents.match(long) is None
+    assert intents.match("what time is it " + "please " * 20) == ("get_time", {})
+    assert intents.match("thank you " * 100_000) is None
