@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -207,3 +208,70 @@ async def test_tool_time_is_no_llm_silence() -> None:
     with pytest.raises(LlmCloudError, match="stalled"):
         _ = [d async for d in timed(stalled(), first=0.2, gap=0.2, error=LlmCloudError)]
 
+
+
+def test_300_overdue_timers_ring_as_one_announcement_and_says_are_capped(
+        tmp_path: Path) -> None:
+    """Finding 4: 300 timers overdue at start queued 300 announcements (no wake word
+    for 20 s); 20 concurrent `say` likewise. Now one announcement names them, and
+    say requests past MAX_SAYS are refused with a clear error."""
+    import json
+
+    from edge_agent.agent.agent import MAX_SAYS
+    from edge_agent.errors import BusyError
+    from tests.speech import silence
+    from tests.test_e2e import Harness, run
+
+    state = tmp_path / "state"
+    state.mkdir()
+    due = time.time() - 60
+    (state / "timers.json").write_text(json.dumps(
+        [{"label": f"t{n}", "duration": 60, "due": due} for n in range(300)]))
+
+    async def scenario() -> None:
+        fake = FakeCloud().start()
+        fake.stop()  # offline: Piper speaks
+        async with Harness(tmp_path, fake, silence(30.0), gpio=False) as h:
+            async with watch() as start:
+                await h.wait_event("audio_out_end", within=60)
+                await asyncio.sleep(0.5)
+            assert len(h.named("audio_out_start")) == 1
+            assert h.daemon.timers.remaining() == []
+            # Measured from here: Piper has spoken once (its first run allocates its
+            # ONNX arenas, which is no queue growing).
+            async with watch() as flood:
+                says = [asyncio.create_task(h.daemon.agent.say(f"Number {n}."))
+                        for n in range(MAX_SAYS + 3)]
+                done = await asyncio.gather(*says, return_exceptions=True)
+            refused = [r for r in done if isinstance(r, BusyError)]
+            assert len(refused) == 3 and all(r is True for r in done if r not in refused)
+        start.report("300 overdue timers at start (one announcement; Piper's first run)")
+        flood.report(f"{MAX_SAYS + 3} concurrent says")
+        assert start.stall < 1.0 and flood.growth < MEMORY_BOUND
+
+    run(scenario(), 120)
+
+
+def test_the_wake_word_is_heard_while_the_default_pool_is_saturated(tmp_path: Path) -> None:
+    """Finding 4: wake detection shared the default thread pool with Piper, the
+    microphone and the player, so work queued there delayed it for seconds. With a
+    worker of its own, the wake word is heard while the pool is fully blocked."""
+    from tests.test_e2e import Harness, run, wake_then
+
+    async def scenario() -> None:
+        with FakeCloud(transcript="what is the weather", reply="It is sunny.") as fake:
+            async with Harness(tmp_path, fake, wake_then("what is the weather", before=5.0),
+                               gpio=False) as h:
+                assert h.named("wake") == []  # the wake word is still to come
+                loop = asyncio.get_running_loop()
+                blocked = time.monotonic()
+                # As many blockers as the default pool has threads: anything queued
+                # there now waits 10 s.
+                threads = min(32, (os.cpu_count() or 1) + 4)
+                hogs = [loop.run_in_executor(None, time.sleep, 10.0) for _ in range(threads)]
+                await h.wait_event("wake", within=9.0)
+                print(f"\nwake heard {time.monotonic() - blocked:.1f} s into a blocked "
+                      "default pool")
+                await asyncio.gather(*hogs)  # the daemon's own stop needs the pool
+
+    run(scenario(), 120)

@@ -300,3 +300,31 @@ def test_long_utterances_are_matched_in_linear_time(intents: LocalIntents) -> No
     assert intents.match(long) is None
     assert intents.match("what time is it " + "please " * 20) == ("get_time", {})
     assert intents.match("thank you " * 100_000) is None
+
+
+def test_timer_tool_refuses_past_the_caps(timers: Timers, speaker: Speaker) -> None:
+    from edge_agent.intents.timers import MAX_LABEL_CHARS, MAX_TIMERS
+
+    tools = device_tools(speaker, timers, now=lambda: NOW)
+    reply = asyncio.run(tools.call("set_timer", {"seconds": 60, "label": "x" * 1_000_000}))
+    assert reply == f"A timer name can be at most {MAX_LABEL_CHARS} characters."
+    for n in range(MAX_TIMERS):
+        asyncio.run(tools.call("set_timer", {"seconds": 60, "label": f"t{n}"}))
+    reply = asyncio.run(tools.call("set_timer", {"seconds": 60}))
+    assert reply == f"I can run at most {MAX_TIMERS} timers at once."
+    assert len(timers.remaining()) == MAX_TIMERS
+
+
+@pytest.mark.parametrize(("labels", "text"), [
+    ([""], "Your timer is done."),
+    (["pasta"], "Your pasta timer is done."),
+    (["", ""], "2 timers are done."),
+    (["tea", ""], "2 timers are done: tea and 1 more."),
+    (["a", "b", "c"], "3 timers are done: a, b and c."),
+    ([f"t{n}" for n in range(300)], "300 timers are done: t0, t1, t2 and 297 more."),
+])
+def test_timers_ringing_together_are_one_announcement(labels: list[str], text: str) -> None:
+    from edge_agent.intents.device import ring_announcement
+    from edge_agent.intents.timers import Timer
+
+    assert ring_announcement([Timer(label, 60, 0) for label in labels]) == text
