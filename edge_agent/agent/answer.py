@@ -96,11 +96,13 @@ class _Sentence:
     record: bool
     """Part of the answer (kept in the conversation), not a notice about a fault."""
     engine: TextToSpeech | None = None
-    chunks: asyncio.Queue[bytes | Exception | None] = field(default_factory=asyncio.Queue)
+    chunks: asyncio.Queue[bytes | Exception | None] = field(default_factory=lambda: _buffer())
     task: asyncio.Task[None] | None = None
 
 
 def _buffer() -> asyncio.Queue[bytes | Exception | None]:
+    """A sentence's audio on its way from TTS to the player: bounded, so the TTS
+    stream is read no faster than the sentence is played."""
     return asyncio.Queue(maxsize=SENTENCE_BUFFER_CHUNKS)
 
 
@@ -322,11 +324,9 @@ class SpokenAnswer:
         log.warning("answer cut off after %.0f s of audio (MAX_ANSWER_AUDIO_SECONDS)",
                     self._audio_seconds)
         self._full = True
-        for other in self._in_hand:
-            if other.task is not None:
-                other.task.cancel()
-            other.chunks = _buffer()
-            other.chunks.put_nowait(None)
+        for sentence in self._in_hand:
+            if sentence.task is not None:
+                sentence.task.cancel()
 
     def _fail_over(self, sentence: _Sentence, error: Exception) -> bool:
         """Switch the rest of the answer to Piper and speak this sentence again with
