@@ -69,6 +69,9 @@ FAULTS = (
     "malformed_json",  # llm: a truncated JSON chunk; stt: a truncated JSON body
     "wrong_format",    # tts: variant="wav" (RIFF), "mp3" (audio/mpeg), "mislabelled" (pcm as mpeg)
     "captive_portal",  # 200 text/html login page, as hotel or café Wi-Fi answers everything
+    "endless",         # a stream that never ends, sent as fast as the client reads it;
+                       # llm: variant="text" (words), "empty" (empty deltas), "tool" (one
+                       # tool call's arguments); tts: PCM forever
 )
 _PATHS = {
     "/v1/audio/transcriptions": "stt",
@@ -144,6 +147,8 @@ class Request:
     status: int | None = None
     closed_early: bool = False
     """The client closed the connection before the response was complete."""
+    sent: int = 0
+    """Body bytes written by an ``endless`` fault so far (how fast the client reads)."""
     received_at: float = 0.0
     """time.perf_counter() when the whole request had arrived."""
     responded_at: float | None = None
@@ -636,6 +641,8 @@ class _Handler(BaseHTTPRequestHandler):
         gap = 1.0 / self.fake.latency.llm_tokens_per_second if (
             self.fake.latency.llm_tokens_per_second > 0) else 0.0
         start = time.monotonic()
+        if fault is not None and fault.kind == "endless":
+            self._endless(fault.variant, event, record)
         for n, piece in enumerate(pieces):
             if fault is not None and n == fault.after and self._llm_fault(fault):
                 return
@@ -647,6 +654,24 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(event({}, finish))
         self._chunk(b"data: [DONE]\n\n")
         self._end_chunks()
+
+    def _endless(self, variant: str, event: Callable[[dict[str, Any]], bytes],
+                 record: Request) -> None:
+        """Stream forever (until the client hangs up or the server stops): the
+        attack on a client that buffers a stream without limit."""
+        if variant == "tool":
+            self._chunk(event({"tool_calls": [{"index": 0, "id": "call_endless",
+                                               "type": "function",
+                                               "function": {"name": "get_time",
+                                                            "arguments": ""}}]}))
+            piece = event({"tool_calls": [{"index": 0, "function": {"arguments": " " * 64}}]})
+        else:
+            piece = event({"content": "" if variant == "empty" else " la"})
+        batch = piece * 64
+        while not self.fake._stopping.is_set():
+            self._chunk(batch)
+            record.sent += len(batch)
+        raise _ClientGoneError
 
     def _tool_call_events(self, reply: list[ToolCall],
                           event: Callable[[dict[str, Any]], bytes]) -> list[bytes]:
@@ -719,6 +744,12 @@ class _Handler(BaseHTTPRequestHandler):
                                        "type": "invalid_request_error"}}, record)
             return
         self._head(200, "audio/pcm", record)
+        if fault is not None and fault.kind == "endless":
+            piece = tone(0.25).tobytes()
+            while not self.fake._stopping.is_set():
+                self._chunk(piece)
+                record.sent += len(piece)
+            raise _ClientGoneError
         step = max(2, int(self.fake.tts_chunk_seconds * TTS_RATE)) * 2
         data = audio.tobytes()
         # Odd chunk boundaries on purpose: real servers do not respect sample alignment.

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import re
+import time
 
 import pytest
 
@@ -21,8 +22,10 @@ def stream(text: str, chunker: SentenceChunker | None = None) -> list[str]:
 
 
 def by_char(text: str) -> list[str]:
+    """Character by character, except a run of terminators ("?!", "..."): tokenizers
+    keep those in one token, and a "?" alone is flushed at once."""
     chunker = SentenceChunker()
-    out = [s for ch in text for s in chunker.feed(ch)]
+    out = [s for ch in re.findall(r"[.!?…]+|.", text, re.DOTALL) for s in chunker.feed(ch)]
     return out + chunker.flush()
 
 
@@ -100,8 +103,8 @@ def test_a_sentence_comes_out_while_the_stream_goes_on() -> None:
     assert chunker.feed(" there.") == []  # "there." might yet become "there.5"
     assert chunker.feed(" How") == ["Hello there."]
     assert chunker.pending == "How"
-    assert chunker.feed(" are you?") == []
-    assert chunker.feed(" Fine") == ["How are you?"]
+    assert chunker.feed(" are you?") == ["How are you?"]  # "?" needs no next word
+    assert chunker.feed(" Fine") == []
     assert chunker.flush() == ["Fine"]
     assert chunker.pending == ""
 
@@ -212,3 +215,54 @@ def test_no_word_is_lost_however_the_stream_is_cut(seed: int) -> None:
         out += chunker.flush()
         assert _words(" ".join(out)) == _words(text)
         assert all(len(s) <= chunker.max_chars for s in out)
+
+
+@pytest.mark.parametrize(("delta", "expected"), [
+    ("The capital of France is Paris.", ["The capital of France is Paris."]),
+    ("Is it far?", ["Is it far?"]),
+    ("What a view!", ["What a view!"]),
+    ('He said "Go to Rome."', ['He said "Go to Rome."']),
+    ("I met Mr. Smith.", ["I met Mr. Smith."]),
+    # Ambiguous until the next word: wait as before.
+    ("Call Dr.", []), ("It is 3.", []), ("Eat fruit, e.g.", []), ("Born in the U.S.", []),
+    ("Written by J.", []), ("It is late.", []), ("Wait...", []),
+    ('He said "Go to Rome.', []), ("It is far (is it?", []), ("See No.", []),
+    ("Open at 9 a.m.", []), ("1.", []),
+])
+def test_a_certain_end_goes_without_waiting_for_the_next_word(
+        delta: str, expected: list[str]) -> None:
+    chunker = SentenceChunker()
+    assert chunker.feed(delta) == expected
+    if expected:
+        assert chunker.feed(" and") == []  # nothing was held back
+
+
+def test_a_token_after_an_early_end_starts_the_next_sentence() -> None:
+    chunker = SentenceChunker()
+    assert [chunker.feed(d) for d in ("It is in", " Paris", ".", " The", " end", ".")] == [
+        [], [], ["It is in Paris."], [], [], []]
+    assert chunker.flush() == ["The end."]
+
+
+@pytest.mark.parametrize("unit", ["word ", "a", "Dr. ", ".", "1. ", "**a ", " "])
+def test_chunking_is_linear_and_holds_back_little(unit: str) -> None:
+    """A hostile stream (no sentence end for 256 KB, abbreviations, dots) costs time
+    in proportion to its length, and what waits for a sentence end is bounded."""
+    from edge_agent.text.chunker import SCAN_CHARS
+
+    def per_char(size: int) -> float:
+        text = (unit * (size // len(unit) + 1))[:size]
+        chunker = SentenceChunker()
+        start = time.perf_counter()
+        pieces = chunker.feed(text)
+        assert len(chunker.pending) <= SCAN_CHARS
+        pieces += chunker.flush()
+        took = time.perf_counter() - start
+        assert all(len(p) <= SCAN_CHARS for p in pieces)
+        return took / size
+
+    small = min(per_char(16_000) for _ in range(3))
+    large = per_char(256_000)
+    print(f"{unit!r}: {small * 1e6:.2f} us/char at 16 KB, {large * 1e6:.2f} at 256 KB")
+    # Linear: about 1; rescanning the buffer per cut made it 16 and more.
+    assert large < 5 * small + 2e-6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.intents import LocalIntents, Timers, Toolbox, device_tools, vocabulary
+from edge_agent.intents.local import MAX_COMMAND_CHARS, clean
 from edge_agent.intents.phrases import normalize, parse_duration, say_duration
 
 
@@ -266,3 +268,63 @@ def test_parse_duration(text: str, seconds: float | None) -> None:
 ])
 def test_say_duration(seconds: float, spoken: str) -> None:
     assert say_duration(seconds) == spoken
+
+
+@pytest.mark.parametrize(("text", "cleaned"), [
+    ("what time is it please", "what time is it"),
+    ("what time is it right now thank you", "what time is it"),
+    ("stop it for me now please thanks", "stop it"),
+    ("could you please set a timer for 5 minutes now", "set a timer for 5 minutes"),
+    ("please", "please"), ("thank you", "thank you"),  # never the whole utterance
+    ("what time is it right", "what time is it right"),
+])
+def test_filler_is_stripped(text: str, cleaned: str) -> None:
+    assert clean(text) == cleaned
+
+
+def test_long_utterances_are_matched_in_linear_time(intents: LocalIntents) -> None:
+    """Filler that fails to end the utterance was retried from every word; an
+    utterance past MAX_COMMAND_CHARS is not even looked at."""
+    def per_char(words: int) -> float:
+        text = "thank you " * words + "x"
+        start = time.perf_counter()
+        assert clean(text).endswith("you x")
+        return (time.perf_counter() - start) / len(text)
+
+    small = min(per_char(500) for _ in range(3))
+    large = per_char(8000)
+    print(f"clean: {small * 1e6:.2f} us/char at 5 KB, {large * 1e6:.2f} at 80 KB")
+    assert large < 5 * small + 2e-6  # quadratic: 16x
+    long = "what time is it " + "please " * (MAX_COMMAND_CHARS // 7)
+    assert len(long) > MAX_COMMAND_CHARS
+    assert intents.match(long) is None
+    assert intents.match("what time is it " + "please " * 20) == ("get_time", {})
+    assert intents.match("thank you " * 100_000) is None
+
+
+def test_timer_tool_refuses_past_the_caps(timers: Timers, speaker: Speaker) -> None:
+    from edge_agent.intents.timers import MAX_LABEL_CHARS, MAX_TIMERS
+
+    tools = device_tools(speaker, timers, now=lambda: NOW)
+    reply = asyncio.run(tools.call("set_timer", {"seconds": 60, "label": "x" * 1_000_000}))
+    assert reply == f"A timer name can be at most {MAX_LABEL_CHARS} characters."
+    for n in range(MAX_TIMERS):
+        asyncio.run(tools.call("set_timer", {"seconds": 60, "label": f"t{n}"}))
+    reply = asyncio.run(tools.call("set_timer", {"seconds": 60}))
+    assert reply == f"I can run at most {MAX_TIMERS} timers at once."
+    assert len(timers.remaining()) == MAX_TIMERS
+
+
+@pytest.mark.parametrize(("labels", "text"), [
+    ([""], "Your timer is done."),
+    (["pasta"], "Your pasta timer is done."),
+    (["", ""], "2 timers are done."),
+    (["tea", ""], "2 timers are done: tea and 1 more."),
+    (["a", "b", "c"], "3 timers are done: a, b and c."),
+    ([f"t{n}" for n in range(300)], "300 timers are done: t0, t1, t2 and 297 more."),
+])
+def test_timers_ringing_together_are_one_announcement(labels: list[str], text: str) -> None:
+    from edge_agent.intents.device import ring_announcement
+    from edge_agent.intents.timers import Timer
+
+    assert ring_announcement([Timer(label, 60, 0) for label in labels]) == text

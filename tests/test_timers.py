@@ -142,3 +142,27 @@ def test_unsaveable_file_still_rings(tmp_path: Path) -> None:
     blocker.write_text("")
     _, rung = ring_within(blocker / "timers.json", 5, setup=lambda t: t.set(0.1, "x"))
     assert [t.label for t in rung] == ["x"]
+
+
+def test_timer_count_and_label_length_are_capped(tmp_path: Path) -> None:
+    from edge_agent.intents.timers import MAX_LABEL_CHARS, MAX_TIMERS
+
+    timers = Timers(tmp_path / "timers.json", lambda t: None)
+    try:
+        timers.set(60, "x" * 1_000_000)
+    except ValueError as exc:
+        assert f"at most {MAX_LABEL_CHARS} characters" in str(exc)
+    else:
+        raise AssertionError("a 1 MB label was accepted")
+    timers.set(60, "y" * MAX_LABEL_CHARS)
+    for n in range(MAX_TIMERS - 1):
+        timers.set(60 + n, f"t{n}")
+    try:
+        timers.set(60)
+    except ValueError as exc:
+        assert f"at most {MAX_TIMERS} timers" in str(exc)
+    else:
+        raise AssertionError(f"timer {MAX_TIMERS + 1} was accepted")
+    timers.set(30, "t0")  # replacing a running one is still fine
+    assert len(timers.remaining()) == MAX_TIMERS
+    assert len((tmp_path / "timers.json").read_text()) < 10_000

@@ -19,14 +19,16 @@ import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent.audio import RingBuffer
 from edge_agent.controls import ButtonAction
-from edge_agent.errors import AudioDeviceError, EdgeAgentError
+from edge_agent.errors import AudioDeviceError, BusyError, EdgeAgentError
 from edge_agent.events import Event, EventBus
+from edge_agent.intents.device import ring_announcement
 from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
@@ -54,7 +56,9 @@ ERROR_HOLD = 2.0
 LISTEN_STALL = 3.0
 """A microphone silent this long while listening ends the turn (error, not a hang)."""
 LAST_TURNS = 5
-TIMER_TEXT = "Your timer is done."
+MAX_SAYS = 4
+"""``say`` requests speaking or waiting at once; more are refused (BusyError): each
+holds a TTS stream and its audio, and a flood of them starved the wake word."""
 MUTE_FILE = "mute.json"
 
 
@@ -143,6 +147,9 @@ class Agent:
         self._press_request: _Request | None = None
         self._error_timer: asyncio.TimerHandle | None = None
         self._speeches: set[asyncio.Task] = set()
+        self._says = 0
+        self._due: list[Timer] = []
+        self._ringer: asyncio.Task | None = None
         self._answered_until = 0
         """ring.total when the last answer ended: pre-roll stops there."""
         self._device_ok = {"input": True, "output": player.healthy}
@@ -306,9 +313,12 @@ class Agent:
     # --- long-lived jobs (run under the supervisor) -------------------------------
 
     async def run_wake(self) -> None:
-        """Wake-word loop on its own reader. Inference runs in a worker thread; it is
-        skipped while listening or muted (nothing to wake) to save CPU."""
+        """Wake-word loop on its own reader. Inference runs in a thread of its own
+        (nothing queued in the default pool can delay it); it is skipped while
+        listening or muted (nothing to wake) to save CPU."""
         reader = self.ring.reader("wake")
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wake")
+        loop = asyncio.get_running_loop()
         frame_samples = self.wake.FRAME_SAMPLES
         paused = False
         try:
@@ -321,7 +331,8 @@ class Agent:
                 if paused:
                     wake.reset()  # stale features; its warm-up stops false wakes
                     paused = False
-                detection = await asyncio.to_thread(wake.process, frame, reader.position)
+                detection = await loop.run_in_executor(worker, wake.process, frame,
+                                                       reader.position)
                 for miss in wake.diagnostics.unreported():
                     self.bus.emit("wake_near_miss", **miss.to_dict())
                 if detection is not None:
@@ -335,6 +346,7 @@ class Agent:
                         self._start("wake", detection.end_index)
         finally:
             reader.close()
+            worker.shutdown(wait=False, cancel_futures=True)
 
     async def run_turns(self) -> None:
         """Starts each requested conversation once the previous one has unwound."""
@@ -523,8 +535,18 @@ class Agent:
         return await self.say(text)
 
     async def say(self, text: str) -> bool:
-        """Speak a text (control socket `say`, timers). Its own task, so barge-in,
-        stop and mute can cancel it like a turn; False when it was cut off."""
+        """Speak a text (control socket `say`); BusyError past MAX_SAYS at once."""
+        if self._says >= MAX_SAYS:
+            raise BusyError(f"{MAX_SAYS} say requests are already in progress; try later")
+        self._says += 1
+        try:
+            return await self._speak(text)
+        finally:
+            self._says -= 1
+
+    async def _speak(self, text: str) -> bool:
+        """Speak a text (say, timers). Its own task, so barge-in, stop and mute can
+        cancel it like a turn; False when it was cut off."""
         if self.turns is None:
             return False
         task = asyncio.create_task(self.turns.speak(text), name="say")
@@ -538,10 +560,17 @@ class Agent:
         return False if task.cancelled() else task.result()
 
     def ring_timer(self, timer: Timer) -> None:
-        """Timers call this when one is done; it speaks even offline (Piper)."""
-        text = f"Your {timer.label} timer is done." if timer.label else TIMER_TEXT
-        task = self._loop.create_task(self.say(text), name="timer-announcement")
-        task.add_done_callback(_log_failure)
+        """Timers call this when one is done; it speaks even offline (Piper). One
+        announcement at a time: timers due meanwhile are named together in the next."""
+        self._due.append(timer)
+        if self._ringer is None or self._ringer.done():
+            self._ringer = self._loop.create_task(self._ring_due(), name="timer-announcement")
+            self._ringer.add_done_callback(_log_failure)
+
+    async def _ring_due(self) -> None:
+        while self._due:
+            due, self._due = self._due, []
+            await self._speak(ring_announcement(due))
 
     # --- events from elsewhere ----------------------------------------------------
 

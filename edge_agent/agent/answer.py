@@ -40,6 +40,16 @@ CANCEL_DEADLINE = 1.0
 # timeout (seconds by default), so past this a short notice says "still here".
 # Healthy stages take well under it.
 WAIT_NOTICE_AFTER = 1.2
+PLAYBACK_AHEAD_SECONDS = 2.0
+"""Audio queued at the player ahead of the device. Writing more waits for room, and
+the TTS stream is read no faster than that (back-pressure): a server sending audio
+forever fills memory by this much, not by 40 MB/s."""
+SENTENCE_BUFFER_CHUNKS = 16
+"""Network chunks buffered per sentence before its TTS stream stops being read (a
+sentence synthesized ahead waits there for the one playing)."""
+MAX_ANSWER_AUDIO_SECONDS = 300.0
+"""Audio one answer or announcement may play; past it the answer ends there (what
+played stays, the rest is dropped)."""
 
 
 class TextToSpeech(Protocol):
@@ -86,8 +96,14 @@ class _Sentence:
     record: bool
     """Part of the answer (kept in the conversation), not a notice about a fault."""
     engine: TextToSpeech | None = None
-    chunks: asyncio.Queue[bytes | Exception | None] = field(default_factory=asyncio.Queue)
+    chunks: asyncio.Queue[bytes | Exception | None] = field(default_factory=lambda: _buffer())
     task: asyncio.Task[None] | None = None
+
+
+def _buffer() -> asyncio.Queue[bytes | Exception | None]:
+    """A sentence's audio on its way from TTS to the player: bounded, so the TTS
+    stream is read no faster than the sentence is played."""
+    return asyncio.Queue(maxsize=SENTENCE_BUFFER_CHUNKS)
 
 
 class SpokenAnswer:
@@ -119,6 +135,8 @@ class SpokenAnswer:
         # (sentence, estimated monotonic time its last sample leaves the speaker)
         self._played: list[tuple[_Sentence, float]] = []
         self._clock = 0.0
+        self._audio_seconds = 0.0
+        self._full = False  # MAX_ANSWER_AUDIO_SECONDS reached: nothing more plays
         self._wait_notice = wait_notice
         self._waiting_since = time.monotonic()
         self._waiting_on_cloud = True
@@ -242,8 +260,8 @@ class SpokenAnswer:
         if sentence.task is not None:
             sentence.task.cancel()
         sentence.engine = engine
-        sentence.chunks = asyncio.Queue()
-        if engine is None:
+        sentence.chunks = _buffer()
+        if engine is None or self._full:
             sentence.chunks.put_nowait(None)
             return
         sentence.task = asyncio.create_task(self._fill(sentence, engine),
@@ -263,11 +281,11 @@ class SpokenAnswer:
                     async for pcm in stream:
                         if pcm:
                             self.timings.setdefault("tts_first_byte", time.monotonic())
-                            chunks.put_nowait(pcm)
+                            await chunks.put(pcm)  # waits while the buffer is full
         except Exception as exc:
-            chunks.put_nowait(exc)
+            await chunks.put(exc)
             return
-        chunks.put_nowait(None)
+        await chunks.put(None)
 
     async def _play_all(self) -> None:
         while (sentence := await self._ready.get()) is not None:
@@ -279,7 +297,7 @@ class SpokenAnswer:
 
     async def _play(self, sentence: _Sentence) -> None:
         carry = b""  # an odd byte split across chunks belongs to the next sample
-        while True:
+        while not self._full:
             item = await sentence.chunks.get()
             if item is None:
                 break
@@ -291,9 +309,24 @@ class SpokenAnswer:
             pcm = carry + item
             carry = pcm[len(pcm) & ~1:]
             self._write(pcm[: len(pcm) & ~1], sentence.engine)
+            if self._audio_seconds > MAX_ANSWER_AUDIO_SECONDS:
+                self._cut_off()
+            elif self._stream is not None:
+                await self._stream.room(PLAYBACK_AHEAD_SECONDS)
+        if self._full:
+            return  # cut off: this sentence did not play whole, and is not remembered
         if sentence.engine is self._cloud:
             self._failover.succeeded("tts")
         self._played.append((sentence, self._clock))
+
+    def _cut_off(self) -> None:
+        """MAX_ANSWER_AUDIO_SECONDS reached: stop synthesizing; what played stays."""
+        log.warning("answer cut off after %.0f s of audio (MAX_ANSWER_AUDIO_SECONDS)",
+                    self._audio_seconds)
+        self._full = True
+        for sentence in self._in_hand:
+            if sentence.task is not None:
+                sentence.task.cancel()
 
     def _fail_over(self, sentence: _Sentence, error: Exception) -> bool:
         """Switch the rest of the answer to Piper and speak this sentence again with
@@ -323,5 +356,7 @@ class SpokenAnswer:
         if self._stream.stopped:
             return  # stopped by the user: whoever stopped it is cancelling this turn
         now = time.monotonic()
-        self._clock = max(self._clock, now) + len(pcm) / 2 / engine.sample_rate
+        seconds = len(pcm) / 2 / engine.sample_rate
+        self._clock = max(self._clock, now) + seconds
+        self._audio_seconds += seconds
         self._stream.write(pcm, engine.sample_rate)

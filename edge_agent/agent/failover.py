@@ -5,8 +5,9 @@ place that reports a fault to the circuit breaker and to the event bus."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 from edge_agent.errors import CloudError
@@ -24,8 +25,42 @@ T = TypeVar("T")
 TTS_GAP_SECONDS = 1.0
 
 
+class Hold:
+    """Pauses the deadline of a ``timed`` stream while the stream works for us rather
+    than waits on a server: a tool call runs inside the LLM's stream, and its time is
+    no silence of the model's."""
+
+    def __init__(self) -> None:
+        self._timeout: asyncio.Timeout | None = None
+        self._limit = 0.0
+        self._depth = 0
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        self._depth += 1
+        if self._timeout is not None:
+            self._timeout.reschedule(None)
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if not self._depth and self._timeout is not None:
+                self._timeout.reschedule(asyncio.get_running_loop().time() + self._limit)
+
+    @contextlib.contextmanager
+    def _armed(self, timeout: asyncio.Timeout, limit: float) -> Iterator[None]:
+        self._timeout, self._limit = timeout, limit
+        if self._depth:
+            timeout.reschedule(None)
+        try:
+            yield
+        finally:
+            self._timeout = None
+
+
 async def timed(
     stream: AsyncIterator[T], *, first: float, gap: float, error: type[CloudError],
+    hold: Hold | None = None,
 ) -> AsyncIterator[T]:
     """Yield from ``stream``, raising ``error`` (a stage's CloudError) when the first
     item takes longer than ``first`` seconds or a later one longer than ``gap``.
@@ -34,14 +69,16 @@ async def timed(
     The engines have their own timeouts; this one guarantees the bound whatever an
     engine does, and closes the stream (and its HTTP response) on every exit.
     A stall before the first item says the service is out of reach (``offline``);
-    a stall after it is a broken stream (``partial``).
+    a stall after it is a broken stream (``partial``). While ``hold`` is paused the
+    clock stops.
     """
     limit, started = first, False
     try:
         while True:
             try:
-                async with asyncio.timeout(limit):
-                    item = await anext(stream)
+                async with asyncio.timeout(limit) as deadline:
+                    with hold._armed(deadline, limit) if hold else contextlib.nullcontext():
+                        item = await anext(stream)
             except StopAsyncIteration:
                 return
             except TimeoutError:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from edge_agent.agent.answer import RememberedPhrases, SpokenAnswer, TextToSpeech
-from edge_agent.agent.failover import Failover, timed
+from edge_agent.agent.failover import Failover, Hold, timed
 from edge_agent.config import Settings
 from edge_agent.errors import LlmCloudError, SttCloudError
 from edge_agent.events import EventBus
@@ -44,6 +44,13 @@ STT_HEDGE_SECONDS = 2.0
 takes well under a second in the cloud)."""
 STT_HEDGE_GRACE_SECONDS = 1.0
 """Once Vosk has a transcript, the cloud's (better) one is waited for this much longer."""
+MAX_TURN_SECONDS = 300.0
+"""A turn ends by then, whatever the servers do (a model dripping a token just inside
+``llm_idle`` forever): what was heard stays, the rest is dropped. The longest answer
+the other caps allow takes about four minutes to say."""
+REPLY_CHARS_PER_TOKEN = 16
+"""Text streamed per ``max_tokens`` token (English averages about 4 characters): a
+reply longer than that is a server ignoring ``max_tokens``; it is cut off there."""
 
 NOT_CAUGHT = "Sorry, I didn't catch that."
 ONE_MOMENT = "One moment."
@@ -51,6 +58,7 @@ NO_STT = "Sorry, I can't understand speech right now."
 LOST_CONNECTION = "Sorry, I lost my connection."
 NO_ANSWER = "Sorry, I have no answer to that."
 CLOUD_TROUBLE = "Sorry, I can't get an answer from the cloud right now."
+TOO_LONG = "Sorry, that answer ran too long."
 
 # What speech recognizers return for noise or silence: sound tags ("[BLANK_AUDIO]",
 # "(music)"), hesitations, and Whisper's habitual "you" on an empty clip.
@@ -151,34 +159,44 @@ class TurnRunner:
         failover = Failover(self.bus, self.connectivity, turn_id)
         # A question is waited on (a stall says "One moment."); an announcement is not.
         answer = self._answer(failover, timings, wait_notice=ONE_MOMENT)
-        transcript = ""
+        transcript, stt_engine, reply_engine = "", "none", "offline"
+        limit = asyncio.timeout(MAX_TURN_SECONDS)
         try:
-            transcript, stt_engine = await self._transcribe(audio, vosk_result, failover,
-                                                            answer)
-            # The utterance starts at the detector's estimate of the wake phrase's
-            # end; recognizers sometimes still hear its tail ("jarvis, what time...").
-            transcript = strip_wake_phrase(transcript, self.settings.wake.models)
-            timings["stt_done"] = time.monotonic()
-            self.bus.emit("transcript", text=transcript, engine=stt_engine, turn_id=turn_id)
-            if stt_engine == "none":
-                reply_engine = "offline"
-                answer.say(NO_STT, record=False)
-            elif not is_meaningful(transcript):
-                # The user spoke (the endpointer saw speech) and is waiting: a short
-                # apology tells them to repeat; silence would leave them guessing.
-                reply_engine = "local"
-                answer.say(NOT_CAUGHT, record=False)
-            else:
-                reply_engine = await self._reply(transcript, answer, failover, timings)
-            await answer.finish()
-        except BaseException:  # cancelled (barge-in, shutdown) or a device failure
+            async with limit:
+                transcript, stt_engine = await self._transcribe(audio, vosk_result, failover,
+                                                                answer)
+                # The utterance starts at the detector's estimate of the wake phrase's
+                # end; recognizers sometimes still hear its tail ("jarvis, what time...").
+                transcript = strip_wake_phrase(transcript, self.settings.wake.models)
+                timings["stt_done"] = time.monotonic()
+                self.bus.emit("transcript", text=transcript, engine=stt_engine,
+                              turn_id=turn_id)
+                if stt_engine == "none":
+                    reply_engine = "offline"
+                    answer.say(NO_STT, record=False)
+                elif not is_meaningful(transcript):
+                    # The user spoke (the endpointer saw speech) and is waiting: a short
+                    # apology tells them to repeat; silence would leave them guessing.
+                    reply_engine = "local"
+                    answer.say(NOT_CAUGHT, record=False)
+                else:
+                    reply_engine = await self._reply(transcript, answer, failover, timings)
+                await answer.finish()
+        except BaseException as exc:  # cancelled (barge-in, shutdown) or a device failure
             await answer.cancel()
-            self._remember(transcript, answer.text(heard_by=time.monotonic(), answer_only=True))
-            raise
+            heard = answer.text(heard_by=time.monotonic(), answer_only=True)
+            self._remember(transcript, heard)
+            if not (isinstance(exc, TimeoutError) and limit.expired()):
+                raise
+            log.warning("turn %s cut off after %g s (MAX_TURN_SECONDS)", turn_id,
+                        MAX_TURN_SECONDS)
+            reply = answer.text(heard_by=time.monotonic())
+        else:
+            reply = answer.text()
+            self._remember(transcript, answer.text(answer_only=True))
         timings["done"] = time.monotonic()
-        result = TurnResult(transcript, stt_engine, answer.text(), reply_engine, timings,
+        result = TurnResult(transcript, stt_engine, reply, reply_engine, timings,
                             answer.spoken)
-        self._remember(transcript, answer.text(answer_only=True))
         self._announce(result, turn_id)
         return result
 
@@ -307,11 +325,14 @@ class TurnRunner:
         assert self.cloud_llm is not None
         limits = self.settings.cloud.timeouts
         chunker = SentenceChunker()
+        hold = Hold()  # a tool running inside the stream is no silence of the model's
         deltas = timed(
-            self.cloud_llm.reply(self.conversation.messages(transcript), self.toolbox),
+            self.cloud_llm.reply(self.conversation.messages(transcript),
+                                 self.toolbox.around_calls(hold.paused)),
             first=limits.llm_first_token, gap=limits.llm_idle,
-            error=LlmCloudError)
+            error=LlmCloudError, hold=hold)
         started = False
+        room = self.settings.cloud.max_tokens * REPLY_CHARS_PER_TOKEN
         answer.waiting()
         try:
             with log_context(stage="llm"):
@@ -322,15 +343,22 @@ class TurnRunner:
                         if not started:
                             timings["llm_first_token"] = time.monotonic()
                             started = True
-                        for sentence in chunker.feed(delta):
+                        room -= len(delta)
+                        for sentence in chunker.feed(delta[:len(delta) + min(0, room)]):
                             answer.say(sentence)
+                        if room < 0:
+                            raise _TooLongError(
+                                "the reply went on past "
+                                f"{self.settings.cloud.max_tokens * REPLY_CHARS_PER_TOKEN} "
+                                "characters", partial=True)
         except Exception as exc:
             if not started:
                 return exc
             # The unfinished sentence in the chunker is dropped: half a sentence
             # is worse than none, and the notice says the answer was cut.
             failover.failed("llm", exc, to="offline")
-            answer.say(LOST_CONNECTION, record=False)
+            answer.say(TOO_LONG if isinstance(exc, _TooLongError) else LOST_CONNECTION,
+                       record=False)
             return None
         failover.succeeded("llm")
         for sentence in chunker.flush():
@@ -345,7 +373,7 @@ class TurnRunner:
     def _notices(intents: LocalIntents) -> list[str]:
         """The fixed sentences a failover may say, as SpokenAnswer will ask for them."""
         texts = [ONE_MOMENT, NOT_CAUGHT, NO_STT, LOST_CONNECTION, NO_ANSWER, CLOUD_TROUBLE,
-                 intents.offline_help()]
+                 TOO_LONG, intents.offline_help()]
         return [clean_for_speech(s).strip() for text in texts for s in _sentences(text)]
 
     def _answer(self, failover: Failover, timings: dict[str, float], *,
@@ -371,6 +399,10 @@ class TurnRunner:
                       reply_engine=result.reply_engine, spoken=result.spoken)
         log.info("turn %s done: %s -> %s, first audio %s ms", turn_id,
                  result.transcript_engine, result.reply_engine, latency_ms.get("first_audio"))
+
+
+class _TooLongError(LlmCloudError):
+    """The reply went on past what ``max_tokens`` allows."""
 
 
 def _sentences(text: str) -> list[str]:

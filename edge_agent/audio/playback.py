@@ -57,10 +57,12 @@ class PlaybackStream:
         self._converter: PlaybackConverter | None = None
         self._odd = b""  # a sample split across two network chunks
         self._chunks: collections.deque[np.ndarray] = collections.deque()
+        self._queued = 0  # samples in _chunks not yet handed to the device
         self._offset = 0
         self._ended = False
         self._done = threading.Event()
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future]] = []
+        self._room: tuple[asyncio.AbstractEventLoop, asyncio.Future, int] | None = None
 
     def write(self, pcm: bytes, rate: int) -> None:
         """Queue int16 mono PCM at ``rate``; converted to the device format here."""
@@ -105,12 +107,39 @@ class PlaybackStream:
     def done(self) -> bool:
         return self._done.is_set()
 
+    @property
+    def queued_seconds(self) -> float:
+        """Audio written but not yet handed to the device."""
+        return self._queued / self._player.channels / self._player.device_rate
+
+    async def room(self, seconds: float) -> None:
+        """Wait until no more than ``seconds`` of audio wait for the device (or the
+        stream is stopped): back-pressure, so a writer fed by a fast network holds
+        only what playback needs next instead of the whole answer."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        with self._player._lock:
+            limit = round(seconds * self._player.device_rate) * self._player.channels
+            if self.stopped or self._done.is_set() or self._queued <= limit:
+                return
+            self._room = (loop, future, limit)
+        await future
+
     def _finish(self) -> None:
         """Under the player's lock: wake every drained() waiter."""
         self._done.set()
         for loop, future in self._waiters:
             resolve_threadsafe(loop, future)
         self._waiters.clear()
+        self._queued = 0
+        self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        """Under the player's lock: wake a room() waiter once there is room."""
+        if self._room is not None and (self._done.is_set() or self._queued <= self._room[2]):
+            loop, future, _ = self._room
+            self._room = None
+            resolve_threadsafe(loop, future)
 
     def _take(self, out: np.ndarray, start: int) -> int:
         """Under the player's lock: copy queued samples into out[start:]; how many."""
@@ -124,6 +153,8 @@ class PlaybackStream:
             if self._offset == len(chunk):
                 self._chunks.popleft()
                 self._offset = 0
+        self._queued -= filled - start
+        self._wake_writer()
         return filled - start
 
 
@@ -381,6 +412,7 @@ class Player:
                 raise AudioDeviceError(f"output {self.spec!r} is not open or unavailable")
             if len(samples) and not stream.stopped:
                 stream._chunks.append(samples)
+                stream._queued += len(samples)
 
     def _end(self, stream: PlaybackStream) -> None:
         with self._lock:

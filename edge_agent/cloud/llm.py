@@ -23,6 +23,15 @@ log = logging.getLogger(__name__)
 MAX_TOOL_ROUNDS = 3
 """Requests that may end in tool calls; the next one is sent without tools, so a
 model that keeps calling tools still has to answer."""
+MAX_CHUNKS = 20_000
+"""Streamed chunks (about one token each) per request, above the largest ``max_tokens``
+the config allows. A server that streams on past this is broken: its reply is cut off there, so an
+endless stream of empty deltas cannot hold a turn forever."""
+_CHUNKS_PER_YIELD = 16
+MAX_TOOL_CALLS = 16
+"""Tool calls in one reply; more is a broken stream, not a plan."""
+MAX_ARGUMENT_CHARS = 16_000
+"""Characters of one tool call's arguments (the device's tools take a few words)."""
 
 
 @dataclass
@@ -93,7 +102,11 @@ class CloudLLM:
                 )
             responded = True
             check_intercepted(stream.response.headers.get("content-type", ""), LlmCloudError)
-            while True:
+            for n in range(MAX_CHUNKS):
+                if n % _CHUNKS_PER_YIELD == _CHUNKS_PER_YIELD - 1:
+                    # Chunks already buffered are parsed without ever suspending: let
+                    # the loop (the wake word, timeouts) run between batches of them.
+                    await asyncio.sleep(0)
                 async with asyncio.timeout_at(deadline):
                     chunk = await anext(stream, None)
                 if chunk is None:
@@ -109,6 +122,7 @@ class CloudLLM:
                     if call.function is not None:
                         pending.name += call.function.name or ""
                         pending.arguments += call.function.arguments or ""
+                    _check_call(calls, pending, spoke)
                     started = True
                 if choice.finish_reason is not None:
                     finished = True
@@ -117,6 +131,9 @@ class CloudLLM:
                     yield delta.content
                 if started:
                     deadline = loop.time() + timeouts.llm_idle
+            else:
+                raise LlmCloudError(f"the reply went on past {MAX_CHUNKS} chunks",
+                                    partial=spoke)
             if not finished:
                 raise LlmCloudError("the stream ended before the reply was complete",
                                     partial=spoke)
@@ -149,6 +166,15 @@ class CloudLLM:
             result = await tools.call(call.name, call.arguments or "{}")
             log.info("tool %s -> %s", call.name, result[:80])
             conversation.append({"role": "tool", "tool_call_id": call.id, "content": result})
+
+
+def _check_call(calls: dict[int, _PendingCall], call: _PendingCall, spoke: bool) -> None:
+    if len(calls) > MAX_TOOL_CALLS:
+        raise LlmCloudError(f"more than {MAX_TOOL_CALLS} tool calls in one reply",
+                            partial=spoke)
+    if len(call.arguments) + len(call.name) > MAX_ARGUMENT_CHARS:
+        raise LlmCloudError(f"tool call arguments longer than {MAX_ARGUMENT_CHARS} "
+                            "characters", partial=spoke)
 
 
 def _slot(calls: dict[int, _PendingCall], index: int | None, starts: bool) -> _PendingCall:

@@ -20,6 +20,13 @@ _NOT_PCM_TYPES = ("audio/mpeg", "audio/mp3", "audio/wav", "audio/x-wav", "audio/
                   "application/json")
 
 
+MAX_SPEECH_SECONDS = 120
+"""Audio for one sentence (sentences are at most a few hundred characters, well under
+a minute spoken). A server streaming on past this is broken: it fails like one."""
+MAX_SPEECH_BYTES = MAX_SPEECH_SECONDS * 24000 * 2
+"""The same bound in bytes of 24 kHz s16le PCM, counted as received."""
+
+
 class CloudTTS:
     """Streams s16le mono PCM at ``sample_rate``; raises TtsCloudError."""
 
@@ -41,6 +48,7 @@ class CloudTTS:
         deadline = loop.time() + budget
         responded = started = complete = False
         carry = b""
+        received = 0
         self._client.touch()
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -58,7 +66,10 @@ class CloudTTS:
                 chunks = response.http_response.aiter_bytes()
                 stack.push_async_callback(chunks.aclose)
                 while True:
-                    async with asyncio.timeout_at(deadline):
+                    # Once audio flows, only the wait on the server counts: the consumer
+                    # may hold the stream back (playback paces it) for as long as it likes.
+                    async with asyncio.timeout_at(
+                            deadline if not started else loop.time() + budget):
                         chunk = await anext(chunks, None)
                     if chunk is None:
                         complete = True
@@ -66,7 +77,10 @@ class CloudTTS:
                     if not started:
                         _check_magic(chunk)
                         started = True
-                    deadline = loop.time() + budget
+                    received += len(chunk)
+                    if received > MAX_SPEECH_BYTES:
+                        raise TtsCloudError(
+                            f"more than {MAX_SPEECH_SECONDS} s of audio for one sentence")
                     chunk, carry = _align(carry + chunk)
                     if chunk:
                         yield chunk

@@ -5,7 +5,7 @@ the same things."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -15,6 +15,9 @@ from edge_agent.intents.tools import Tool, Toolbox
 
 VOLUME_STEP = 10
 """Percent that "louder" and "quieter" move the volume."""
+RING_NAMES = 3
+"""Timers named in one announcement when several ring at once (300 overdue at start
+are one announcement, not 300 queued ones)."""
 
 
 class Device(Protocol):
@@ -39,6 +42,19 @@ def timer_name(timer: Timer) -> str:
     return f"the {length} timer"
 
 
+def ring_announcement(timers: Sequence[Timer]) -> str:
+    """What to say when ``timers`` are done: one sentence however many there are."""
+    if len(timers) == 1:
+        label = timers[0].label
+        return f"Your {label} timer is done." if label else "Your timer is done."
+    names = [t.label for t in timers if t.label][:RING_NAMES]
+    if not names:
+        return f"{len(timers)} timers are done."
+    rest = len(timers) - len(names)
+    listed = names + ([f"{rest} more"] if rest else [])
+    return f"{len(timers)} timers are done: {', '.join(listed[:-1])} and {listed[-1]}."
+
+
 def _label_schema(what: str) -> dict:
     return {"type": "string", "description": f"Name of the timer {what}; empty for any/all."}
 
@@ -61,7 +77,10 @@ def device_tools(
         seconds = float(seconds)
         if not 0 < seconds <= 24 * 3600:
             return "I can set timers from one second up to 24 hours."
-        timer = timers.set(seconds, label)
+        try:
+            timer = timers.set(seconds, str(label))
+        except ValueError as exc:  # too many timers, or too long a name
+            return str(exc)
         name = f"{timer.label} timer" if timer.label else "Timer"
         return f"{name.capitalize()} set for {say_duration(seconds)}."
 

@@ -24,7 +24,12 @@ _PREFIX = re.compile(
     r"^(?:(?:ok|okay|hey|so|um|uh|please|now|and|then|just|"
     r"(?:can|could|would|will) you|i want you to|i'd like you to|i (?:want|need) to|"
     r"i'd like to|tell me|do you know|let me know)\s+)+")
-_SUFFIX = re.compile(r"(?:\s+(?:please|for me|now|right now|thanks|thank you|again))+$")
+_SUFFIXES = tuple(phrase.split() for phrase in (
+    "right now", "thank you", "for me", "please", "now", "thanks", "again"))
+"""Filler after a command, longest first: stripped word by word from the end."""
+MAX_COMMAND_CHARS = 200
+"""A longer utterance is no local command (the longest is under 80 characters) and
+goes to the LLM; matching it would only cost time."""
 _LABEL = r"(?P<label>[a-z]+(?: [a-z]+)?)"
 _NAME = r"(?P<name>[a-z]+(?: [a-z]+)?)"
 
@@ -140,7 +145,8 @@ def vocabulary() -> list[str]:
     what the device can do by itself is faster and far more accurate on a Pi,
     and "[unk]" keeps any other request from sounding like a command."""
     words = {*NUMBER_WORDS, *COMMON_LABELS, "okay", "a", "an", "and", "half"}
-    sources = [_PREFIX.pattern, _SUFFIX.pattern, *(p.pattern for i in INTENTS for p in i.patterns)]
+    sources = [_PREFIX.pattern, *(" ".join(s) for s in _SUFFIXES),
+               *(p.pattern for i in INTENTS for p in i.patterns)]
     for source in sources:
         source = re.sub(r"\?P<\w+>|\[[^\]]*\]|\\.", " ", source)  # group names, classes, escapes
         for word, optional_s in re.findall(r"([a-z']+)(\?)?", source):
@@ -157,8 +163,24 @@ def clean(text: str) -> str:
     previous = None
     while previous != text:
         previous = text
-        text = _SUFFIX.sub("", _PREFIX.sub("", text))
+        text = _strip_suffix(_PREFIX.sub("", text))
     return text
+
+
+def _strip_suffix(text: str) -> str:
+    """``text`` without trailing filler ("... for me please"). Word by word from the
+    end, so linear: a regex anchored at the end retried from every position was
+    quadratic ("thank you " x 8000 took 3.3 s)."""
+    words = text.split(" ")
+    end = len(words)
+    while True:
+        for phrase in _SUFFIXES:
+            start = end - len(phrase)
+            if start >= 1 and words[start:end] == phrase:  # never the whole utterance
+                end = start
+                break
+        else:
+            return " ".join(words[:end])
 
 
 class LocalIntents:
@@ -169,6 +191,8 @@ class LocalIntents:
 
     def match(self, text: str) -> tuple[str, dict[str, Any]] | None:
         """The tool and its arguments for an utterance, or None."""
+        if len(text) > MAX_COMMAND_CHARS:
+            return None
         said = clean(text)
         for intent in INTENTS:
             if intent.tool not in self.tools:

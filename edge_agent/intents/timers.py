@@ -20,6 +20,12 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+MAX_TIMERS = 20
+"""Timers running at once: a kitchen needs a handful; a flood of them (a runaway
+model, a script) would ring for minutes and fill the state file."""
+MAX_LABEL_CHARS = 40
+"""Characters of a timer's name ("the second batch of cookies" fits)."""
+
 
 def timer_label(label: str) -> str:
     """The one spelling of a timer's name: "The Pasta Timer" -> "pasta"."""
@@ -101,10 +107,16 @@ class Timers:
             log.warning("cannot save timers to %s: %s", self.path, exc)
 
     def set(self, seconds: float, label: str = "") -> Timer:
-        """Start a timer; a new one with the label of a running one replaces it."""
+        """Start a timer; a new one with the label of a running one replaces it.
+        ValueError (a sentence to speak) past MAX_TIMERS or MAX_LABEL_CHARS."""
         if not seconds > 0:
             raise ValueError(f"timer length must be positive, got {seconds}")
         label = timer_label(label)
+        if len(label) > MAX_LABEL_CHARS:
+            raise ValueError(f"A timer name can be at most {MAX_LABEL_CHARS} characters.")
+        replaces = bool(label) and any(t.label == label for t in self._timers)
+        if len(self._timers) >= MAX_TIMERS and not replaces:
+            raise ValueError(f"I can run at most {MAX_TIMERS} timers at once.")
         timer = Timer(label, float(seconds), time.monotonic() + seconds)
         if label:
             self._timers = [t for t in self._timers if t.label != label]

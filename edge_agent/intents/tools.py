@@ -4,10 +4,12 @@ failure becomes a short result the model (or the intent) can speak."""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +46,16 @@ class Toolbox:
 
     def __init__(self, tools: Iterable[Tool] = ()) -> None:
         self._tools: dict[str, Tool] = {}
+        self._around: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
         for tool in tools:
             self.add(tool)
+
+    def around_calls(self, around: Callable[[], AbstractContextManager[object]]) -> Toolbox:
+        """The same tools, each call run inside ``around()``: a turn stops the LLM's
+        stall clock while a tool runs (its time is no silence of the model's)."""
+        box = Toolbox(self._tools.values())
+        box._around = around
+        return box
 
     def add(self, tool: Tool) -> None:
         if tool.name in self._tools:
@@ -71,9 +81,10 @@ class Toolbox:
                 arguments or {})
             if not isinstance(kwargs, dict):
                 return "error: arguments must be a JSON object"
-            result = tool.handler(**kwargs)
-            if inspect.isawaitable(result):
-                result = await result
+            with self._around():
+                result = tool.handler(**kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
             return str(result)
         except (json.JSONDecodeError, TypeError) as exc:
             return f"error: bad arguments for {name}: {exc}"

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from piper import AudioChunk, PiperVoice
@@ -47,14 +47,16 @@ class PiperTTS:
         except Exception as exc:  # onnxruntime, json and OS errors all mean "unusable"
             raise ModelError(f"cannot load Piper voice {self.voice_path}: {exc}") from exc
         self.sample_rate: int = self._voice.config.sample_rate
-        # The espeak-ng phonemizer inside Piper is process-global state: one
-        # sentence at a time, even if two turns overlap (a timer ring and an answer).
-        self._lock = threading.Lock()
+        # The espeak-ng phonemizer inside Piper is process-global state: one sentence
+        # at a time, even if two turns overlap (a timer ring and an answer). Its own
+        # thread, too: queued sentences wait here, not in the default pool the
+        # microphone and the player need (20 queued announcements starved them).
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
         log.info("Piper voice loaded from %s (%d Hz)", self.voice_path, self.sample_rate)
 
-    def _next(self, sentences: Iterator[AudioChunk]) -> AudioChunk | None:
-        with self._lock:
-            return next(sentences, None)
+    @staticmethod
+    def _next(sentences: Iterator[AudioChunk]) -> AudioChunk | None:
+        return next(sentences, None)
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """PCM chunks, one per sentence, each as soon as it is made; ModelError if
@@ -65,10 +67,11 @@ class PiperTTS:
         if not text.strip():
             return
         sentences = iter(self._voice.synthesize(text))
+        loop = asyncio.get_running_loop()
         while True:
             # next() on the generator runs espeak phonemization and the ONNX model.
             try:
-                chunk = await asyncio.to_thread(self._next, sentences)
+                chunk = await loop.run_in_executor(self._worker, self._next, sentences)
             except Exception as exc:  # espeak or onnxruntime: the voice cannot speak this
                 raise ModelError(f"Piper failed to speak {text[:40]!r}: {exc}") from exc
             if chunk is None:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import BusyError, EdgeAgentError
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,11 @@ class ControlServer:
                 return {"ok": False, "error": "nothing to say"}
             if len(text) > SAY_MAX_CHARS:
                 return {"ok": False, "error": f"text longer than {SAY_MAX_CHARS} characters"}
-            return {"ok": True, "result": {"spoken": await target.say(text)}}
+            try:
+                spoken = await target.say(text)
+            except BusyError as exc:  # MAX_SAYS in flight
+                return {"ok": False, "error": str(exc)}
+            return {"ok": True, "result": {"spoken": spoken}}
         return {"ok": False, "error": f"unknown command {command!r}"}
 
 
