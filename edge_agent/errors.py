@@ -5,6 +5,7 @@ so callers (failover above all) decide by type, never by parsing messages.
     ├── ConfigError          a config or key file is missing, unreadable or invalid
     ├── AudioDeviceError     a microphone or speaker cannot be opened or vanished
     ├── ModelError           a wake, Vosk or Piper model is missing or unusable
+    ├── StateError           a state file (mute, timers) cannot be saved or read
     └── CloudError           a cloud request failed (.stage, .offline, .retry_after)
         ├── SttCloudError
         ├── LlmCloudError    (.partial: text was already streamed before the break)
@@ -32,6 +33,10 @@ class AudioDeviceError(EdgeAgentError):
 
 class ModelError(EdgeAgentError):
     """A model file is missing or cannot be loaded."""
+
+
+class StateError(EdgeAgentError):
+    """A state file under state_dir could not be saved, read or parsed."""
 
 
 class CloudError(EdgeAgentError):

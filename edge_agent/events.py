@@ -39,6 +39,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
         "audio_overrun": ("reader", "samples"),
         "audio_device": ("direction", "ok"),
         "error": ("where", "message"),
+        "fault": ("where", "message", "ok"),
     }.items()
 }
 

@@ -27,6 +27,7 @@ from edge_agent.config import Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
+from edge_agent.faults import Faults
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.net import Connectivity
@@ -121,6 +122,7 @@ class Daemon:
     def __init__(self, settings: Settings, *, pin_factory: PinFactory | None = None) -> None:
         self.settings = settings
         self.bus = EventBus()
+        self.faults = Faults(self.bus)
         self.notifier = Notifier()
         self.supervisor = Supervisor(on_crash=self._job_crashed)
         self._pin_factory_override = pin_factory
@@ -164,8 +166,9 @@ class Daemon:
         self.connectivity = Connectivity(s, self.bus, self._probe)
         self.agent = Agent(s, self.bus, ring=self.ring, player=self.player, wake=wake,
                            earcons=Earcons(s.earcons), connectivity=self.connectivity,
-                           vosk=self.offline.vosk)
-        self.timers = Timers(s.state_dir / TIMERS_FILE, self.agent.ring_timer)
+                           vosk=self.offline.vosk, faults=self.faults)
+        self.timers = Timers(s.state_dir / TIMERS_FILE, self.agent.ring_timer,
+                             faults=self.faults)
         self.toolbox = device_tools(self.agent, self.timers)
         self.intents = LocalIntents(self.toolbox)
         self.conversation = Conversation(s.cloud)

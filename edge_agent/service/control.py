@@ -18,7 +18,7 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Protocol
 
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, StateError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,12 @@ class ControlServer:
         if command == "status":
             return {"ok": True, "result": target.status()}
         if command in ("mute", "unmute"):
-            target.set_muted(command == "mute")
+            try:
+                target.set_muted(command == "mute")
+            except StateError as exc:
+                now = "muted" if command == "mute" else "unmuted"
+                return {"ok": False,
+                        "error": f"{now} for now, but not saved for a restart: {exc}"}
             return {"ok": True, "result": {"muted": command == "mute"}}
         if command == "listen":
             target.trigger("control")
