@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import EXIT_CONFIG
+from edge_agent.service.control import MAX_CONNECTIONS
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edge-agent.service"
 MAX_EXPOSURE = 2.0
@@ -108,6 +109,8 @@ def test_service_contract() -> None:
     for kind in ("State", "Runtime", "Configuration"):
         assert one(f"Service.{kind}Directory") == "edge-agent"
     assert one("Service.TimeoutStopSec")
+    # Room for the control socket's cap and everything else, but a bound.
+    assert 4 * MAX_CONNECTIONS <= int(one("Service.LimitNOFILE")) <= 4096
     assert "EDGE_AGENT_CONFIG=/etc/edge-agent/config.toml" in unit["Service.Environment"]
     assert one("Service.EnvironmentFile") == "-/etc/edge-agent/secrets"
     assert one("Install.WantedBy") == "multi-user.target"

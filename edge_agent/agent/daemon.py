@@ -32,7 +32,7 @@ from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
-from edge_agent.service.control import ControlServer
+from edge_agent.service.control import ControlServer, SocketInUseError
 from edge_agent.service.notify import Notifier, Watchdog, progress_check
 from edge_agent.service.reload import ReloadPlan, plan_reload
 from edge_agent.state import AgentState
@@ -152,6 +152,7 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
+        self._claim_control_socket()  # first: a second daemon stops before loading models
         self._open_event_log()
         self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
@@ -254,11 +255,22 @@ class Daemon:
                 device.close()
         self.button = self.leds = None
 
+    def _claim_control_socket(self) -> None:
+        """SocketInUseError (start fails) when another daemon serves the socket."""
+        self.control = ControlServer(self.settings.control_socket, None)
+        try:
+            self.control.claim()
+        except OSError as exc:
+            log.error("no control socket at %s: %s", self.settings.control_socket, exc)
+            self.control = None
+
     async def _start_control_socket(self) -> None:
-        self.control = ControlServer(self.settings.control_socket, self.agent)
+        if self.control is None or self.control.path != self.settings.control_socket:
+            self.control = ControlServer(self.settings.control_socket, None)
+        self.control.target = self.agent
         try:
             await self.control.start()
-        except OSError as exc:
+        except (OSError, SocketInUseError) as exc:
             # The speaker works without it; only `edge-agent status` and friends do not.
             log.error("no control socket at %s: %s", self.settings.control_socket, exc)
             self.control = None
