@@ -151,6 +151,8 @@ class Agent:
         """Lasting failures (state not saved, event log, player): status and error state."""
         self._muted = False
         self._unsubscribe = bus.subscribe(self._on_event)
+        if not self._healthy:  # a fault or a speaker that failed before we existed
+            self._set_state(AgentState.ERROR)
         if self._load_muted():
             with contextlib.suppress(StateError):  # muted all the same; fault in status
                 self.set_muted(True)

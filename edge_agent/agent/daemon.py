@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.agent.agent import Agent
-from edge_agent.agent.supervisor import Supervisor
+from edge_agent.agent.supervisor import Supervisor, cancel_within
 from edge_agent.agent.turn import TurnRunner
 from edge_agent.audio import Microphone, Player, RingBuffer
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
@@ -188,6 +188,7 @@ class Daemon:
         # device that keeps reopening without delivering must stop the pings too.
         self.watchdog = Watchdog(self.notifier, [
             progress_check("capture", lambda: self.ring.total, CAPTURE_STALL),
+            lambda: self.player.stalled(),
         ])
         sup.start("watchdog", self.watchdog.run)
         await self._wait_for_microphone()
@@ -213,8 +214,15 @@ class Daemon:
             self._event_log.close()
             self._event_log = None
         if self.settings.log.events:
-            self._event_log = EventLog(self.settings.log.events)
+            self._event_log = EventLog(self.settings.log.events,
+                                       on_error=self._event_log_error)
             self._event_log_unsubscribe = self.bus.subscribe(self._event_log)
+
+    def _event_log_error(self, reason: str | None) -> None:
+        if reason is None:
+            self.faults.clear("event_log")
+        else:
+            self.faults.set("event_log", reason)
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud
@@ -289,7 +297,7 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
         # Before READY=1 the line goes out with READY itself.
-        if event.name in ("network", "mute", "audio_device") and self.ready.is_set():
+        if event.name in ("network", "mute", "audio_device", "fault") and self.ready.is_set():
             self.notifier.status(self.status_line())
         if event.name == "state" and event.fields["state"] == AgentState.LISTENING:
             self._get_network_ready()
@@ -321,6 +329,8 @@ class Daemon:
             return "no speaker (retrying)"
         if agent.muted:
             return "muted"
+        if agent.faults:
+            return "failing: " + "; ".join(agent.faults.as_dict().values())
         words = " or ".join(m.replace("_", " ") for m in agent.wake.model_names)
         network = "cloud online" if agent.online else "offline"
         if self.cloud is None:
@@ -333,26 +343,52 @@ class Daemon:
         """Start, then serve until SIGTERM/SIGINT; SIGHUP reloads the config.
 
         The handlers go in before start-up: systemd may send a reload the moment
-        READY=1 arrives, and a signal without a handler would kill the daemon."""
+        READY=1 arrives, and a signal without a handler would kill the daemon. They
+        stay until stop() is done: a second SIGTERM or a SIGHUP must not kill it
+        mid-stop. A stop during start-up (models loading, waiting for the
+        microphone) cancels the start: no READY=1, and out within systemd's budget."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
-            await self.start()
+            if not await self._start_unless_stopped():
+                return
             if self._reload_requested:
                 self.request_reload()
             await self._stopping.wait()
         finally:
+            await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            await self.stop()
+
+    async def _start_unless_stopped(self) -> bool:
+        """start(), cancelled when a stop is requested first; False when it was."""
+        starting = asyncio.create_task(self.start(), name="start")
+        stopping = asyncio.create_task(self._stopping.wait(), name="stop-request")
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if starting.done():
+            starting.result()  # start-up errors propagate
+            return True
+        log.info("stop requested during start-up; not starting")
+        # Threads loading models cannot be interrupted: they are abandoned.
+        await cancel_within([starting], STOP_DEADLINE)
+        return False
 
     def request_stop(self) -> None:
+        if self._stopping.is_set():
+            log.info("already stopping")
+            return
         log.info("stopping")
         self._stopping.set()
 
     def request_reload(self) -> None:
+        if self._stopping.is_set():
+            log.info("reload ignored: stopping")
+            return
         if not self.ready.is_set():
             self._reload_requested = True  # applied once start-up is complete
             return
@@ -491,6 +527,9 @@ def main(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(run(settings))
+        # Stopped: a late SIGTERM or SIGHUP must not turn the clean exit into a kill.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)
