@@ -2,8 +2,10 @@
 `listen` talk to the running daemon.
 
 One JSON object per line each way over a Unix stream socket in the runtime
-directory. The socket is mode 0660, so access is the service's group: an owner
-on SSH is let in by group membership (or sudo), not by a password.
+directory. The socket is mode 0660 and belongs to the group edge-agent-control
+when the daemon is in it (the unit adds it): an owner on SSH is let in by that
+group (or sudo), not by a password, and that group cannot read the API key or
+the service's files (the service's own group edge-agent could).
 
 One daemon per socket: ``control.sock.lock`` next to it is held (flock) for the
 daemon's life, and a socket that still answers is never removed, so a second
@@ -17,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import grp
 import json
 import logging
 import os
@@ -33,6 +36,8 @@ log = logging.getLogger(__name__)
 MAX_REQUEST_BYTES = 64 * 1024
 SAY_MAX_CHARS = 2000
 CLIENT_TIMEOUT = 30.0
+CONTROL_GROUP = "edge-agent-control"
+"""The operators' group: the socket's group when the daemon is a member."""
 MAX_CONNECTIONS = 32
 """Connections served at once; more are told "busy" and closed (descriptors stay bounded)."""
 READ_TIMEOUT = 5.0
@@ -120,6 +125,7 @@ class ControlServer:
                 self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES)
         finally:
             os.umask(old_umask)
+        _hand_to_operators(self.path)
         log.info("control socket at %s", self.path)
 
     async def close(self) -> None:
@@ -204,8 +210,9 @@ def request(path: Path, command: str, **fields: Any) -> dict[str, Any]:
                 f"edge-agent is not running (no daemon listening on {path})") from None
         except PermissionError:
             raise ControlError(
-                f"cannot open {path}: permission denied; join the edge-agent group "
-                "(sudo usermod -aG edge-agent $USER, then log in again) or use sudo") from None
+                f"cannot open {path}: permission denied; join the {CONTROL_GROUP} group "
+                f"(sudo usermod -aG {CONTROL_GROUP} $USER, then log in again) or use sudo"
+            ) from None
         sock.sendall(json.dumps({"command": command, **fields}).encode() + b"\n")
         data = b""
         while not data.endswith(b"\n"):
@@ -224,6 +231,16 @@ def request(path: Path, command: str, **fields: Any) -> dict[str, Any]:
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error", "request refused")))
     return reply.get("result", {})
+
+
+def _hand_to_operators(path: Path) -> None:
+    """Give the socket to CONTROL_GROUP when this process may (it is a member)."""
+    try:
+        gid = grp.getgrnam(CONTROL_GROUP).gr_gid
+    except KeyError:
+        return  # not installed as a service: the daemon's own group stays
+    if gid in os.getgroups() or gid == os.getgid():
+        os.chown(path, -1, gid)
 
 
 def _socket_owner(path: Path) -> int | None:
