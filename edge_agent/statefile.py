@@ -6,15 +6,18 @@ the new one, never half of one, and the rename itself is on disk. A save that
 fails raises ``StateError`` (the caller tells the user) and leaves no temp file
 behind, also when the disk is full. A file that cannot be parsed is moved aside
 with a timestamp for the owner to look at, never overwritten by the next save.
+``StateSaver`` retries a failed save with backoff and reports it meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +103,49 @@ def remove_stale_temps(path: Path) -> None:
         for tmp in path.parent.glob(f"{_temp_prefix(path)}*.tmp"):
             with contextlib.suppress(OSError):
                 tmp.unlink()
+
+
+SAVE_RETRY_FIRST = 1.0
+SAVE_RETRY_MAX = 60.0
+
+
+class StateSaver:
+    """Saves one state file from the event loop. A failed save is reported to
+    ``on_error`` (a reason; None once it works again) and retried with doubling
+    delays with the newest value, so a disk that fills up and frees again loses
+    nothing but time."""
+
+    def __init__(self, path: Path, on_error: Callable[[str | None], None]) -> None:
+        self.path = path
+        self._on_error = on_error
+        self._data: Any = None
+        self._retry: asyncio.TimerHandle | None = None
+        self._delay = SAVE_RETRY_FIRST
+
+    def save(self, data: Any) -> None:
+        """Save now; StateError (after scheduling a retry) when it failed."""
+        self._data = data
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        try:
+            save_json(self.path, data)
+        except StateError as exc:
+            self._on_error(str(exc))
+            with contextlib.suppress(RuntimeError):  # no loop (a script): no retry
+                self._retry = asyncio.get_running_loop().call_later(self._delay, self._again)
+                self._delay = min(self._delay * 2, SAVE_RETRY_MAX)
+            raise
+        self._delay = SAVE_RETRY_FIRST
+        self._on_error(None)
+
+    def _again(self) -> None:
+        self._retry = None
+        with contextlib.suppress(StateError):
+            self.save(self._data)
+
+    def close(self) -> None:
+        """No more retries (the last value is saved once more by its owner if needed)."""
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None

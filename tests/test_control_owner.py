@@ -182,3 +182,49 @@ def test_second_edge_agent_run_exits_naming_the_running_one(tmp_path: Path) -> N
         assert request(tmp_path / "control.sock", "status")["state"] == "idle"
     finally:
         first.close()
+
+
+GROUPED = """
+import asyncio, os, sys
+from pathlib import Path
+from edge_agent.service import control
+from tests.test_control import Recorder
+
+control.CONTROL_GROUP = sys.argv[2]
+
+async def main():
+    server = control.ControlServer(Path(sys.argv[1]), Recorder())
+    await server.start()
+    st = os.stat(sys.argv[1])
+    print(oct(st.st_mode & 0o777), st.st_gid, flush=True)
+    await server.close()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as the service user")
+def test_the_socket_belongs_to_the_operators_group(tmp_path: Path) -> None:
+    """The daemon (here uid/gid 65534, member of group 'audio' standing in for
+    edge-agent-control) hands the socket to the operators' group, not its own."""
+    import grp
+    import tempfile
+
+    import shutil
+
+    try:
+        gid = grp.getgrnam("audio").gr_gid
+    except KeyError:
+        pytest.skip("no group 'audio' on this machine")
+    folder = Path(tempfile.mkdtemp())
+    folder.chmod(0o777)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", f"--groups={gid}", sys.executable,
+             "-c", GROUPED, str(folder / "control.sock"), "audio"],
+            capture_output=True, text=True, timeout=60, env=env, cwd=folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0o660", str(gid)]

@@ -149,22 +149,28 @@ def test_failed_mute_save_is_replied_and_shown_in_status(tmp_path: Path) -> None
     assert "cannot save" in status["faults"]["mute"]
 
 
-def test_failed_timer_save_is_a_fault_and_clears_when_it_works(tmp_path: Path) -> None:
-    async def scenario() -> tuple[dict, dict]:
-        bus = EventBus()
-        agent = make_agent(tmp_path, bus)
-        blocked = tmp_path / "blocked"
-        blocked.write_text("")
-        timers = Timers(blocked / "timers.json", lambda t: None, faults=agent.faults)
+def test_failed_timer_save_is_a_fault_retried_until_it_works(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(statefile, "SAVE_RETRY_FIRST", 0.05)
+    state = tmp_path / "state"
+    state.write_text("")  # a file where the directory should be: every save fails
+
+    async def scenario() -> tuple[dict, dict, list]:
+        agent = make_agent(tmp_path / "mute-elsewhere")
+        timers = Timers(state / "timers.json", lambda t: None, faults=agent.faults)
         timers.set(60, "tea")
         broken = agent.faults.as_dict()
-        timers.path = tmp_path / "timers.json"
-        timers.set(60, "pasta")
-        return broken, agent.faults.as_dict()
+        state.unlink()  # the disk recovers; nothing else happens
+        for _ in range(200):
+            if not agent.faults:
+                break
+            await asyncio.sleep(0.02)
+        return broken, agent.faults.as_dict(), json.loads((state / "timers.json").read_text())
 
-    broken, fixed = asyncio.run(scenario())
+    broken, fixed, saved = asyncio.run(asyncio.wait_for(scenario(), 30))
     assert "cannot save" in broken["timers"]
     assert fixed == {}
+    assert [r["label"] for r in saved] == ["tea"]
 
 
 # --- the SIGKILL loop --------------------------------------------------------------------------

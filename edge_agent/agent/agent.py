@@ -30,7 +30,7 @@ from edge_agent.events import Event, EventBus
 from edge_agent.faults import Faults
 from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
-from edge_agent.statefile import load_json, move_aside, save_json
+from edge_agent.statefile import StateSaver, load_json, move_aside
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
 
 from .supervisor import cancel_within
@@ -150,6 +150,7 @@ class Agent:
         self.faults = faults if faults is not None else Faults(bus)
         """Lasting failures (state not saved, event log, player): status and error state."""
         self._muted = False
+        self._mute_saver = StateSaver(self._mute_path, self._mute_save_failed)
         self._unsubscribe = bus.subscribe(self._on_event)
         if not self._healthy:  # a fault or a speaker that failed before we existed
             self._set_state(AgentState.ERROR)
@@ -363,6 +364,7 @@ class Agent:
             await cancel_within([self._turn_task], CANCEL_DEADLINE)
         with contextlib.suppress(StateError):  # in status; the file keeps its last value
             self._save_muted()
+        self._mute_saver.close()
 
     # --- a conversation: a turn and its follow-ups ---------------------------------
 
@@ -631,12 +633,13 @@ class Agent:
         return True
 
     def _save_muted(self) -> None:
-        try:
-            save_json(self._mute_path, {"muted": self._muted})
-        except StateError as exc:
-            self.faults.set("mute", str(exc))
-            raise
-        self.faults.clear("mute")
+        self._mute_saver.save({"muted": self._muted})
+
+    def _mute_save_failed(self, reason: str | None) -> None:
+        if reason is None:
+            self.faults.clear("mute")
+        else:
+            self.faults.set("mute", reason)
 
 
 def _log_failure(task: asyncio.Task) -> None:

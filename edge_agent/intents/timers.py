@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.errors import StateError
-from edge_agent.statefile import load_json, move_aside, save_json
+from edge_agent.statefile import StateSaver, load_json, move_aside
 
 if TYPE_CHECKING:
     from edge_agent.faults import Faults
@@ -66,6 +66,7 @@ class Timers:
         self.path = Path(path)
         self._on_ring = on_ring
         self._faults = faults
+        self._saver = StateSaver(self.path, self._save_failed)
         self._timers: list[Timer] = self._load()
         self._changed = asyncio.Event()
 
@@ -99,17 +100,19 @@ class Timers:
         records = [{"label": t.label, "duration": t.duration, "due": round(t.deadline + offset, 3)}
                    for t in self._timers]
         self._changed.set()
-        try:
-            save_json(self.path, records)
-        except StateError as exc:
-            # A full or read-only disk must not stop a timer from ringing today.
-            if self._faults is not None:
-                self._faults.set("timers", str(exc))
-            else:
-                log.warning("%s", exc)
-            return
-        if self._faults is not None:
+        # A full or read-only disk must not stop a timer from ringing today: the
+        # failure is reported and the save retried.
+        with contextlib.suppress(StateError):
+            self._saver.save(records)
+
+    def _save_failed(self, reason: str | None) -> None:
+        if self._faults is None:
+            if reason is not None:
+                log.warning("%s", reason)
+        elif reason is None:
             self._faults.clear("timers")
+        else:
+            self._faults.set("timers", reason)
 
     def set(self, seconds: float, label: str = "") -> Timer:
         """Start a timer; a new one with the label of a running one replaces it."""
