@@ -208,9 +208,8 @@ def test_the_socket_belongs_to_the_operators_group(tmp_path: Path) -> None:
     """The daemon (here uid/gid 65534, member of group 'audio' standing in for
     edge-agent-control) hands the socket to the operators' group, not its own."""
     import grp
-    import tempfile
-
     import shutil
+    import tempfile
 
     try:
         gid = grp.getgrnam("audio").gr_gid
