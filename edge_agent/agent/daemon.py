@@ -368,6 +368,9 @@ class Daemon:
         stopping = asyncio.create_task(self._stopping.wait(), name="stop-request")
         try:
             await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            starting.cancel()  # run() itself was cancelled: so is the start
+            raise
         finally:
             stopping.cancel()
         if starting.done():
