@@ -124,6 +124,8 @@ class EventLog:
         self._size = 0
         self._closed = False
         self._failing = False
+        self._torn = False
+        """A write was cut short: the next line starts on a new line of its own."""
         self._retry_at = 0.0
         self._delay = EVENT_LOG_RETRY_FIRST
         self._report(self._open_locked())
@@ -173,8 +175,11 @@ class EventLog:
                 if (reason := self._open_locked()) is not None:
                     return reason
                 assert self._file is not None
-            written = self._file.write(line)
-            self._size += written or 0
+            if self._torn:
+                line = b"\n" + line
+            written = self._file.write(line) or 0
+            self._size += written
+            self._torn = 0 < written < len(line)
             if written != len(line):
                 raise OSError(f"short write ({written} of {len(line)} bytes)")
         except OSError as exc:
