@@ -109,10 +109,20 @@ def test_idle_connection_flood_keeps_descriptors_bounded(
     sock = tmp_path / "control.sock"
     flood = 300
 
-    async def scenario() -> tuple[int, dict]:
+    async def scenario() -> tuple[int, dict, float]:
         server = ControlServer(sock, Recorder())
         await server.start()
         clients: list[socket.socket] = []
+        stall = 0.0
+
+        async def ticker() -> None:  # the loop's longest stall while flooded
+            nonlocal stall
+            while True:
+                before = time.monotonic()
+                await asyncio.sleep(0.005)
+                stall = max(stall, time.monotonic() - before - 0.005)
+
+        ticking = asyncio.create_task(ticker())
         try:
             before = open_fds()
             for _ in range(flood):
@@ -126,14 +136,16 @@ def test_idle_connection_flood_keeps_descriptors_bounded(
             # Once the idle ones time out, an operator gets through.
             await asyncio.sleep(1.2)
             status = await asyncio.to_thread(request, sock, "status")
-            return server_side, status
+            return server_side, status, stall
         finally:
+            ticking.cancel()
             for client in clients:
                 client.close()
             await server.close()
 
-    server_side, status = run(scenario())
-    print(f"{flood} idle connections: {server_side} server-side descriptors")
+    server_side, status, stall = run(scenario())
+    print(f"{flood} idle connections: {server_side} server-side descriptors, "
+          f"longest event loop stall {stall * 1000:.1f} ms")
     assert server_side <= control.MAX_CONNECTIONS + 4
     assert status["state"] == "idle"
 
