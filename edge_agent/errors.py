@@ -6,6 +6,7 @@ so callers (failover above all) decide by type, never by parsing messages.
     ├── AudioDeviceError     a microphone or speaker cannot be opened or vanished
     ├── ModelError           a wake, Vosk or Piper model is missing or unusable
     ├── BusyError            too many requests of one kind in flight (say)
+    ├── StateError           a state file (mute, timers) cannot be saved or read
     └── CloudError           a cloud request failed (.stage, .offline, .retry_after)
         ├── SttCloudError
         ├── LlmCloudError    (.partial: text was already streamed before the break)
@@ -37,6 +38,10 @@ class ModelError(EdgeAgentError):
 
 class BusyError(EdgeAgentError):
     """Refused: as many requests of this kind are in flight as the device allows."""
+
+
+class StateError(EdgeAgentError):
+    """A state file under state_dir could not be saved, read or parsed."""
 
 
 class CloudError(EdgeAgentError):

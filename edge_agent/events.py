@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
         "error": ("where", "message"),
         "wake_arbitration": ("won", "claims"),
         "mqtt": ("connected",),
+        "fault": ("where", "message", "ok"),
     }.items()
 }
 
@@ -98,29 +99,105 @@ class EventBus:
         return event
 
 
-class EventLog:
-    """Appends one JSON object per line and flushes it, so a crash or SIGKILL
-    loses at most the event being written."""
+MAX_EVENT_LOG_BYTES = 20 * 1024 * 1024
+"""The log is rotated (one previous file, ``<name>.1``) when it grows past this."""
+EVENT_LOG_RETRY_FIRST = 1.0
+EVENT_LOG_RETRY_MAX = 60.0
 
-    def __init__(self, path: str | Path) -> None:
+ErrorReport = Callable[[str | None], None]
+"""Told the reason when the log stops working, None when it works again."""
+
+
+class EventLog:
+    """Appends one JSON object per line, unbuffered, so a crash or SIGKILL loses at
+    most the event being written.
+
+    It never raises into the pipeline: a log that cannot be opened or written (a
+    path under a file, a full disk) drops events, tells ``on_error`` and retries
+    with doubling delays; closing never raises. Rotated at MAX_EVENT_LOG_BYTES.
+    """
+
+    def __init__(self, path: str | Path, *, on_error: ErrorReport | None = None,
+                 max_bytes: int = MAX_EVENT_LOG_BYTES) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: TextIO | None = self.path.open("a", encoding="utf-8")
+        self.max_bytes = max_bytes
+        self._on_error = on_error or (lambda reason: None)
         self._lock = threading.Lock()
+        self._file: BinaryIO | None = None
+        self._size = 0
+        self._closed = False
+        self._failing = False
+        self._torn = False
+        """A write was cut short: the next line starts on a new line of its own."""
+        self._retry_at = 0.0
+        self._delay = EVENT_LOG_RETRY_FIRST
+        self._report(self._open_locked())
+
+    def _open_locked(self) -> str | None:
+        """Open (under the lock, or before it is shared); the failure reason or None."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = self.path.open("ab", buffering=0)
+            self._size = self._file.tell()
+        except OSError as exc:
+            return self._failed(f"cannot open event log {self.path}: {exc}")
+        return None
+
+    def _failed(self, reason: str) -> str:
+        self._retry_at = time.monotonic() + self._delay
+        self._delay = min(self._delay * 2, EVENT_LOG_RETRY_MAX)
+        return reason
+
+    def _report(self, reason: str | None) -> None:
+        """Outside the lock: the report may be an event that comes back here."""
+        if reason is None and self._failing:
+            self._failing = False
+            self._delay = EVENT_LOG_RETRY_FIRST
+            self._on_error(None)
+        elif reason is not None and not self._failing:
+            self._failing = True
+            self._on_error(reason)
 
     def __call__(self, event: Event) -> None:
-        line = json.dumps(event.to_dict(), ensure_ascii=False, default=str)
+        line = (json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n").encode()
         with self._lock:
-            if self._file is None:
+            if self._closed or (self._failing and time.monotonic() < self._retry_at):
                 return
-            self._file.write(line + "\n")
-            self._file.flush()
+            reason = self._write_locked(line)
+        self._report(reason)
+
+    def _write_locked(self, line: bytes) -> str | None:
+        if self._file is None and (reason := self._open_locked()) is not None:
+            return reason
+        assert self._file is not None
+        try:
+            if self._size + len(line) > self.max_bytes and self._size:
+                self._file.close()
+                self._file = None
+                self.path.replace(self.path.with_name(self.path.name + ".1"))
+                if (reason := self._open_locked()) is not None:
+                    return reason
+                assert self._file is not None
+            if self._torn:
+                line = b"\n" + line
+            written = self._file.write(line) or 0
+            self._size += written
+            self._torn = 0 < written < len(line)
+            if written != len(line):
+                raise OSError(f"short write ({written} of {len(line)} bytes)")
+        except OSError as exc:
+            return self._failed(f"cannot write event log {self.path}: {exc}")
+        return None
 
     def close(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close()
-                self._file = None
+            self._closed = True
+            file, self._file = self._file, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError as exc:  # nothing buffered, but the file system may still say no
+                log.warning("event log %s not closed cleanly: %s", self.path, exc)
 
     def __enter__(self) -> EventLog:
         return self

@@ -208,7 +208,8 @@ def test_wav_input_is_replayed_then_silence(tmp_path, speech) -> None:
     asyncio.run(main())
     got = ring.read_range(0, RATE)
     expected = soxr.resample(mono22, 22050, RATE)
-    np.testing.assert_array_equal(got[:len(expected)], expected)
+    # Streamed through the resampler block by block: within 2 LSB of one whole pass.
+    np.testing.assert_allclose(got[:len(expected)].astype(int), expected.astype(int), atol=2)
     assert not got[len(expected) + 320:].any()
 
 

@@ -74,7 +74,7 @@ def test_install_twice_changes_nothing_and_keeps_an_edited_config(
     config, secrets = etc / "config.toml", etc / "secrets"
     unit = root / "etc" / "systemd" / "system" / "edge-agent.service"
     assert config.read_text() == (checkout / "config" / "edge-agent.toml").read_text()
-    assert (mode(etc), mode(config), mode(secrets), mode(unit)) == (0o755, 0o640, 0o640, 0o644)
+    assert (mode(etc), mode(config), mode(secrets), mode(unit)) == (0o755, 0o640, 0o600, 0o644)
     assert "OPENAI_API_KEY" in secrets.read_text()
     assert unit.read_bytes() == (checkout / "systemd" / "edge-agent.service").read_bytes()
     wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants" / "edge-agent.service"
@@ -104,9 +104,9 @@ def test_install_repairs_a_secrets_file_others_can_read(tmp_path: Path, checkout
     secrets.write_text("OPENAI_API_KEY=sk-test\n")
     secrets.chmod(0o644)
     out = script("install", checkout, "--prefix", str(root), "--no-deps")
-    assert mode(secrets) == 0o640
+    assert mode(secrets) == 0o600
     assert secrets.read_text() == "OPENAI_API_KEY=sk-test\n"  # the key itself is never touched
-    assert f"chmod 0640 {secrets}" in out
+    assert f"chmod 0600 {secrets}" in out
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, checkout: Path) -> None:
@@ -114,7 +114,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, checkout: Path) -> None:
     out = script("install", checkout, "--prefix", str(empty), "--dry-run")
     assert not empty.exists()
     assert "would run: systemctl --root=" in out
-    assert f"would create {empty}/etc/edge-agent/secrets (mode 0640)" in out
+    assert f"would create {empty}/etc/edge-agent/secrets (mode 0600)" in out
 
     root = tmp_path / "root"
     script("install", checkout, "--prefix", str(root), "--no-deps")
@@ -190,6 +190,33 @@ def test_dry_run_on_this_machine_shows_the_whole_plan_and_touches_nothing(
     if not before[0]:
         assert "would run: " in out and "-m venv /opt/edge-agent" in out
     if not before[1]:
-        assert "would create /etc/edge-agent/secrets (mode 0640)" in out
+        assert "would create /etc/edge-agent/secrets (mode 0600)" in out
     script("uninstall", checkout, "--dry-run", "--purge")
     assert [p.exists() for p in watched] == before
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the real-root plan includes root-only steps")
+def test_dry_run_moves_operators_out_of_the_service_group(tmp_path: Path,
+                                                         checkout: Path) -> None:
+    """An install from before edge-agent-control told operators to join edge-agent,
+    the service's own group: they move to the control group (shown by a dry run
+    against a group database that lists two of them)."""
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    getent = shim / "getent"
+    getent.write_text(
+        "#!/bin/sh\n"
+        'if [ "$1 $2" = "group edge-agent" ]; then\n'
+        "    echo edge-agent:x:990:edge-agent,alice,bob; exit 0\n"
+        "fi\n"
+        f'exec {shutil.which("getent")} "$@"\n')
+    getent.chmod(0o755)
+    result = subprocess.run(
+        [str(checkout / "scripts" / "install"), "--dry-run"], capture_output=True, text=True,
+        timeout=300, env={**os.environ, "PYTHON": sys.executable,
+                          "PATH": f"{shim}:{os.environ['PATH']}"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    for user in ("alice", "bob"):
+        assert f"would run: usermod --append --groups edge-agent-control {user}" in result.stdout
+        assert f"would run: gpasswd --delete {user} edge-agent" in result.stdout
+    assert "gpasswd --delete edge-agent" not in result.stdout

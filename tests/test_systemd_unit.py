@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import EXIT_CONFIG
+from edge_agent.service.control import CONTROL_GROUP, MAX_CONNECTIONS
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "edge-agent.service"
 MAX_EXPOSURE = 2.0
@@ -104,10 +105,15 @@ def test_service_contract() -> None:
     assert one("Service.ExecStart") == "/opt/edge-agent/bin/edge-agent run"
     assert one("Service.ExecReload") == "/bin/kill -HUP $MAINPID"
     assert one("Service.User") == "edge-agent"
-    assert one("Service.SupplementaryGroups").split() == ["audio", "gpio"]
+    # Operators use the CLI through edge-agent-control (the socket's group), never
+    # through the service's own group; the socket's directory lets them reach it.
+    assert one("Service.SupplementaryGroups").split() == ["audio", "gpio", CONTROL_GROUP]
+    assert one("Service.RuntimeDirectoryMode") == "0755"
     for kind in ("State", "Runtime", "Configuration"):
         assert one(f"Service.{kind}Directory") == "edge-agent"
     assert one("Service.TimeoutStopSec")
+    # Room for the control socket's cap and everything else, but a bound.
+    assert 4 * MAX_CONNECTIONS <= int(one("Service.LimitNOFILE")) <= 4096
     assert "EDGE_AGENT_CONFIG=/etc/edge-agent/config.toml" in unit["Service.Environment"]
     assert one("Service.EnvironmentFile") == "-/etc/edge-agent/secrets"
     assert one("Install.WantedBy") == "multi-user.target"

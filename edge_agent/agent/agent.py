@@ -11,9 +11,9 @@ worker starts it, so a cancelled turn that lingers in a library is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import itertools
-import json
 import logging
 import threading
 import time
@@ -26,11 +26,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from edge_agent.audio import RingBuffer
 from edge_agent.controls import ButtonAction
-from edge_agent.errors import AudioDeviceError, BusyError, EdgeAgentError
+from edge_agent.errors import AudioDeviceError, BusyError, EdgeAgentError, StateError
 from edge_agent.events import Event, EventBus
+from edge_agent.faults import Faults
 from edge_agent.intents.device import ring_announcement
 from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
+from edge_agent.statefile import StateSaver, load_json, move_aside
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
 
 from .arbiter import AnswerAlways, WakeArbiter, phrase_level_dbfs
@@ -116,6 +118,7 @@ class Agent:
         connectivity: Connectivity | None = None,
         turns: TurnPipeline | None = None,
         vosk: VoskSTT | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.settings = settings
         self.bus = bus
@@ -156,10 +159,16 @@ class Agent:
         """Microphone and speaker work (from "audio_device" events; the speaker was
         opened before the agent existed, so it starts from its health)."""
         self._release_index: int | None = None
+        self.faults = faults if faults is not None else Faults(bus)
+        """Lasting failures (state not saved, event log, player): status and error state."""
         self._muted = False
+        self._mute_saver = StateSaver(self._mute_path, self._mute_save_failed)
         self._unsubscribe = bus.subscribe(self._on_event)
+        if not self._healthy:  # a fault or a speaker that failed before we existed
+            self._set_state(AgentState.ERROR)
         if self._load_muted():
-            self.set_muted(True)
+            with contextlib.suppress(StateError):  # muted all the same; fault in status
+                self.set_muted(True)
 
     # --- state -------------------------------------------------------------------
 
@@ -170,8 +179,8 @@ class Agent:
     def _set_state(self, state: AgentState) -> None:
         if self._muted and state is not AgentState.MUTED:
             return  # only unmuting leaves MUTED (a turn winding down must not)
-        if state is AgentState.IDLE and not all(self._device_ok.values()):
-            state = AgentState.ERROR  # idle but deaf or mute: the owner must see it
+        if state is AgentState.IDLE and not self._healthy:
+            state = AgentState.ERROR  # idle but deaf, mute or failing: the owner must see it
         if state is self._state:
             return
         previous, self._state = self._state, state
@@ -217,7 +226,10 @@ class Agent:
     def set_muted(self, muted: bool) -> None:
         """Mute is a privacy promise: the ring stores zeros, so no reader (wake word,
         STT, network) gets audio, and it survives restarts. Asked by the turn itself
-        (the "mute" tool), the turn may still say its short confirmation."""
+        (the "mute" tool), the turn may still say its short confirmation.
+
+        The change applies at once; StateError after it when it could not be saved
+        (a mute that would not survive a restart, or an unmute that would not)."""
         if muted == self._muted:
             return
         self.ring.muted = muted
@@ -250,7 +262,10 @@ class Agent:
     def on_button(self, action: ButtonAction) -> None:
         pressed_into, self._press_request = self._press_request, None
         if action == ButtonAction.MUTE_TOGGLE:
-            self.set_muted(not self._muted)
+            try:
+                self.set_muted(not self._muted)
+            except StateError:
+                self._earcon("error")  # the fault is in status and the log
         elif action == ButtonAction.TAP:
             if pressed_into is None:  # else the press already barged in and listens
                 self._start("button", self._preroll_start())
@@ -371,7 +386,9 @@ class Agent:
         self._pending = None
         if self._turn_task is not None:
             await cancel_within([self._turn_task], CANCEL_DEADLINE)
-        self._save_muted()
+        with contextlib.suppress(StateError):  # in status; the file keeps its last value
+            self._save_muted()
+        self._mute_saver.close()
 
     # --- a conversation: a turn and its follow-ups ---------------------------------
 
@@ -591,9 +608,10 @@ class Agent:
             self.wake.set_playing(False)
             if self._state is AgentState.SPEAKING and not self.busy:
                 self._set_state(AgentState.IDLE)
-        elif name == "audio_device":
-            self._device_ok[event.fields["direction"]] = bool(event.fields["ok"])
-            working = all(self._device_ok.values())
+        elif name in ("audio_device", "fault"):
+            if name == "audio_device":
+                self._device_ok[event.fields["direction"]] = bool(event.fields["ok"])
+            working = self._healthy
             if not working and self._state is AgentState.IDLE:
                 self._set_state(AgentState.ERROR)
             elif working and self._state is AgentState.ERROR and not self._error_timer:
@@ -634,6 +652,7 @@ class Agent:
                      **self.wake.diagnostics.to_dict()},
             "uptime": round(time.monotonic() - self._started, 1),
             "volume": round(self.player.volume, 2),
+            "faults": self.faults.as_dict(),
             **self.counts,
             "last_turns": [t.to_dict() for t in self.last_turns],
             **{key: part() for key, part in self.status_extras.items()},
@@ -643,25 +662,35 @@ class Agent:
     def _mute_path(self) -> Path:
         return self.settings.state_dir / MUTE_FILE
 
-    def _load_muted(self) -> bool:
-        try:
-            return bool(json.loads(self._mute_path.read_text(encoding="utf-8"))["muted"])
-        except FileNotFoundError:
-            return False
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            # Unreadable mute state: privacy first, start muted and say why.
-            log.error("cannot read %s (%s); starting muted", self._mute_path, exc)
-            return True
+    @property
+    def _healthy(self) -> bool:
+        return all(self._device_ok.values()) and not self.faults
 
-    def _save_muted(self) -> None:
+    def _load_muted(self) -> bool:
+        """Fail closed: anything but a saved ``{"muted": false}`` (or no file) mutes."""
         path = self._mute_path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps({"muted": self._muted}), encoding="utf-8")
-            tmp.replace(path)
-        except OSError as exc:
-            log.error("cannot persist mute state to %s: %s", path, exc)
+            data = load_json(path)
+        except StateError as exc:
+            log.error("%s; starting muted", exc)
+            return True
+        if data is None:
+            return False
+        muted = data.get("muted") if isinstance(data, dict) else None
+        if isinstance(muted, bool):
+            return muted
+        log.error("%s holds %r, not a true/false mute; starting muted (%s)",
+                  path, data, move_aside(path))
+        return True
+
+    def _save_muted(self) -> None:
+        self._mute_saver.save({"muted": self._muted})
+
+    def _mute_save_failed(self, reason: str | None) -> None:
+        if reason is None:
+            self.faults.clear("mute")
+        else:
+            self.faults.set("mute", reason)
 
 
 def _log_failure(task: asyncio.Task) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.agent.agent import Agent
-from edge_agent.agent.supervisor import Supervisor
+from edge_agent.agent.supervisor import Supervisor, cancel_within
 from edge_agent.agent.turn import TurnRunner
 from edge_agent.audio import Microphone, Player, RingBuffer
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
@@ -27,13 +27,14 @@ from edge_agent.config import GpioSettings, Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
+from edge_agent.faults import Faults
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.mqtt import MqttLink, build_mqtt
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
 from edge_agent.offline.models import missing_vosk_hint
-from edge_agent.service.control import ControlServer
+from edge_agent.service.control import ControlServer, SocketInUseError
 from edge_agent.service.notify import Notifier, Watchdog, progress_check
 from edge_agent.service.reload import ReloadPlan, plan_reload, refuse_dropped_keys
 from edge_agent.state import AgentState
@@ -124,6 +125,7 @@ class Daemon:
     def __init__(self, settings: Settings, *, pin_factory: PinFactory | None = None) -> None:
         self.settings = settings
         self.bus = EventBus()
+        self.faults = Faults(self.bus)
         self.notifier = Notifier()
         self.supervisor = Supervisor(on_crash=self._job_crashed)
         self._pin_factory_override = pin_factory
@@ -154,6 +156,7 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
+        self._claim_control_socket()  # first: a second daemon stops before loading models
         self._open_event_log()
         self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
@@ -168,8 +171,9 @@ class Daemon:
         self.connectivity = Connectivity(s, self.bus, self._probe)
         self.agent = Agent(s, self.bus, ring=self.ring, player=self.player, wake=wake,
                            earcons=Earcons(s.earcons), connectivity=self.connectivity,
-                           vosk=self.offline.vosk)
-        self.timers = Timers(s.state_dir / TIMERS_FILE, self.agent.ring_timer)
+                           vosk=self.offline.vosk, faults=self.faults)
+        self.timers = Timers(s.state_dir / TIMERS_FILE, self.agent.ring_timer,
+                             faults=self.faults)
         self.toolbox = device_tools(self.agent, self.timers)
         self.intents = LocalIntents(self.toolbox)
         self.conversation = Conversation(s.cloud)
@@ -191,6 +195,7 @@ class Daemon:
         # device that keeps reopening without delivering must stop the pings too.
         self.watchdog = Watchdog(self.notifier, [
             progress_check("capture", lambda: self.ring.total, CAPTURE_STALL),
+            lambda: self.player.stalled(),
         ])
         sup.start("watchdog", self.watchdog.run)
         await self._wait_for_microphone()
@@ -212,7 +217,13 @@ class Daemon:
 
     def _open_event_log(self) -> None:
         events = self.settings.log.events
-        self._use_event_log(EventLog(events) if events else None)
+        self._use_event_log(EventLog(events, on_error=self._event_log_error) if events else None)
+
+    def _event_log_error(self, reason: str | None) -> None:
+        if reason is None:
+            self.faults.clear("event_log")
+        else:
+            self.faults.set("event_log", reason)
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud
@@ -253,11 +264,22 @@ class Daemon:
                 device.close()
         self.button = self.leds = None
 
+    def _claim_control_socket(self) -> None:
+        """SocketInUseError (start fails) when another daemon serves the socket."""
+        self.control = ControlServer(self.settings.control_socket, None)
+        try:
+            self.control.claim()
+        except OSError as exc:
+            log.error("no control socket at %s: %s", self.settings.control_socket, exc)
+            self.control = None
+
     async def _start_control_socket(self) -> None:
-        self.control = ControlServer(self.settings.control_socket, self.agent)
+        if self.control is None or self.control.path != self.settings.control_socket:
+            self.control = ControlServer(self.settings.control_socket, None)
+        self.control.target = self.agent
         try:
             await self.control.start()
-        except OSError as exc:
+        except (OSError, SocketInUseError) as exc:
             # The speaker works without it; only `edge-agent status` and friends do not.
             log.error("no control socket at %s: %s", self.settings.control_socket, exc)
             self.control = None
@@ -276,7 +298,8 @@ class Daemon:
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
         # Before READY=1 the line goes out with READY itself.
-        if event.name in ("network", "mute", "audio_device", "mqtt") and self.ready.is_set():
+        if (event.name in ("network", "mute", "audio_device", "mqtt", "fault")
+                and self.ready.is_set()):
             self.notifier.status(self.status_line())
         if event.name == "state" and event.fields["state"] == AgentState.LISTENING:
             self._get_network_ready()
@@ -308,6 +331,8 @@ class Daemon:
             return "no speaker (retrying)"
         if agent.muted:
             return "muted"
+        if agent.faults:
+            return "failing: " + "; ".join(agent.faults.as_dict().values())
         words = " or ".join(m.replace("_", " ") for m in agent.wake.model_names)
         network = "cloud online" if agent.online else "offline"
         if self.cloud is None:
@@ -322,26 +347,55 @@ class Daemon:
         """Start, then serve until SIGTERM/SIGINT; SIGHUP reloads the config.
 
         The handlers go in before start-up: systemd may send a reload the moment
-        READY=1 arrives, and a signal without a handler would kill the daemon."""
+        READY=1 arrives, and a signal without a handler would kill the daemon. They
+        stay until stop() is done: a second SIGTERM or a SIGHUP must not kill it
+        mid-stop. A stop during start-up (models loading, waiting for the
+        microphone) cancels the start: no READY=1, and out within systemd's budget."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
-            await self.start()
+            if not await self._start_unless_stopped():
+                return
             if self._reload_requested:
                 self.request_reload()
             await self._stopping.wait()
         finally:
+            await self.stop()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
-            await self.stop()
+
+    async def _start_unless_stopped(self) -> bool:
+        """start(), cancelled when a stop is requested first; False when it was."""
+        starting = asyncio.create_task(self.start(), name="start")
+        stopping = asyncio.create_task(self._stopping.wait(), name="stop-request")
+        try:
+            await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            starting.cancel()  # run() itself was cancelled: so is the start
+            raise
+        finally:
+            stopping.cancel()
+        if starting.done():
+            starting.result()  # start-up errors propagate
+            return True
+        log.info("stop requested during start-up; not starting")
+        # Threads loading models cannot be interrupted: they are abandoned.
+        await cancel_within([starting], STOP_DEADLINE)
+        return False
 
     def request_stop(self) -> None:
+        if self._stopping.is_set():
+            log.info("already stopping")
+            return
         log.info("stopping")
         self._stopping.set()
 
     def request_reload(self) -> None:
+        if self._stopping.is_set():
+            log.info("reload ignored: stopping")
+            return
         if not self.ready.is_set():
             self._reload_requested = True  # applied once start-up is complete
             return
@@ -415,7 +469,8 @@ class Daemon:
         ready = _Prepared()
         try:
             if plan.reopen_event_log and new.log.events:
-                ready.event_log = await asyncio.to_thread(EventLog, new.log.events)
+                ready.event_log = await asyncio.to_thread(
+                    EventLog, new.log.events, on_error=self._event_log_error)
             if plan.rebuild_cloud:
                 ready.cloud = await asyncio.to_thread(build_cloud, new)
             elif new.cloud.enabled:  # the running client keeps its key; a restart would not
@@ -560,6 +615,9 @@ def main(settings: Settings) -> int:
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(run(settings))
+        # Stopped: a late SIGTERM or SIGHUP must not turn the clean exit into a kill.
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
     except ConfigError as exc:
         for problem in exc.problems:
             log.error("%s", problem)

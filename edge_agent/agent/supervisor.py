@@ -10,7 +10,6 @@ Stopping cancels everything with a deadline, because a library that swallows
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -90,8 +89,10 @@ class Supervisor:
             except Exception as exc:
                 log.exception("job %s failed; restarting it", name)
                 if self._on_crash is not None:
-                    with contextlib.suppress(Exception):
+                    try:
                         self._on_crash(name, exc)
+                    except Exception:  # the restart goes on; the report's failure is told
+                        log.exception("reporting the failure of job %s failed", name)
             else:
                 log.debug("job %s finished", name)
                 return

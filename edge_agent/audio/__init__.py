@@ -5,7 +5,7 @@ from edge_agent.audio.capture import Microphone
 from edge_agent.audio.devices import DeviceInfo, list_devices
 from edge_agent.audio.playback import PlaybackStream, Player
 from edge_agent.audio.ring import SAMPLE_RATE, RingBuffer, RingReader
-from edge_agent.audio.wavfile import WavWriter, load_wav
+from edge_agent.audio.wavfile import WavReader, WavWriter
 
 __all__ = [
     "SAMPLE_RATE",
@@ -15,7 +15,7 @@ __all__ = [
     "Player",
     "RingBuffer",
     "RingReader",
+    "WavReader",
     "WavWriter",
     "list_devices",
-    "load_wav",
 ]

@@ -18,7 +18,7 @@ import pyaudio
 from edge_agent.audio.convert import CaptureConverter
 from edge_agent.audio.devices import StreamFormat, open_stream
 from edge_agent.audio.ring import SAMPLE_RATE, RingBuffer
-from edge_agent.audio.wavfile import load_wav
+from edge_agent.audio.wavfile import WavReader
 from edge_agent.errors import AudioDeviceError
 from edge_agent.events import EventBus
 
@@ -78,33 +78,44 @@ class PortAudioSource:
 
 class WavSource:
     """A .wav file played into the ring in real time (20 ms blocks), then silence
-    forever, like a microphone in a quiet room."""
+    forever, like a microphone in a quiet room. The file is streamed, a block
+    ahead, never loaded whole."""
 
     overflows = 0
 
     def __init__(self, path: str, sink: Sink) -> None:
         self.failed: str | None = None
-        self._samples = load_wav(path)
+        self._reader = WavReader(path)
         self._sink = sink
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wav-capture", daemon=True)
-        self.description = f"{path} ({len(self._samples) / SAMPLE_RATE:.1f} s, real time)"
+        self.description = f"{path} ({self._reader.duration:.1f} s, real time)"
         self._thread.start()
 
     def _run(self) -> None:
         block = round(SAMPLE_RATE * PERIOD_SECONDS)
-        silence = np.zeros(block, dtype=np.int16)
-        position = 0
+        pending = np.zeros(0, dtype=np.int16)
+        reader: WavReader | None = self._reader
         # Deadlines, not sleeps: a late wake-up writes its backlog at once, so the
         # sample clock keeps pace with the wall clock as a real device would.
         deadline = time.monotonic() + PERIOD_SECONDS
-        while not self._stop.wait(max(0.0, deadline - time.monotonic())):
-            chunk = self._samples[position:position + block]
-            position += block
-            if len(chunk) < block:
-                chunk = np.concatenate((chunk, silence[:block - len(chunk)]))
-            self._sink(chunk)
-            deadline += PERIOD_SECONDS
+        try:
+            while not self._stop.wait(max(0.0, deadline - time.monotonic())):
+                while reader is not None and len(pending) < block:
+                    more = reader.read()
+                    if more is None:
+                        reader = None
+                    else:
+                        pending = np.concatenate((pending, more))
+                chunk, pending = pending[:block], pending[block:]
+                if len(chunk) < block:
+                    chunk = np.concatenate((chunk, np.zeros(block - len(chunk), np.int16)))
+                self._sink(chunk)
+                deadline += PERIOD_SECONDS
+        except OSError as exc:  # the file vanished or the disk failed mid-read
+            self.failed = f"cannot read WAV input: {exc}"
+        finally:
+            self._reader.close()
 
     @property
     def active(self) -> bool:

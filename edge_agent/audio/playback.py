@@ -39,6 +39,10 @@ PERIOD_SECONDS = 0.01
 inside the 50 ms promise even with the device's own buffer on top."""
 WAV_PERIOD_SECONDS = 0.02
 """The .wav output's clock ticks every 20 ms, like a DAC's DMA period."""
+WAV_RETRY_MAX_SECONDS = 30.0
+"""Longest wait between attempts to write a .wav output that failed (full disk)."""
+PLAYBACK_STALL_SECONDS = 3.0
+"""An open output whose device thread has not asked for a period this long is hung."""
 
 Fill = Callable[[int], np.ndarray]
 
@@ -187,14 +191,20 @@ class PortAudioSink:
 
 class WavSink:
     """A .wav file written in real time, like a DAC: every 20 ms one period,
-    silence when nothing plays, so the file is a listener's timeline."""
+    silence when nothing plays, so the file is a listener's timeline.
+
+    A write that fails (a full disk) does not end the thread: the periods are
+    still pulled, so answers drain and turns end, ``on_health`` reports the
+    speaker broken, and the write is retried with doubling delays."""
 
     latency = 0.0
 
-    def __init__(self, path: str, fill: Fill) -> None:
+    def __init__(self, path: str, fill: Fill,
+                 on_health: Callable[[bool, str], None] | None = None) -> None:
         self.rate, self.channels = SAMPLE_RATE, 1
         self._writer = WavWriter(path, self.rate)
         self._fill = fill
+        self._on_health = on_health or (lambda ok, reason: None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wav-playback", daemon=True)
         self.description = f"{path} (real time, {self.rate} Hz)"
@@ -203,9 +213,23 @@ class WavSink:
     def _run(self) -> None:
         frames = round(self.rate * WAV_PERIOD_SECONDS)
         deadline = time.monotonic() + WAV_PERIOD_SECONDS
+        retry_at, delay, failing = 0.0, FIRST_RETRY_SECONDS, False
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
-            self._writer.write(self._fill(frames))
             deadline += WAV_PERIOD_SECONDS
+            samples = self._fill(frames)
+            if time.monotonic() < retry_at:
+                continue  # dropped, like a DAC that lost its clock
+            try:
+                self._writer.write(samples)
+            except (OSError, AudioDeviceError) as exc:
+                if not failing:
+                    self._on_health(False, f"cannot write {self._writer.path}: {exc}")
+                failing, retry_at = True, time.monotonic() + delay
+                delay = min(delay * 2, WAV_RETRY_MAX_SECONDS)
+                continue
+            if failing:
+                self._on_health(True, "writing again")
+                failing, delay = False, FIRST_RETRY_SECONDS
 
     def close(self) -> None:
         self._stop.set()
@@ -244,6 +268,7 @@ class Player:
         self._closed = threading.Event()
         self._supervisor: threading.Thread | None = None
         self._format_known = False
+        self._last_fill = 0.0
 
     @property
     def volume(self) -> float:
@@ -264,7 +289,7 @@ class Player:
             return
         self._closed.clear()
         if is_wav_spec(self.spec):
-            self._sink = WavSink(self.spec, self._fill)
+            self._sink = WavSink(self.spec, self._fill, self._set_health)
         else:
             try:
                 self._sink = PortAudioSink(self.spec, self._fill, rate=self._rate,
@@ -393,6 +418,16 @@ class Player:
         with self._lock:
             return any(s.first_frame_at is not None or s._chunks for s in self._queue)
 
+    def stalled(self) -> str | None:
+        """Why the open output's device thread looks hung (no period pulled for
+        PLAYBACK_STALL_SECONDS), or None; the watchdog asks. A missing device is
+        not a stall: it is being reopened."""
+        last = self._last_fill
+        if self._sink is None or not last:
+            return None
+        age = time.monotonic() - last
+        return f"playback stalled {age:.1f} s" if age > PLAYBACK_STALL_SECONDS else None
+
     @property
     def output_latency(self) -> float:
         """The device's own buffering after a period is handed to it."""
@@ -423,7 +458,7 @@ class Player:
     def _fill(self, frames: int) -> np.ndarray:
         """One period for the device: queued audio at the current volume, else silence."""
         out = np.zeros(frames * self.channels, dtype=np.int16)
-        now = time.monotonic()
+        now = self._last_fill = time.monotonic()
         started: list[PlaybackStream] = []
         finished: list[PlaybackStream] = []
         with self._lock:

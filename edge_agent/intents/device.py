@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from edge_agent.errors import StateError
 from edge_agent.intents.phrases import say_duration
 from edge_agent.intents.timers import Timer, Timers, timer_label
 from edge_agent.intents.tools import Tool, Toolbox
@@ -121,7 +122,11 @@ def device_tools(
         return "Stopped."
 
     def mute() -> str:
-        device.set_muted(True)
+        try:
+            device.set_muted(True)
+        except StateError:
+            return "Microphone off for now, but I could not save that, so a restart " \
+                "would turn it back on."
         # No voice command can unmute a muted microphone: say what can.
         return "Microphone off. The button, or edge-agent unmute, turns it back on."
 

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from edge_agent.errors import StateError
+from edge_agent.statefile import StateSaver, load_json, move_aside
+
+if TYPE_CHECKING:
+    from edge_agent.faults import Faults
 
 log = logging.getLogger(__name__)
 
@@ -58,31 +63,40 @@ class Timers:
     """The set of running timers, persisted as JSON at ``path``.
 
     ``on_ring`` is called on the event loop thread, once per timer, when it is
-    due; a rung timer is gone from the set.
+    due; a rung timer is gone from the set. A failed save is reported to
+    ``faults`` (the timer still rings today); a corrupt file is moved aside.
     """
 
-    def __init__(self, path: Path | str, on_ring: Callable[[Timer], None]) -> None:
+    def __init__(self, path: Path | str, on_ring: Callable[[Timer], None], *,
+                 faults: Faults | None = None) -> None:
         self.path = Path(path)
         self._on_ring = on_ring
+        self._faults = faults
+        self._saver = StateSaver(self.path, self._save_failed)
         self._timers: list[Timer] = self._load()
         self._changed = asyncio.Event()
 
     def _load(self) -> list[Timer]:
         try:
-            records = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+            records = load_json(self.path)
+        except StateError as exc:
+            log.warning("%s; starting without timers", exc)
             return []
-        except (OSError, ValueError) as exc:
-            log.warning("timers file %s unreadable (%s); starting without timers", self.path, exc)
+        if records is None:
             return []
         offset = time.monotonic() - time.time()
         timers = []
+        bad = not isinstance(records, list)
         for record in records if isinstance(records, list) else []:
             try:
                 timers.append(Timer(str(record["label"]), float(record["duration"]),
                                     float(record["due"]) + offset))
             except (KeyError, TypeError, ValueError):
                 log.warning("timers file %s: skipping bad entry %r", self.path, record)
+                bad = True
+        if bad:  # the next save would drop what could not be read: keep it for the owner
+            log.warning("timers file %s has unreadable content; %s", self.path,
+                        move_aside(self.path))
         if timers:
             log.info("restored %d timer(s) from %s", len(timers), self.path)
         return sorted(timers, key=lambda t: t.deadline)
@@ -92,19 +106,19 @@ class Timers:
         records = [{"label": t.label, "duration": t.duration, "due": round(t.deadline + offset, 3)}
                    for t in self._timers]
         self._changed.set()
-        # Write then rename in the same directory: a crash leaves the old file or
-        # the new one, never half of one.
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with tmp.open("w", encoding="utf-8") as f:
-                json.dump(records, f)
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(self.path)
-        except OSError as exc:
-            # A full or read-only disk must not stop a timer from ringing today.
-            log.warning("cannot save timers to %s: %s", self.path, exc)
+        # A full or read-only disk must not stop a timer from ringing today: the
+        # failure is reported and the save retried.
+        with contextlib.suppress(StateError):
+            self._saver.save(records)
+
+    def _save_failed(self, reason: str | None) -> None:
+        if self._faults is None:
+            if reason is not None:
+                log.warning("%s", reason)
+        elif reason is None:
+            self._faults.clear("timers")
+        else:
+            self._faults.set("timers", reason)
 
     def set(self, seconds: float, label: str = "") -> Timer:
         """Start a timer; a new one with the label of a running one replaces it.
