@@ -121,7 +121,8 @@ class EventLog:
                  max_bytes: int = MAX_EVENT_LOG_BYTES) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
-        self._on_error = on_error or (lambda reason: None)
+        self.on_error: ErrorReport = on_error or (lambda reason: None)
+        """Told when the log stops or starts working again (replaceable)."""
         self._lock = threading.Lock()
         self._file: BinaryIO | None = None
         self._size = 0
@@ -153,10 +154,10 @@ class EventLog:
         if reason is None and self._failing:
             self._failing = False
             self._delay = EVENT_LOG_RETRY_FIRST
-            self._on_error(None)
+            self.on_error(None)
         elif reason is not None and not self._failing:
             self._failing = True
-            self._on_error(reason)
+            self.on_error(reason)
 
     def __call__(self, event: Event) -> None:
         line = (json.dumps(event.to_dict(), ensure_ascii=False, default=str) + "\n").encode()

@@ -469,8 +469,7 @@ class Daemon:
         ready = _Prepared()
         try:
             if plan.reopen_event_log and new.log.events:
-                ready.event_log = await asyncio.to_thread(
-                    EventLog, new.log.events, on_error=self._event_log_error)
+                ready.event_log = await asyncio.to_thread(self._open_new_event_log, new)
             if plan.rebuild_cloud:
                 ready.cloud = await asyncio.to_thread(build_cloud, new)
             elif new.cloud.enabled:  # the running client keeps its key; a restart would not
@@ -548,6 +547,17 @@ class Daemon:
             self._stop_controls()
             self._start_controls(self.settings.gpio)
             raise
+
+    def _open_new_event_log(self, new: Settings) -> EventLog:
+        """A reload's event log, open now: one that cannot be opened is a
+        mistake in the new file (rejected), not a fault to retry."""
+        failures: list[str | None] = []
+        event_log = EventLog(new.log.events, on_error=failures.append)
+        if failures and failures[-1] is not None:
+            event_log.close()
+            raise ConfigError(f"log.events: {failures[-1]}")
+        event_log.on_error = self._event_log_error
+        return event_log
 
     def _use_event_log(self, event_log: EventLog | None) -> None:
         """Swap the event log for ``event_log`` (already open, or None for none)."""
