@@ -42,6 +42,7 @@ CAUSES = {
     "timeout": "the service did not answer in time",
     "service": "the service reported an error",
     "portal": "a captive portal or proxy answered instead of the service",
+    "disabled": "the cloud is disabled in the config (cloud.enabled)",
 }
 """Why the cloud cannot be used, by ``CloudError.cause``: the words status and the
 log show. The two key causes are the owner's to fix, so the speaker says them."""

@@ -32,6 +32,7 @@ from edge_agent.state import AgentState
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
 
 from .supervisor import cancel_within
+from .turn import latencies_ms
 
 if TYPE_CHECKING:
     import numpy as np
@@ -89,10 +90,13 @@ class TurnRecord:
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """``latency_ms``: each stage after the end of speech (``timings`` holds clock
+        readings, meaningless outside the daemon)."""
         data = dataclasses.asdict(self)
-        data["latency_ms"] = {k: round(v * 1000, 1) for k, v in self.timings.items()}
+        data["latency_ms"] = latencies_ms(self.timings)
         del data["timings"]
         return data
+
 
 
 class Agent:
@@ -582,7 +586,7 @@ class Agent:
             "microphone": self._device_ok["input"],
             "speaker": self._device_ok["output"],
             "wake_models": list(self.wake.model_names),
-            "uptime": round(time.monotonic() - self._started, 1),
+            "uptime_s": round(time.monotonic() - self._started, 1),
             "volume": round(self.player.volume, 2),
             **self.counts,
             "last_turns": [t.to_dict() for t in self.last_turns],
