@@ -32,6 +32,7 @@ from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
+from edge_agent.service import recordings
 from edge_agent.service.control import ControlServer
 from edge_agent.service.notify import Notifier, Watchdog, progress_check
 from edge_agent.service.reload import ReloadPlan, plan_reload
@@ -142,6 +143,7 @@ class Daemon:
         self._pin_factory_override = pin_factory
         self._event_log: EventLog | None = None
         self._event_log_unsubscribe: Any = None
+        self._stop_recordings: Any = lambda: None
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once start-up is complete (when READY=1 goes to systemd)."""
@@ -170,6 +172,7 @@ class Daemon:
         self._open_event_log()
         self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
+        self._open_recordings()
         # Models and the speaker load in threads, side by side: the loop stays free.
         self.player, wake, self.offline = await asyncio.gather(
             asyncio.to_thread(build_player, s, self.bus),
@@ -269,6 +272,11 @@ class Daemon:
         if self.settings.log.events:
             self._event_log = EventLog(self.settings.log.events)
             self._event_log_unsubscribe = self.bus.subscribe(self._event_log)
+
+    def _open_recordings(self) -> None:
+        self._stop_recordings()
+        self._stop_recordings = recordings.attach(self.settings.log.debug_recordings,
+                                                  self.ring, self.bus)
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud
@@ -430,6 +438,7 @@ class Daemon:
             unsubscribe()
         if self._event_log is not None:
             self._event_log.close()
+        self._stop_recordings()
         log.info("stopped")
 
     # --- reload ----------------------------------------------------------------------------
@@ -468,6 +477,7 @@ class Daemon:
             set_level(new.log.level)
         if plan.reopen_event_log:
             self._open_event_log()
+            self._open_recordings()
         if plan.reopen_output:
             self.player.stop()
             old_player = self.player
