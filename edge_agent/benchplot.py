@@ -88,7 +88,8 @@ def _table(ax: Axes, name: str, result: dict[str, Any]) -> None:
     rows = [[key, f"{value:g}" if isinstance(value, float) else str(value)]
             for key, value in figures(result)[:FIGURES_PER_BENCHMARK]]
     if rows:
-        table = ax.table(cellText=rows, colWidths=[0.75, 0.25], loc="upper left",
+        # Filling the panel: its height was made from the number of rows.
+        table = ax.table(cellText=rows, colWidths=[0.75, 0.25], bbox=(0, 0, 1, 1),
                          cellLoc="left", edges="horizontal")
         table.auto_set_font_size(False)
         table.set_fontsize(8)
@@ -104,7 +105,7 @@ def _panels(results: dict[str, Any]) -> list[tuple[str, float]]:
             panels.append((name, max(3.0, 0.3 * len(result["cases"]) + 1.2)))
         else:
             shown = min(len(figures(result)), FIGURES_PER_BENCHMARK)
-            panels.append((name, 0.6 + 0.22 * shown))
+            panels.append((name, 0.45 + 0.17 * shown))  # rows of 8-point text
     return panels
 
 
@@ -113,8 +114,10 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     results = report.get("results", {})
     panels = _panels(results)
     heights = [h for _, h in panels] or [1.0]
-    fig, axes = plt.subplots(len(heights), 1, figsize=(10, 1.2 + sum(heights)),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    height = 1.2 + sum(heights)
+    fig, axes = plt.subplots(len(heights), 1, figsize=(10, height),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False,
+                             layout="constrained")  # per-row spacing, room for the title
     try:
         for ax, (name, _) in zip(axes[:, 0], panels, strict=False):
             result = results[name]
@@ -131,7 +134,6 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
         machine = (report.get("conditions") or {}).get("machine", "")
         fig.suptitle(f"edge-agent bench ({mode}, {report.get('started', '')})\n{machine}",
                      fontsize="medium")
-        fig.tight_layout()
         fig.savefig(path, dpi=80)
     finally:
         plt.close(fig)
