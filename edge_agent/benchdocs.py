@@ -40,6 +40,7 @@ HEADLINES = {
     "daemon_idle_cpu_percent": "daemon at rest, % of one core",
     "daemon_peak_rss_mb": "daemon at rest, peak RSS (MB)",
     "soak_turns": "soak: turns",
+    "soak_growth": "soak: growth after the warm-up",
 }
 
 
