@@ -5,6 +5,9 @@ The benchmarks drive the real pipeline against the OpenAI-compatible test server
 and the on-device engines; both live in the source checkout's ``tests/``
 folder, so this command runs from a checkout (scripts/setup makes one).
 Each benchmark module ``tests/bench/bench_<name>.py`` has ``run(quick) -> dict``.
+
+The report states its conditions (``conditions``): the machine it ran on, and that
+the cloud is a local fake server with injected delays, not the owner's service.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import os
+import platform
 import sys
 import time
 import traceback
@@ -25,8 +30,25 @@ log = logging.getLogger(__name__)
 
 # Order: cheap and foundational first, so a quick look at the progress is useful;
 # the soak last, as it also measures the daemon at rest.
-BENCHMARKS = ("audio", "controls", "wake", "offline", "cloud", "turn", "failover", "bargein",
-              "service", "fleet", "soak")
+DESCRIPTIONS = {
+    "audio": "capture cost per 10 ms, ring buffer throughput, speaker stop latency",
+    "controls": "button press to the event loop, LED switching, earcon building",
+    "wake": "wake-word misses per engine, voice family and room; false wakes; CPU",
+    "offline": "Vosk and Piper load time, memory, speed; a fully offline answer",
+    "cloud": "what each cloud engine adds above the fake cloud's injected delays",
+    "turn": "end of speech to first audio: streaming turn against the naive cascade",
+    "failover": "each cloud fault to the first fallback audio, longest silence",
+    "bargein": "button press to silence while the speaker talks; idle CPU",
+    "service": "start to READY=1, reloads, stop, watchdog spacing (as systemd sees it)",
+    "fleet": "three speakers, one broker: one answer per wake word, the arbitration's delay",
+    "soak": "hundreds of turns with random faults: memory, descriptors, threads",
+}
+"""One line per benchmark, for `edge-agent bench --help`."""
+BENCHMARKS = tuple(DESCRIPTIONS)
+FAKE_CLOUD = ("the cloud is a local fake server (tests/fakecloud.py on 127.0.0.1) with "
+              "injected delays, not your cloud service")
+FIGURES_PER_BENCHMARK = 12
+"""How many of a benchmark's figures the terminal shows (the JSON has them all)."""
 REPORT_JSON = "bench-report.json"
 REPORT_PNG = "bench-report.png"
 
@@ -61,7 +83,7 @@ def run_all(names: list[str], *, quick: bool, out_dir: Path) -> dict[str, Any]:
         sys.path.insert(0, str(root))
     report: dict[str, Any] = {"quick": quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "command": " ".join(["edge-agent", *sys.argv[1:]]),
-                              "results": {}}
+                              "conditions": conditions(), "results": {}}
     began = time.monotonic()
     for i, name in enumerate(names, 1):
         print(f"[{i}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
@@ -87,6 +109,47 @@ def run_all(names: list[str], *, quick: bool, out_dir: Path) -> dict[str, Any]:
     except ImportError as exc:
         log.warning("no plot: %s (install the bench extra)", exc)
     return report
+
+
+def describe() -> str:
+    """The benchmarks, one line each (the --help text)."""
+    width = max(map(len, DESCRIPTIONS))
+    return "\n".join(f"  {name:<{width}}  {what}" for name, what in DESCRIPTIONS.items())
+
+
+def conditions() -> dict[str, Any]:
+    """What the figures depend on: the machine, its load, and the fake cloud."""
+    model = platform.processor() or platform.machine()
+    try:
+        with Path("/proc/cpuinfo").open(encoding="utf-8") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo
+                     if line.startswith(("model name", "Model"))]
+        model = names[0] if names else model
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    return {"machine": f"{model}, {os.cpu_count()} cores, {platform.system()} "
+                       f"{platform.machine()}",
+            "python": platform.python_version(),
+            "load_average_at_start": round(load, 2) if load is not None else None,
+            "cloud": FAKE_CLOUD}
+
+
+def figures(result: dict[str, Any]) -> list[tuple[str, Any]]:
+    """A benchmark's figures as (name, value) pairs: its numbers at any depth,
+    nested names joined with a space. Lists (raw samples, per-case tables) and
+    our own timing are left to the JSON."""
+    found: list[tuple[str, Any]] = []
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix} {key}".strip(), inner)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            found.append((prefix, value))
+
+    walk("", {k: v for k, v in result.items() if k not in ("bench_seconds", "error")})
+    return found
 
 
 def failed(report: dict[str, Any]) -> list[str]:
@@ -159,12 +222,27 @@ def format_summary(report: dict[str, Any]) -> str:
     """The summary as aligned lines for the terminal (the JSON has everything)."""
     lines = [f"benchmarks: {', '.join(report['results'])} "
              f"({'quick' if report['quick'] else 'full'}, {report['total_seconds']:.0f} s)"]
+    cond = report.get("conditions") or {}
+    if cond:
+        lines.append(f"machine: {cond.get('machine')}, load {cond.get('load_average_at_start')}")
+        lines.append(f"note: {cond.get('cloud')}")
+    if report["summary"]:
+        lines.append("headline figures:")
     for key, value in report["summary"].items():
         if isinstance(value, dict):
-            lines.append(f"{key}:")
-            lines.extend(f"    {k}: {v}" for k, v in value.items())
+            lines.append(f"  {key}:")
+            lines.extend(f"      {k}: {v}" for k, v in value.items())
         else:
-            lines.append(f"{key}: {value}")
-    for name in failed(report):
-        lines.append(f"FAILED {name}: {report['results'][name]['error']}")
+            lines.append(f"  {key}: {value}")
+    for name, result in report["results"].items():
+        if "error" in result:
+            lines.append(f"FAILED {name}: {result['error']}")
+            continue
+        found = figures(result)
+        lines.append(f"{name} ({result.get('bench_seconds', 0):.0f} s):")
+        lines.extend(f"  {key}: {value}" for key, value in found[:FIGURES_PER_BENCHMARK])
+        if len(found) > FIGURES_PER_BENCHMARK:
+            lines.append(f"  ... {len(found) - FIGURES_PER_BENCHMARK} more in the JSON")
+        if not found:
+            lines.append("  (no figures)")
     return "\n".join(lines)

@@ -7,7 +7,6 @@ import argparse
 import contextlib
 import json
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from edge_agent.config import (
 )
 from edge_agent.errors import AudioDeviceError, ConfigError, EdgeAgentError
 from edge_agent.service import control
+from edge_agent.service.report import format_status
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -120,45 +120,6 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         print(format_status(status))
     return EXIT_OK
-
-
-def format_status(status: dict) -> str:
-    """A few readable lines; the last turns with per-stage latency in milliseconds."""
-    lines = []
-    for key, value in status.items():
-        if key == "last_turns":
-            continue
-        if key == "wake":
-            lines += _wake_lines(value)
-            continue
-        if isinstance(value, list):
-            value = ", ".join(str(v) for v in value) or "-"
-        elif isinstance(value, float):
-            value = f"{value:.1f}"
-        lines.append(f"{key.replace('_', ' ')}: {value}")
-    for turn in status.get("last_turns", []):
-        stages = " ".join(f"{name}={ms:.0f}ms" for name, ms in turn.get("latency_ms", {}).items())
-        lines.append(f"turn {turn.get('id', '?')}: {turn.get('transcript', '')!r} "
-                     f"[{turn.get('engine', '?')}] {stages}")
-    return "\n".join(lines)
-
-
-def _wake_lines(wake: dict) -> list[str]:
-    """Each engine's peak over the last minute and the recent near misses, so
-    an owner can see how close a take came to ``wake.thresholds``."""
-    lines = [f"wake engines: {', '.join(wake.get('engines', [])) or '-'}"]
-    thresholds = wake.get("thresholds", {})
-    for model, peaks in wake.get("peaks", {}).items():
-        shown = ", ".join(f"{engine} {score:.2f}" for engine, score in peaks.items())
-        lines.append(f"wake peak last minute, {model} (threshold {thresholds.get(model, '?')}): "
-                     f"{shown}")
-    misses = wake.get("near_misses", [])
-    lines.append(f"wake near misses: {len(misses) or 'none'}")
-    for miss in misses[-5:]:
-        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(miss["at"]))
-        lines.append(f"  {when} {miss['model']} {miss['engine']} {miss['score']:.2f} "
-                     f"(threshold {miss['threshold']})")
-    return lines
 
 
 def cmd_simple(args: argparse.Namespace) -> int:
@@ -373,8 +334,15 @@ def build_parser() -> argparse.ArgumentParser:
         _add_client_options(parser_)
         parser_.set_defaults(func=cmd_simple)
 
+    from edge_agent import benchmark  # the list only; the benchmarks load when run
+
     bench = verbs.add_parser("bench", help="run the benchmarks (from a source checkout); "
-                             "writes bench-report.json and bench-report.png")
+                             "writes bench-report.json and bench-report.png",
+                             formatter_class=argparse.RawDescriptionHelpFormatter,
+                             description="benchmarks (all by default, in this order):\n"
+                             + benchmark.describe() + "\n\nThe cloud is a local fake "
+                             "server with injected delays: the figures are this "
+                             "machine's, not your cloud service's.")
     bench.add_argument("--quick", action="store_true", help="fewer repetitions (minutes)")
     bench.add_argument("--only", nargs="+", metavar="NAME", default=None,
                        help="run only these benchmarks (e.g. turn failover soak)")

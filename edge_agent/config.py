@@ -211,6 +211,9 @@ class LogSettings:
     level: str = setting("info", choices=("debug", "info", "warning", "error"))
     events: str = setting("")
     """JSON Lines event log path; empty disables it."""
+    debug_recordings: str = setting("")
+    """Directory for WAVs of the last utterances and wake detections (for diagnosis:
+    they hold voices); empty (the default) records nothing."""
 
 
 @dataclass(frozen=True)

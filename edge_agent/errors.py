@@ -7,7 +7,7 @@ so callers (failover above all) decide by type, never by parsing messages.
     ├── ModelError           a wake, Vosk or Piper model is missing or unusable
     ├── BusyError            too many requests of one kind in flight (say)
     ├── StateError           a state file (mute, timers) cannot be saved or read
-    └── CloudError           a cloud request failed (.stage, .offline, .retry_after)
+    └── CloudError           a cloud request failed (.stage, .offline, .retry_after, .cause)
         ├── SttCloudError
         ├── LlmCloudError    (.partial: text was already streamed before the break)
         └── TtsCloudError
@@ -44,12 +44,30 @@ class StateError(EdgeAgentError):
     """A state file under state_dir could not be saved, read or parsed."""
 
 
+CAUSES = {
+    "no_key": "the API key is missing",
+    "key_refused": "the API key was refused",
+    "dns": "the service's host name does not resolve (DNS)",
+    "refused": "the connection was refused",
+    "timeout": "the service did not answer in time",
+    "service": "the service reported an error",
+    "portal": "a captive portal or proxy answered instead of the service",
+    "disabled": "the cloud is disabled in the config (cloud.enabled)",
+}
+"""Why the cloud cannot be used, by ``CloudError.cause``: the words status and the
+log show. The two key causes are the owner's to fix, so the speaker says them."""
+KEY_CAUSES = frozenset({"no_key", "key_refused"})
+
+
 class CloudError(EdgeAgentError):
     """A cloud request failed.
 
     ``offline`` is True when the failure says the network or service is out of
     reach (refused, DNS, TLS, timeout before any byte), which is what trips the
     circuit breaker; a 4xx about our request is not "offline".
+
+    ``cause`` names the kind of failure for status and notices, one of CAUSES
+    (empty when none of them fits).
     """
 
     stage = "cloud"
@@ -61,8 +79,10 @@ class CloudError(EdgeAgentError):
         offline: bool = False,
         retry_after: float | None = None,
         partial: bool = False,
+        cause: str = "",
     ) -> None:
         self.reason = reason
+        self.cause = cause
         self.offline = offline
         self.retry_after = retry_after
         self.partial = partial

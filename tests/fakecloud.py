@@ -33,6 +33,7 @@ import email.policy
 import io
 import itertools
 import json
+import os
 import re
 import select
 import socket
@@ -53,6 +54,9 @@ from typing import Any
 import numpy as np
 
 from edge_agent.config import CloudSettings, CloudTimeouts
+
+KEY_ENV = "OPENAI_API_KEY"
+FAKE_KEY = "sk-fakecloud-test"
 
 TTS_RATE = 24000
 """OpenAI's ``response_format="pcm"``: signed 16-bit little-endian, 24 kHz, mono."""
@@ -236,7 +240,12 @@ class FakeCloud:
     # --- life cycle -----------------------------------------------------------------
 
     def start(self) -> FakeCloud:
-        """Listen (on an ephemeral port the first time, then on the same one)."""
+        """Listen (on an ephemeral port the first time, then on the same one).
+
+        Also sets OPENAI_API_KEY (the default cloud.api_key_env) to a fake key: the
+        daemon sends no request without a key, and daemons started against this
+        server (in this process or a child) find this one, never an owner's real key."""
+        os.environ[KEY_ENV] = FAKE_KEY
         self._stopping.clear()
         server = _Server(("127.0.0.1", self.port), self._handler_class())
         if self.tls:

@@ -204,7 +204,9 @@ def test_journal_records_of_a_turn_carry_turn_id_and_state(tmp_path: Path) -> No
         root.setLevel(level)
     in_turn = [e for e in entries if e.get("TURN_ID") == "1"]
     assert in_turn, "no journal record carried TURN_ID=1"
-    assert any("turn 1 done" in e["MESSAGE"] for e in in_turn)
+    # The transcript line: what was heard and what was said, in the turn's records.
+    assert any("what is the weather" in e["MESSAGE"] and "Sunny." in e["MESSAGE"]
+               for e in in_turn)
     # Every record carries the agent's state at the time (journalctl STATE=...).
     assert {e.get("STATE") for e in entries} >= {"idle", "listening", "speaking"}
 

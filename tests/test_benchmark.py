@@ -13,7 +13,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from edge_agent.benchmark import BENCHMARKS, REPORT_JSON, REPORT_PNG, summarize
+from edge_agent.benchmark import BENCHMARKS, REPORT_JSON, REPORT_PNG, format_summary, summarize
 from edge_agent.benchplot import COLORS, plot_report
 
 # The shapes bench_turn and bench_failover return (figures from a quick run).
@@ -95,3 +95,41 @@ def test_summary_picks_the_headline_figures() -> None:
     assert summary["naive_over_streaming_ratio"] == 1.7
     assert summary["failover_to_fallback_audio_ms"]["llm-stall_first"] == 1327.0
     assert "vosk_rtf" not in summary  # offline did not run: left out, not None
+
+
+CONTROLS = {"button_idle_loop": {"press_to_on_press": {"median_ms": 0.3, "worst_ms": 10.8}},
+            "led_show_ms": {"median": 0.02}, "samples": [1, 2, 3], "bench_seconds": 10.0}
+
+
+def test_help_lists_every_benchmark() -> None:
+    done = subprocess.run([sys.executable, "-m", "edge_agent", "bench", "--help"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0
+    lines = done.stdout.splitlines()
+    for name in BENCHMARKS:
+        assert any(line.split()[:1] == [name] and len(line.split()) > 2 for line in lines), name
+
+
+def test_every_benchmark_that_ran_prints_its_figures() -> None:
+    report = {"quick": True, "total_seconds": 12.0, "results": {"controls": CONTROLS},
+              "conditions": {"machine": "test cpu, 2 cores", "cloud": "a fake"}}
+    report["summary"] = summarize(report["results"])
+    text = format_summary(report)
+    assert "button_idle_loop press_to_on_press median_ms: 0.3" in text
+    assert "led_show_ms median: 0.02" in text
+    assert "test cpu, 2 cores" in text
+
+
+def test_a_benchmark_that_did_not_run_has_no_panel(tmp_path: Path) -> None:
+    paths = {name: tmp_path / f"{name}.png" for name in ("controls", "turn", "both")}
+    plot_report({"quick": True, "results": {"controls": CONTROLS}}, paths["controls"])
+    plot_report({"quick": True, "results": {"turn": TURN}}, paths["turn"])
+    plot_report({"quick": True, "results": {"turn": TURN, "failover": FAILOVER}}, paths["both"])
+    controls, turn, both = (matplotlib.image.imread(paths[n]) for n in ("controls", "turn",
+                                                                       "both"))
+    # Only controls ran: a table of its figures, no turn or failover chart.
+    assert all(share_of(controls, color) == 0.0 for color in COLORS)
+    assert (controls[..., :3] < 0.5).mean() > 0.005  # text was drawn
+    # The turn alone: its waterfall, and no room kept for the failover panel.
+    assert share_of(turn, COLORS[0]) > 0.0005
+    assert turn.shape[0] < both.shape[0]

@@ -14,7 +14,7 @@ import pytest
 
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS
 from edge_agent.cloud.client import retry_after
-from edge_agent.config import Secret
+from edge_agent.config import CloudSettings, CloudTimeouts, Secret
 from edge_agent.errors import CloudError
 from edge_agent.intents.tools import Tool, Toolbox
 from tests.fakecloud import FakeCloud, ToolCall, run
@@ -55,25 +55,82 @@ def test_probe_says_whether_the_service_answers(fake_cloud: FakeCloud) -> None:
                 results.append(await client.probe())
             fake_cloud.fail("models", "status", status=503)
             results.append(await client.probe())
-            fake_cloud.fail("models", "status", status=401)  # reachable, key aside
+            fake_cloud.fail("models", "status", status=401)  # reachable, but useless
             results.append(await client.probe())
             fake_cloud.fail("models", "stall_first", seconds=60)
             results.append(await client.probe())
             fake_cloud.fail("models", "captive_portal")
             results.append(await client.probe())
+            fake_cloud.fail("models", "status", status=404)  # a server without /models
             results.append(await client.probe())
             return results
 
-    assert run(scenario()) == [True, False, False, True, False, False, True]
+    assert run(scenario()) == [True, False, False, False, False, False, True]
 
 
-def test_without_a_key_requests_still_go_out(fake_cloud: FakeCloud) -> None:
-    async def scenario() -> str:
+def test_check_names_the_cause(fake_cloud: FakeCloud) -> None:
+    async def cause(client: CloudClient) -> str:
+        try:
+            await client.check()
+        except CloudError as exc:
+            assert exc.offline
+            return exc.cause
+        return "ok"
+
+    async def scenario() -> list[str]:
+        async with CloudClient(fake_cloud.settings(timeouts={"connect": 0.3}), KEY) as client:
+            causes = [await cause(client)]
+            fake_cloud.fail("models", "status", status=401)
+            causes.append(await cause(client))
+            fake_cloud.fail("models", "status", status=403)
+            causes.append(await cause(client))
+            fake_cloud.fail("models", "status", status=502)
+            causes.append(await cause(client))
+            fake_cloud.fail("models", "stall_first", seconds=60)
+            causes.append(await cause(client))
+            fake_cloud.fail("models", "captive_portal")
+            causes.append(await cause(client))
+            with fake_cloud.offline():
+                causes.append(await cause(client))
+        return causes
+
+    assert run(scenario()) == ["ok", "key_refused", "key_refused", "service", "timeout",
+                               "portal", "refused"]
+
+
+def test_a_name_that_does_not_resolve_is_a_dns_cause() -> None:
+    async def scenario() -> CloudError:
+        settings = CloudSettings(base_url="http://edge-agent-test.invalid/v1",
+                                 timeouts=CloudTimeouts(connect=5.0))
+        async with CloudClient(settings, KEY) as client:
+            with pytest.raises(CloudError) as caught:
+                await client.check()
+            return caught.value
+
+    error = run(scenario())
+    assert error.offline and error.cause in ("dns", "timeout")  # timeout: a resolver that hangs
+
+
+def test_without_a_key_no_request_goes_out(fake_cloud: FakeCloud) -> None:
+    async def scenario() -> list[CloudError]:
+        errors = []
         async with CloudClient(fake_cloud.settings(), None) as client:
-            return await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+            assert not await client.probe()
+            for call in (lambda: CloudSTT(client).transcribe(np.zeros(1600, np.int16)),
+                         lambda: anext(CloudLLM(client).reply([{"role": "user", "content": "x"}])),
+                         lambda: anext(CloudTTS(client).synthesize("hi")),
+                         client.check):
+                try:
+                    await call()
+                except CloudError as exc:
+                    errors.append(exc)
+        return errors
 
-    assert run(scenario()) == fake_cloud.transcript
-    assert fake_cloud.requests_for("stt")[0].headers["authorization"] == "Bearer none"
+    errors = run(scenario())
+    assert [(e.stage, e.cause, e.offline) for e in errors] == [
+        ("stt", "no_key", True), ("llm", "no_key", True), ("tts", "no_key", True),
+        ("cloud", "no_key", True)]
+    assert fake_cloud.requests == []
 
 
 def test_the_key_goes_only_in_the_authorization_header(

@@ -4,9 +4,9 @@ and sent to the model on the next turn."""
 from __future__ import annotations
 
 from edge_agent.cloud import CloudClient, CloudLLM, Conversation
-from edge_agent.config import CloudSettings
+from edge_agent.config import CloudSettings, Secret
 from edge_agent.intents.tools import Toolbox
-from tests.fakecloud import FakeCloud, run
+from tests.fakecloud import FAKE_KEY, FakeCloud, run
 
 
 class Clock:
@@ -103,7 +103,7 @@ def test_the_second_turn_sends_the_first(fake_cloud: FakeCloud) -> None:
     convo = Conversation(settings)
 
     async def scenario() -> None:
-        async with CloudClient(settings, None) as client:
+        async with CloudClient(settings, Secret(FAKE_KEY)) as client:
             llm = CloudLLM(client)
             for question in ("who wrote hamlet", "when was he born"):
                 reply = "".join([d async for d in llm.reply(convo.messages(question),

@@ -123,16 +123,17 @@ def test_rate_limit_carries_retry_after(fake_cloud: FakeCloud) -> None:
     assert "429" in error.reason
 
 
-def test_a_refused_key_is_not_offline(fake_cloud: FakeCloud) -> None:
+def test_a_refused_key_takes_the_whole_cloud_out(fake_cloud: FakeCloud) -> None:
+    # Every stage shares the key: offline (all breakers), with the cause to show.
     fake_cloud.fail("llm", "status", status=401)
     error = failure(fake_cloud)
-    assert not error.offline and "401" in error.reason
+    assert error.offline and error.cause == "key_refused" and "401" in error.reason
 
 
 def test_refused_connection_is_offline(fake_cloud: FakeCloud) -> None:
     with fake_cloud.offline():
         error = failure(fake_cloud)
-    assert error.offline and "reach" in error.reason
+    assert error.offline and error.cause == "refused"
 
 
 def test_a_dropped_connection_before_any_answer_is_offline(fake_cloud: FakeCloud) -> None:

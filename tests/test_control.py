@@ -66,7 +66,7 @@ def test_verbs_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert codes == [0, 0, 0, 0, 0]
     out = capsys.readouterr().out
     assert "state: idle" in out
-    assert "turn 3: 'what time is it' [cloud] stt=310ms llm_first_token=255ms" in out
+    assert "'what time is it'" in out and "stt=310ms llm_first_token=255ms" in out
     assert target.calls == [("muted", True), ("muted", False), ("trigger", "control"),
                             ("say", "hello there")]
     assert not sock.exists(), "the socket is removed on close"

@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from edge_agent.cloud import CloudClient, CloudSTT
-from edge_agent.config import CloudSettings, OfflineSettings, Settings
-from edge_agent.errors import LlmCloudError, SttCloudError, TtsCloudError
+from edge_agent.config import CloudSettings, OfflineSettings, Secret, Settings
+from edge_agent.errors import CloudError, LlmCloudError, SttCloudError, TtsCloudError
 from edge_agent.events import Event, EventBus
 from edge_agent.net import BreakerState, CircuitBreaker, Connectivity
+
+KEY = Secret("sk-test-key")
 
 
 class Service:
@@ -131,7 +133,7 @@ def test_offline_failure_trips_every_stage_and_says_so(unreachable: str) -> None
     events = recorder(bus)
 
     async def scenario() -> Connectivity:
-        client = CloudClient(CloudSettings(base_url=unreachable), None)
+        client = CloudClient(CloudSettings(base_url=unreachable), KEY)
         try:
             with pytest.raises(SttCloudError) as caught:
                 await CloudSTT(client).transcribe(np.zeros(1600, dtype=np.int16))
@@ -192,7 +194,7 @@ def test_starts_offline_probes_with_backoff_and_comes_back(service: Service) -> 
     events = recorder(bus)
 
     async def scenario() -> Connectivity:
-        client = CloudClient(CloudSettings(base_url=service.url), None)
+        client = CloudClient(CloudSettings(base_url=service.url), KEY)
         five = asyncio.Event()  # the start probe and four more
 
         async def probe() -> bool:
@@ -228,7 +230,7 @@ def test_online_at_start_stays_quiet(service: Service) -> None:
     events = recorder(bus)
 
     async def scenario() -> Connectivity:
-        client = CloudClient(CloudSettings(base_url=service.url), None)
+        client = CloudClient(CloudSettings(base_url=service.url), KEY)
         probed = asyncio.Event()
 
         async def probe() -> bool:
@@ -251,7 +253,7 @@ def test_refused_probe_keeps_it_offline_until_cancelled() -> None:
     url = refused_url()
 
     async def scenario() -> Connectivity:
-        client = CloudClient(CloudSettings(base_url=url), None)
+        client = CloudClient(CloudSettings(base_url=url), KEY)
         net = Connectivity(settings(url), EventBus(), probe=client.probe, online=False)
         task = asyncio.create_task(net.run())
         await asyncio.sleep(0.5)
@@ -286,7 +288,7 @@ def test_nudge_probes_early_while_offline(service: Service) -> None:
     events = recorder(bus)
 
     async def scenario() -> Connectivity:
-        client = CloudClient(CloudSettings(base_url=service.url), None)
+        client = CloudClient(CloudSettings(base_url=service.url), KEY)
         probed = asyncio.Event()
 
         async def probe() -> bool:
@@ -317,7 +319,7 @@ def test_nudge_probes_early_while_offline(service: Service) -> None:
 
 def test_nudge_while_online_does_nothing(service: Service) -> None:
     async def scenario() -> Connectivity:
-        client = CloudClient(CloudSettings(base_url=service.url), None)
+        client = CloudClient(CloudSettings(base_url=service.url), KEY)
         net = Connectivity(settings(service.url, 0.01, 0.01), EventBus(), probe=client.probe)
         task = asyncio.create_task(net.run())
         await asyncio.sleep(0.1)
@@ -335,7 +337,7 @@ def test_retry_after_of_an_outage_delays_the_probe(service: Service) -> None:
     service.status = 503
 
     async def scenario() -> tuple[float, Connectivity]:
-        client = CloudClient(CloudSettings(base_url=service.url), None)
+        client = CloudClient(CloudSettings(base_url=service.url), KEY)
         bus = EventBus()
         net = Connectivity(settings(service.url, 0.01, 1.0), bus, probe=client.probe)
         back = asyncio.Event()
@@ -353,3 +355,59 @@ def test_retry_after_of_an_outage_delays_the_probe(service: Service) -> None:
     failed_at, net = run(scenario())
     assert net.online
     assert service.hits[0] - failed_at >= 0.5  # the service asked for half a second
+
+
+# --- what status says ------------------------------------------------------------------
+
+
+def test_online_is_not_claimed_before_the_first_answer(service: Service) -> None:
+    async def scenario() -> list[str]:
+        client = CloudClient(CloudSettings(base_url=service.url), KEY)
+        net = Connectivity(settings(service.url), EventBus(), probe=client.probe)
+        states = [net.state]
+        task = asyncio.create_task(net.run())
+        await asyncio.wait_for(net.checked.wait(), 10)
+        states.append(net.state)
+        task.cancel()
+        await client.aclose()
+        return states
+
+    assert run(scenario()) == ["checking", "online"]
+
+
+def test_the_probe_cause_is_kept_and_a_known_one_is_said_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    causes = iter(["dns", "dns", "dns"])
+
+    async def scenario() -> dict[str, object]:
+        six = asyncio.Event()
+
+        async def probe() -> bool:
+            if net.probes >= 6:
+                six.set()
+            cause = next(causes, "key_refused")
+            raise CloudError(f"because {cause}", offline=True, cause=cause)
+
+        net = Connectivity(settings("http://x/v1", 0.01, 0.02), EventBus(), probe=probe)
+        task = asyncio.create_task(net.run())
+        await asyncio.wait_for(six.wait(), 10)
+        task.cancel()
+        return net.status()
+
+    state = run(scenario())
+    assert (state["state"], state["cause"]) == ("offline", "key_refused")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2  # the first cause, then the change; not one per probe
+    assert "because dns" in warnings[0] and "because key_refused" in warnings[1]
+
+
+def test_a_cause_known_at_start_is_offline_at_once() -> None:
+    async def scenario() -> Connectivity:
+        error = CloudError("the API key is missing", offline=True, cause="no_key")
+        return Connectivity(Settings(), EventBus(), probe=lambda: asyncio.sleep(0, False),
+                            unavailable=error)
+
+    net = run(scenario())
+    assert net.checked.is_set() and not net.online
+    assert net.key_problem == "the API key is missing"
+    assert not any(net.allow(s) for s in ("stt", "llm", "tts"))

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import logging
 import re
 import socket
 import time
@@ -20,7 +21,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.agent.turn import NOT_CAUGHT, TurnResult, TurnRunner, is_meaningful
+from edge_agent.agent.turn import (
+    NOT_CAUGHT,
+    TurnResult,
+    TurnRunner,
+    is_meaningful,
+    latencies_ms,
+)
 from edge_agent.audio import Player
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
 from edge_agent.config import AudioSettings, OfflineSettings, Secret, Settings
@@ -123,10 +130,12 @@ class Rig:
 @contextlib.asynccontextmanager
 async def make_rig(
     tmp_path: Path, cloud: FakeCloud, *, prefer_local: bool = True, cloud_enabled: bool = True,
-    timeouts: dict[str, float] | None = None, refused: str = "", **cloud_settings: Any,
+    timeouts: dict[str, float] | None = None, refused: str = "", key: str | None = "sk-test-key",
+    vosk: bool = True, **cloud_settings: Any,
 ) -> AsyncIterator[Rig]:
     """``refused`` names a stage ("stt", "llm", "tts") whose requests go to a closed
-    port instead of the fake cloud: connection refused at exactly that stage."""
+    port instead of the fake cloud: connection refused at exactly that stage.
+    ``key``: the API key (None: none configured); ``vosk``: False for no Vosk model."""
     out = tmp_path / "out.wav"
     settings = Settings(
         audio=AudioSettings(output=str(out)),
@@ -137,9 +146,9 @@ async def make_rig(
     bus = EventBus()
     rig_events: list[Event] = []
     bus.subscribe(rig_events.append)
-    client = CloudClient(settings.cloud, Secret("sk-test-key"))
-    dead = CloudClient(dataclasses.replace(settings.cloud, base_url=closed_port_url()),
-                       Secret("sk-test-key"))
+    secret = Secret(key) if key is not None else None
+    client = CloudClient(settings.cloud, secret)
+    dead = CloudClient(dataclasses.replace(settings.cloud, base_url=closed_port_url()), secret)
     clients = {stage: dead if stage == refused else client for stage in ("stt", "llm", "tts")}
     player = Player(settings.audio.output, bus, volume=1.0)
     player.open()
@@ -150,7 +159,7 @@ async def make_rig(
     conversation = Conversation(settings.cloud)
     runner = TurnRunner(
         settings, bus, player, connectivity=connectivity,
-        cloud_stt=CloudSTT(clients["stt"]), vosk=vosk_engine(),
+        cloud_stt=CloudSTT(clients["stt"]), vosk=vosk_engine() if vosk else None,
         cloud_llm=CloudLLM(clients["llm"]), cloud_tts=CloudTTS(clients["tts"]),
         piper=piper_engine(), intents=LocalIntents(toolbox),
         toolbox=toolbox, conversation=conversation)
@@ -328,6 +337,51 @@ async def test_prefer_local_answers_the_time_without_the_llm(
     assert result.reply_engine == "local"
     assert re.search(r"\d+:\d\d [AP]M", result.reply)
     assert loud_seconds(rig.output(), rig.rate()) > 0.3
+
+
+@sync
+async def test_a_missing_key_is_named_and_nothing_is_sent(tmp_path: Path, cloud: FakeCloud) -> None:
+    async with make_rig(tmp_path, cloud, key=None, vosk=False) as rig:
+        first = await rig.turn()
+        second = await rig.turn(turn_id=2)
+        state = rig.connectivity.status()
+    assert cloud.requests == []
+    for result in (first, second):
+        assert result.reply == "I can't reach the cloud: the API key is missing."
+        assert result.spoken
+    assert (state["state"], state["cause"]) == ("offline", "no_key")
+
+
+@sync
+async def test_a_refused_key_is_named(tmp_path: Path, cloud: FakeCloud) -> None:
+    cloud.fail("stt", "status", status=401)
+    async with make_rig(tmp_path, cloud, vosk=False) as rig:
+        result = await rig.turn()
+    assert result.reply == "I can't reach the cloud: the API key was refused."
+    assert [e.fields["cause"] for e in rig.named("network")] == ["key_refused"]
+    assert cloud.requests_for("llm") == cloud.requests_for("tts") == []
+
+
+@sync
+async def test_each_turn_leaves_one_transcript_line_in_the_log(
+        tmp_path: Path, cloud: FakeCloud, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    cloud.transcript = "what time is it"
+    async with make_rig(tmp_path, cloud, vosk=False) as rig:
+        result = await rig.turn(turn_id=7)
+    lines = [r.getMessage() for r in caplog.records
+             if r.name == "edge_agent.agent.turn" and r.levelno == logging.INFO]
+    assert len(lines) == 1
+    assert "what time is it" in lines[0] and result.reply in lines[0]
+    assert "turn 7" in lines[0] and "cloud" in lines[0] and "local" in lines[0]
+    assert f"{latencies_ms(result.timings)['first_audio']:.0f} ms" in lines[0]
+
+
+def test_the_offline_notice_can_name_the_key() -> None:
+    intents = LocalIntents(device_tools(Speaker(), Timers(Path("/nonexistent"), lambda t: None)))
+    text = intents.offline_help(why="I can't reach the cloud: the API key is missing")
+    assert text.startswith("I can't reach the cloud: the API key is missing, so I can't")
+    assert "tell the time" in text
 
 
 @pytest.mark.slow

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -316,3 +319,14 @@ def test_strip_custom_wake_phrase() -> None:
     assert strip_wake_phrase("Hey computer, lights on", ["/x/hey_computer_v2.tflite"]) \
         == "lights on"
     assert strip_wake_phrase("lights on", []) == "lights on"
+
+
+def test_loading_the_models_writes_nothing_to_stderr_in_another_format() -> None:
+    # The tflite C library's "INFO: Created TensorFlow Lite XNNPACK delegate" line.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run(
+        [sys.executable, "-c", "from edge_agent.config import WakeSettings\n"
+         "from edge_agent.wake import WakeDetector\nWakeDetector(WakeSettings())"],
+        env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""

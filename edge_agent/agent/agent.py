@@ -37,6 +37,7 @@ from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
 
 from .arbiter import AnswerAlways, WakeArbiter, phrase_level_dbfs
 from .supervisor import cancel_within
+from .turn import latencies_ms
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,10 +97,13 @@ class TurnRecord:
     error: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """``latency_ms``: each stage after the end of speech (``timings`` holds clock
+        readings, meaningless outside the daemon)."""
         data = dataclasses.asdict(self)
-        data["latency_ms"] = {k: round(v * 1000, 1) for k, v in self.timings.items()}
+        data["latency_ms"] = latencies_ms(self.timings)
         del data["timings"]
         return data
+
 
 
 class Agent:
@@ -650,7 +654,7 @@ class Agent:
             "wake": {"engines": list(self.wake.engines),
                      "thresholds": {m: self.wake.threshold(m) for m in self.wake.model_names},
                      **self.wake.diagnostics.to_dict()},
-            "uptime": round(time.monotonic() - self._started, 1),
+            "uptime_s": round(time.monotonic() - self._started, 1),
             "volume": round(self.player.volume, 2),
             "faults": self.faults.as_dict(),
             **self.counts,

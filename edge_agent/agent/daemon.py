@@ -18,6 +18,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
+from edge_agent import __version__
 from edge_agent.agent.agent import Agent
 from edge_agent.agent.supervisor import Supervisor, cancel_within
 from edge_agent.agent.turn import TurnRunner
@@ -25,7 +26,7 @@ from edge_agent.audio import Microphone, Player, RingBuffer
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
 from edge_agent.config import GpioSettings, Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
-from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.errors import CAUSES, CloudError, ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
 from edge_agent.faults import Faults
 from edge_agent.intents import LocalIntents, Timers, device_tools
@@ -34,9 +35,11 @@ from edge_agent.mqtt import MqttLink, build_mqtt
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice, find_vosk_model
 from edge_agent.offline.models import missing_vosk_hint
+from edge_agent.service import recordings
 from edge_agent.service.control import ControlServer, SocketInUseError
 from edge_agent.service.notify import Notifier, Watchdog, progress_check
 from edge_agent.service.reload import ReloadPlan, plan_reload, refuse_dropped_keys
+from edge_agent.service.report import StatusTarget, cloud_words, startup_line
 from edge_agent.state import AgentState
 from edge_agent.wake import WakeDetector
 
@@ -46,6 +49,9 @@ STOP_DEADLINE = 1.0
 """Of systemd's 2 s budget for a stop, the jobs get this; closing files gets the rest."""
 MIC_READY_WAIT = 10.0
 """How long start-up waits for the first captured audio before reporting ready anyway."""
+FIRST_PROBE_WAIT = 2.0
+"""How long start-up then waits for the cloud's first answer, so the ready line can say
+whether it is online; a slower answer updates the status when it comes."""
 CAPTURE_STALL = 3.0
 """The watchdog withholds pings once capture has not advanced for this long."""
 TIMERS_FILE = "timers.json"
@@ -84,6 +90,17 @@ def build_cloud(settings: Settings) -> _Cloud | None:
         log.warning("%s", warning)
     client = CloudClient(settings.cloud, key)
     return _Cloud(client, CloudSTT(client), CloudLLM(client), CloudTTS(client))
+
+
+def cloud_unavailable(settings: Settings, cloud: _Cloud | None) -> CloudError | None:
+    """Why the cloud cannot be used whatever the network does, or None."""
+    if cloud is None:
+        return CloudError(CAUSES["disabled"], offline=True, cause="disabled")
+    if not cloud.client.has_key:
+        where = settings.cloud.api_key_file or f"${settings.cloud.api_key_env}"
+        return CloudError(f"{CAUSES['no_key']} (set it in {where})", offline=True,
+                          cause="no_key")
+    return None
 
 
 def build_offline(settings: Settings) -> _Offline:
@@ -131,10 +148,12 @@ class Daemon:
         self._pin_factory_override = pin_factory
         self._event_log: EventLog | None = None
         self._event_log_unsubscribe: Any = None
+        self._stop_recordings: Any = lambda: None
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once start-up is complete (when READY=1 goes to systemd)."""
         self._prewarm: asyncio.Task | None = None
+        self._first_probe: asyncio.Task | None = None
         self._warming: asyncio.Task | None = None
         self._reload_requested = False
         self._reload_lock = asyncio.Lock()
@@ -160,6 +179,7 @@ class Daemon:
         self._open_event_log()
         self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
+        self._open_recordings()
         # Models and the speaker load in threads, side by side: the loop stays free.
         self.player, wake, self.offline = await asyncio.gather(
             asyncio.to_thread(build_player, s, self.bus),
@@ -168,7 +188,9 @@ class Daemon:
         )
         self.cloud = build_cloud(s)
         self.microphone = build_microphone(s, self.ring, self.bus)
-        self.connectivity = Connectivity(s, self.bus, self._probe)
+        self.connectivity = self._build_connectivity(s)
+        log.info("%s", startup_line(config=s.source, engines=self._engines(),
+                                    cloud_url=s.cloud.base_url))
         self.agent = Agent(s, self.bus, ring=self.ring, player=self.player, wake=wake,
                            earcons=Earcons(s.earcons), connectivity=self.connectivity,
                            vosk=self.offline.vosk, faults=self.faults)
@@ -199,10 +221,49 @@ class Daemon:
         ])
         sup.start("watchdog", self.watchdog.run)
         await self._wait_for_microphone()
+        await _within(self.connectivity.checked.wait(), FIRST_PROBE_WAIT, quiet=True)
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("ready: %s", self.status_line())
         self._start_prewarm()
+        if not self.connectivity.checked.is_set():
+            self._follow_first_probe()
+
+    def _follow_first_probe(self) -> None:
+        """The ready line said "checking the cloud": say what the first answer was."""
+        connectivity = self.connectivity
+
+        async def follow() -> None:
+            await connectivity.checked.wait()
+            if connectivity is self.connectivity:
+                self.notifier.status(self.status_line())
+                log.info("status: %s", self.status_line())
+
+        self._first_probe = asyncio.create_task(follow(), name="first-probe")
+        self._first_probe.add_done_callback(_log_failure)
+
+    def _build_connectivity(self, s: Settings) -> Connectivity:
+        return Connectivity(s, self.bus, self._probe,
+                            unavailable=cloud_unavailable(s, self.cloud))
+
+    def _engines(self) -> dict[str, str]:
+        """Which engine each stage uses first, for the start-up line."""
+        cloud = "cloud" if self.cloud is not None else None
+        vosk = "vosk" if self.offline.vosk is not None else None
+        piper = "piper" if self.offline.piper is not None else None
+        return {"wake": "+".join(self.settings.wake.models),
+                "stt": " then ".join(e for e in (cloud, vosk) if e) or "none",
+                "llm": cloud or "local intents",
+                "tts": " then ".join(e for e in (cloud, piper) if e) or "none"}
+
+    def about(self) -> dict[str, Any]:
+        """Which daemon this is and how its cloud is, for the status socket."""
+        cloud = {**self.connectivity.status(), "enabled": self.cloud is not None,
+                 "url": self.settings.cloud.base_url}
+        return {"daemon": {"pid": os.getpid(), "version": __version__,
+                           "config": str(self.settings.source or ""),
+                           "socket": str(self.settings.control_socket)},
+                "cloud": cloud}
 
     def _start_prewarm(self) -> None:
         """Open the cloud connection and synthesize the offline notices in the
@@ -224,6 +285,11 @@ class Daemon:
             self.faults.clear("event_log")
         else:
             self.faults.set("event_log", reason)
+
+    def _open_recordings(self) -> None:
+        self._stop_recordings()
+        self._stop_recordings = recordings.attach(self.settings.log.debug_recordings,
+                                                  self.ring, self.bus)
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud
@@ -276,7 +342,7 @@ class Daemon:
     async def _start_control_socket(self) -> None:
         if self.control is None or self.control.path != self.settings.control_socket:
             self.control = ControlServer(self.settings.control_socket, None)
-        self.control.target = self.agent
+        self.control.target = StatusTarget(self.agent, self.about)
         try:
             await self.control.start()
         except (OSError, SocketInUseError) as exc:
@@ -293,7 +359,12 @@ class Daemon:
             log.error("the microphone is not delivering audio yet; still trying")
 
     async def _probe(self) -> bool:
-        return self.cloud is not None and await self.cloud.client.probe()
+        """True when the service answers and takes the key; raises CloudError with the
+        cause otherwise (kept for status)."""
+        if self.cloud is None:
+            return False
+        await self.cloud.client.check()
+        return True
 
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
@@ -334,9 +405,8 @@ class Daemon:
         if agent.faults:
             return "failing: " + "; ".join(agent.faults.as_dict().values())
         words = " or ".join(m.replace("_", " ") for m in agent.wake.model_names)
-        network = "cloud online" if agent.online else "offline"
-        if self.cloud is None:
-            network = "cloud disabled"
+        cloud = self.connectivity.status() if self.cloud is not None else None
+        network = cloud_words(cloud)
         if self.mqtt is not None and not self.mqtt.connected:
             network += ", MQTT broker unreachable"
         return f"listening for {words}, {network}"
@@ -407,7 +477,7 @@ class Daemon:
         """Within 2 s: jobs cancelled with a deadline, the output WAV finished, the
         event log closed, mute and timers persisted."""
         self.notifier.stopping()
-        for task in (self._prewarm, self._warming):
+        for task in (self._prewarm, self._warming, self._first_probe):
             if task is not None:
                 task.cancel()
         if hasattr(self, "agent"):
@@ -426,6 +496,7 @@ class Daemon:
             unsubscribe()
         if self._event_log is not None:
             self._event_log.close()
+        self._stop_recordings()
         log.info("stopped")
 
     # --- reload ----------------------------------------------------------------------------
@@ -499,6 +570,7 @@ class Daemon:
             set_level(new.log.level)
         if plan.reopen_event_log:
             self._use_event_log(ready.event_log)
+            self._open_recordings()
         if ready.player is not None:
             self.player.stop()
             old_player, self.player = self.player, ready.player
@@ -524,7 +596,7 @@ class Daemon:
             self.conversation = Conversation(new.cloud)
         if plan.restart_connectivity or plan.rebuild_cloud:
             await self.supervisor.stop_job("connectivity")
-            self.connectivity = Connectivity(new, self.bus, self._probe)
+            self.connectivity = self._build_connectivity(new)
             agent.connectivity = self.connectivity
             self.supervisor.start("connectivity", self.connectivity.run)
         if plan.reload_earcons:
@@ -599,10 +671,14 @@ def _require_configured_models(settings: Settings, offline: _Offline) -> None:
                           f"{settings.offline.piper_voice} does not load (see the log)")
 
 
-async def _within(closing: Awaitable[None], deadline: float) -> None:
-    """Close something on the way out; a failure or a hang is logged, not raised."""
+async def _within(closing: Awaitable[Any], deadline: float, *, quiet: bool = False) -> None:
+    """Close (or wait for) something; a failure or a hang is logged, not raised.
+    ``quiet``: a hang is expected now and then, so it is not worth a warning."""
     try:
         await asyncio.wait_for(closing, deadline)
+    except TimeoutError:
+        if not quiet:
+            log.warning("not closed within %g s", deadline)
     except Exception as exc:
         log.warning("not closed cleanly: %r", exc)
 

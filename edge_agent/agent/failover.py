@@ -92,6 +92,18 @@ async def timed(
             await aclose()
 
 
+# The failover line in the owner's words: what failed, and what happens instead.
+_WHAT = {"stt": "speech recognition ({})", "llm": "the answer from {}",
+         "tts": "speech synthesis ({})"}
+_INSTEAD = {
+    "none": "no offline speech recognizer is installed",
+    "offline": "saying what works offline",
+    "local": "answering on the device",
+    "vosk": "Vosk recognizes it instead",
+    "piper": "Piper speaks instead",
+}
+
+
 class Failover:
     """Reports each cloud outcome to the per-stage circuit breaker and announces a
     switch of engine with a ``failover`` event (stage, from, to, reason)."""
@@ -117,7 +129,7 @@ class Failover:
             # Not converted at the seam: still a failed stage, but a bug to fix there.
             log.error("%s engine %s raised %r", stage, source, error, exc_info=error)
             reason = f"unexpected {type(error).__name__}: {error}"
-        log.warning("turn %s: %s %s failed (%s); switching to %s",
-                    self.turn_id, stage, source, reason, to)
+        log.warning("turn %s: %s failed (%s); %s", self.turn_id, _WHAT[stage].format(source),
+                    reason, _INSTEAD.get(to, "using {} instead").format(to))
         self.bus.emit("failover", stage=stage, **{"from": source}, to=to, reason=reason,
                       turn_id=self.turn_id)

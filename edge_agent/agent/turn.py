@@ -173,7 +173,8 @@ class TurnRunner:
                               turn_id=turn_id)
                 if stt_engine == "none":
                     reply_engine = "offline"
-                    answer.say(NO_STT, record=False)
+                    problem = self._key_problem()
+                    answer.say(f"{problem}." if problem else NO_STT, record=False)
                 elif not is_meaningful(transcript):
                     # The user spoke (the endpointer saw speech) and is waiting: a short
                     # apology tells them to repeat; silence would leave them guessing.
@@ -311,7 +312,7 @@ class TurnRunner:
         else:
             # offline_help() is the honest notice: it says the device is offline and
             # what it can still do, so no separate "I can't reach the cloud" first.
-            for sentence in _sentences(self.intents.offline_help()):
+            for sentence in _sentences(self.intents.offline_help(why=self._key_problem())):
                 answer.say(sentence, record=False)
         return "offline"
 
@@ -369,6 +370,12 @@ class TurnRunner:
 
     # --- helpers -------------------------------------------------------------------
 
+    def _key_problem(self) -> str | None:
+        """The notice when the owner's key keeps the cloud out (missing or refused):
+        it names what to fix, where "can't understand speech" would blame the wrong thing."""
+        problem = self.connectivity.key_problem
+        return f"I can't reach the cloud: {problem}" if problem else None
+
     @staticmethod
     def _notices(intents: LocalIntents) -> list[str]:
         """The fixed sentences a failover may say, as SpokenAnswer will ask for them."""
@@ -392,13 +399,36 @@ class TurnRunner:
         if result.reply:
             self.bus.emit("reply_text", text=result.reply, engine=result.reply_engine,
                           turn_id=turn_id)
-        start = result.timings["end_of_speech"]
-        latency_ms = {k: round((t - start) * 1000, 1) for k, t in result.timings.items()}
+        latency_ms = latencies_ms(result.timings)
         self.bus.emit("turn_done", timings=result.timings, latency_ms=latency_ms,
                       turn_id=turn_id, transcript_engine=result.transcript_engine,
                       reply_engine=result.reply_engine, spoken=result.spoken)
-        log.info("turn %s done: %s -> %s, first audio %s ms", turn_id,
-                 result.transcript_engine, result.reply_engine, latency_ms.get("first_audio"))
+        log.info("%s", trail_line(result, turn_id, latency_ms.get("first_audio")))
+
+
+TRAIL_CHARS = 100
+"""What was heard and said is cut to this many characters in the log's turn line."""
+
+
+def trail_line(result: TurnResult, turn_id: int, first_audio_ms: float | None) -> str:
+    """The turn as one INFO line, so the journal reads like a transcript."""
+    first = f"first audio after {first_audio_ms:.0f} ms" if first_audio_ms is not None else (
+        "nothing played")
+    return (f"turn {turn_id}: heard {_cut(result.transcript)} [{result.transcript_engine}], "
+            f"said {_cut(result.reply)} [{result.reply_engine}], {first}")
+
+
+def _cut(text: str) -> str:
+    text = " ".join(text.split())
+    return repr(text if len(text) <= TRAIL_CHARS else text[:TRAIL_CHARS - 1] + "…")
+
+
+def latencies_ms(timings: dict[str, float]) -> dict[str, float]:
+    """Milliseconds from the end of speech to each later stage in ``timings``."""
+    start = timings.get("end_of_speech")
+    if start is None:
+        return {}
+    return {k: round((t - start) * 1000, 1) for k, t in timings.items() if k != "end_of_speech"}
 
 
 class _TooLongError(LlmCloudError):

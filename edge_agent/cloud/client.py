@@ -12,19 +12,20 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import socket
 import time
 
 import httpx2
 import openai
 
 from edge_agent.config import CloudSettings, Secret
-from edge_agent.errors import CloudError
+from edge_agent.errors import CAUSES, CloudError
 
 log = logging.getLogger(__name__)
 
 _NO_KEY = "none"
-"""Sent when no key is configured: local OpenAI-compatible servers ignore it, and the
-openai library refuses to start without one."""
+"""Given to the openai library, which refuses to start without a key, when none is
+configured. Never sent: without a key no request goes out (``require_key``)."""
 
 
 class CloudClient:
@@ -32,6 +33,7 @@ class CloudClient:
 
     def __init__(self, settings: CloudSettings, api_key: Secret | None) -> None:
         self.settings = settings
+        self.has_key = api_key is not None
         t = settings.timeouts
         # httpx timeouts are only the backstop; each stage enforces its own budget with
         # asyncio timeouts around the stream, which also cover slow trickles of bytes.
@@ -65,10 +67,18 @@ class CloudClient:
         except Exception as exc:  # a failed prewarm only means the first turn pays setup
             log.debug("prewarm failed: %s", exc)
 
-    async def probe(self) -> bool:
-        """True if the service answers at all (any status below 500, and not a captive
-        portal's web page), e.g. for the offline probe. Never raises except on
-        cancellation."""
+    def require_key(self, error: type[CloudError]) -> None:
+        """Raise ``error`` (offline, cause "no_key") when no key is configured: a request
+        without one can only be refused, and says nothing about the network."""
+        if not self.has_key:
+            raise error(CAUSES["no_key"], offline=True, cause="no_key")
+
+    async def check(self) -> None:
+        """One cheap request (GET /models); returns if the service answers and takes
+        the key, else raises CloudError with its ``cause`` (no key, key refused, DNS,
+        refused, timeout, 5xx, captive portal). A 4xx other than 401/403 still counts
+        as an answer: some compatible servers have no /models."""
+        self.require_key(CloudError)
         self.touch()
         try:
             async with asyncio.timeout(self.settings.timeouts.connect * 2):
@@ -77,10 +87,24 @@ class CloudClient:
                     headers={"Authorization": f"Bearer {self.api.api_key}"},
                 )
         except (httpx2.HTTPError, TimeoutError, OSError) as exc:
-            log.debug("probe failed: %s", type(exc).__name__)
+            raise convert(exc, CloudError) from exc
+        status = response.status_code
+        if status in (401, 403):
+            raise CloudError(f"{CAUSES['key_refused']} ({status})", offline=True,
+                             cause="key_refused")
+        if status >= 500:
+            raise CloudError(f"service error ({status})", offline=True, cause="service")
+        check_intercepted(response.headers.get("content-type", ""), CloudError)
+
+    async def probe(self) -> bool:
+        """``check()`` as a yes or no, e.g. for prewarm. Never raises except on
+        cancellation."""
+        try:
+            await self.check()
+        except CloudError as exc:
+            log.debug("probe failed: %s", exc.reason)
             return False
-        ctype = response.headers.get("content-type", "").lower()
-        return response.status_code < 500 and not ctype.startswith("text/html")
+        return True
 
     def touch(self, *, reusable: bool = True) -> None:
         """Note a request. ``reusable=False``: a stream was abandoned half read, so its
@@ -121,12 +145,14 @@ def convert(
     if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
         if midstream:
             return error("stalled mid-stream", partial=partial)
-        return error("timed out before the first byte", offline=True)
+        return error("timed out before the first byte", offline=True, cause="timeout")
     if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | OSError):
         cause = exc.__cause__ or exc
         if midstream:
             return error(f"connection broken mid-stream ({_name(cause)})", partial=partial)
-        return error(f"cannot reach the service ({_name(cause)})", offline=True)
+        kind = _connect_cause(exc)
+        what = CAUSES[kind] if kind else "cannot reach the service"
+        return error(f"{what} ({_name(cause)})", offline=True, cause=kind)
     if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError | TypeError
                   | AttributeError):
         return error(f"malformed response ({_name(exc)})", partial=partial)
@@ -138,7 +164,7 @@ def check_intercepted(content_type: str, error: type[CloudError]) -> None:
     café Wi-Fi) or a proxy stands between us and the service, so it is out of reach."""
     if content_type.lower().startswith(("text/html", "application/xhtml")):
         raise error(f"answered by a web page ({content_type}), not the API: a captive "
-                    "portal or proxy is in the way", offline=True)
+                    "portal or proxy is in the way", offline=True, cause="portal")
 
 
 def _status_error(exc: openai.APIStatusError, error: type[CloudError]) -> CloudError:
@@ -147,9 +173,11 @@ def _status_error(exc: openai.APIStatusError, error: type[CloudError]) -> CloudE
         return error("rate limited (429)", retry_after=retry_after(exc.response))
     if status >= 500:
         return error(f"service error ({status})", offline=True,
-                     retry_after=retry_after(exc.response))
+                     retry_after=retry_after(exc.response), cause="service")
     if status in (401, 403):
-        return error(f"the API key was refused ({status})")
+        # Offline for every stage: they share the key, so no stage can work until
+        # the owner fixes it (and the probe notices).
+        return error(f"{CAUSES['key_refused']} ({status})", offline=True, cause="key_refused")
     return error(f"request rejected ({status}: {_message(exc)})")
 
 
@@ -180,6 +208,22 @@ def retry_after(response: httpx2.Response) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def _connect_cause(exc: BaseException) -> str:
+    """"dns" or "refused" when the exception chain says so, else ""."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, socket.gaierror):
+            return "dns"
+        if isinstance(current, ConnectionRefusedError):
+            return "refused"
+        if isinstance(current, TimeoutError):
+            return "timeout"
+        current = current.__cause__ or current.__context__
+    return ""
 
 
 def _name(exc: BaseException) -> str:

@@ -54,6 +54,7 @@ class CloudLLM:
     ) -> AsyncIterator[str]:
         """Text deltas of the answer. Cancelling the consumer closes the HTTP stream;
         a consumer that stops early should wrap this in ``contextlib.aclosing``."""
+        self._client.require_key(LlmCloudError)
         conversation = list(messages)
         tools = tools if tools is not None else Toolbox()
         spoke = False

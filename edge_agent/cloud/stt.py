@@ -41,6 +41,7 @@ class CloudSTT:
         """Text of a 16 kHz mono int16 utterance ("" for no audio or no words)."""
         if len(audio) == 0:
             return ""
+        self._client.require_key(SttCloudError)
         settings = self._client.settings
         data = wav_bytes(audio)
         self._client.touch()

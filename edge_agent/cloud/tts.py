@@ -40,6 +40,7 @@ class CloudTTS:
         """PCM chunks of whole samples. Cancelling the consumer closes the stream."""
         if not text.strip():
             return
+        self._client.require_key(TtsCloudError)
         settings = self._client.settings
         loop = asyncio.get_running_loop()
         # tts_first_byte bounds the wait for the first audio and, as no separate

@@ -215,11 +215,11 @@ class LocalIntents:
         reply = await self.tools.call(tool, arguments)
         return "" if tool == "stop" else reply
 
-    def offline_help(self, *, online: bool = False) -> str:
+    def offline_help(self, *, online: bool = False, why: str | None = None) -> str:
         """What to say when the request needs the cloud and the cloud cannot answer:
-        offline, or (``online``) reachable but failing."""
-        why = ("The cloud service is not answering right now" if online
-               else "I'm offline right now")
+        offline, or (``online``) reachable but failing; ``why`` replaces that reason."""
+        why = why or ("The cloud service is not answering right now" if online
+                      else "I'm offline right now")
         can = [what for tool, what in (
             ("get_time", "tell the time"), ("get_date", "give the date"),
             ("set_timer", "set timers"), ("set_volume", "change the volume"),

@@ -47,6 +47,7 @@ EFFECTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("earcons.", {"reload_earcons"}),
         ("log.level", {"set_log_level"}),
         ("log.events", {"reopen_event_log"}),
+        ("log.debug_recordings", {"reopen_event_log"}),
         ("service.control_socket", {"reopen_control_socket"}),
         # Timers and mute live there; moving them under a running daemon could
         # lose a timer.

@@ -7,8 +7,14 @@ Every library error is turned into ModelError here, naming the file.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import logging
+import os
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -57,6 +63,39 @@ def model_path(model: str) -> Path:
     return path
 
 
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _tflite_stderr_to_log() -> Iterator[None]:
+    """The tflite C library writes "INFO: Created TensorFlow Lite XNNPACK delegate for
+    CPU." straight to file descriptor 2, outside our log format, and offers no switch
+    (TF_CPP_MIN_LOG_LEVEL does not reach it). While an interpreter starts, fd 2 goes
+    to a file; its "INFO:" lines then become debug records and anything else (a
+    warning, another thread's output) is written back to stderr unchanged."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as caught:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to tidy
+            yield
+            return
+        os.dup2(caught.fileno(), 2)
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            caught.seek(0)
+            for line in caught.read().decode(errors="replace").splitlines(keepends=True):
+                if line.startswith("INFO: "):
+                    log.debug("tflite: %s", line[6:].strip())
+                else:
+                    os.write(2, line.encode())
+
+
 class TfliteModel:
     """One tflite interpreter with a fixed input shape, on one thread: a Pi has
     four cores and the rest of the daemon needs them more than these tiny nets."""
@@ -65,10 +104,11 @@ class TfliteModel:
         try:
             from tflite_runtime.interpreter import Interpreter
 
-            self._interpreter = Interpreter(model_path=str(path), num_threads=1)
-            if input_shape is not None:
-                self._interpreter.resize_tensor_input(0, input_shape, strict=True)
-            self._interpreter.allocate_tensors()
+            with _tflite_stderr_to_log():
+                self._interpreter = Interpreter(model_path=str(path), num_threads=1)
+                if input_shape is not None:
+                    self._interpreter.resize_tensor_input(0, input_shape, strict=True)
+                self._interpreter.allocate_tensors()
         except (ImportError, ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load tflite model {path}: {exc}") from exc
         self.path = path

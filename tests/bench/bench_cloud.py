@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS
+from edge_agent.config import Secret
 from edge_agent.intents.tools import Toolbox
 from edge_agent.text import SentenceChunker
-from tests.fakecloud import FakeCloud, Latency, Request, tokens
+from tests.fakecloud import FAKE_KEY, FakeCloud, Latency, Request, tokens
 
 INJECTED = Latency(stt=0.300, llm_first_token=0.250, llm_tokens_per_second=40,
                    tts_first_byte=0.150)
@@ -78,7 +79,7 @@ def _served(record: Request) -> float:
 async def _engines(cloud: FakeCloud, turns: int) -> dict[str, Any]:
     audio = np.zeros(16000 * 2, np.int16)
     samples: dict[str, list[float]] = {}
-    async with CloudClient(cloud.settings(), None) as client:
+    async with CloudClient(cloud.settings(), Secret(FAKE_KEY)) as client:
         await client.prewarm()
         for _ in range(turns):
             for name, value in (await _turn(cloud, client, audio)).items():
@@ -113,7 +114,7 @@ async def _cold_vs_warm(cloud: FakeCloud, runs: int) -> dict[str, Any]:
     cold, warm = [], []
     for _ in range(runs):
         for prewarm, into in ((False, cold), (True, warm)):
-            async with CloudClient(cloud.settings(), None) as client:
+            async with CloudClient(cloud.settings(), Secret(FAKE_KEY)) as client:
                 if prewarm:
                     await client.prewarm()
                 start = time.perf_counter()
