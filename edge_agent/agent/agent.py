@@ -27,6 +27,7 @@ from edge_agent.audio import RingBuffer
 from edge_agent.controls import ButtonAction
 from edge_agent.errors import AudioDeviceError, EdgeAgentError
 from edge_agent.events import Event, EventBus
+from edge_agent.footprint import process_memory
 from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
@@ -586,6 +587,7 @@ class Agent:
             "volume": round(self.player.volume, 2),
             **self.counts,
             "last_turns": [t.to_dict() for t in self.last_turns],
+            "memory": process_memory(),
         }
 
     @property

@@ -14,9 +14,9 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from edge_agent.agent.agent import Agent
 from edge_agent.agent.supervisor import Supervisor
@@ -27,6 +27,7 @@ from edge_agent.config import Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
+from edge_agent.footprint import process_age, return_large_blocks
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.net import Connectivity
@@ -53,6 +54,7 @@ THREAD_EXIT_WAIT = 0.3
 """After the loop closed, how long worker threads get to finish before we exit anyway."""
 
 PinFactory = Any  # gpiozero.Factory; kept abstract so the core never imports gpiozero
+T = TypeVar("T")
 
 
 @dataclass
@@ -150,15 +152,18 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
+        phases = {"imports": process_age() or 0.0}
+        began = time.monotonic()
         self._open_event_log()
         self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
         # Models and the speaker load in threads, side by side: the loop stays free.
         self.player, wake, self.offline = await asyncio.gather(
-            asyncio.to_thread(build_player, s, self.bus),
-            asyncio.to_thread(WakeDetector, s.wake),
-            asyncio.to_thread(build_offline, s),
+            asyncio.to_thread(_timed, phases, "speaker", build_player, s, self.bus),
+            asyncio.to_thread(_timed, phases, "wake", WakeDetector, s.wake),
+            asyncio.to_thread(_timed, phases, "offline", build_offline, s),
         )
+        phases["loads"] = time.monotonic() - began
         self.cloud = build_cloud(s)
         self.microphone = build_microphone(s, self.ring, self.bus)
         self.connectivity = Connectivity(s, self.bus, self._probe)
@@ -186,10 +191,14 @@ class Daemon:
             progress_check("capture", lambda: self.ring.total, CAPTURE_STALL),
         ])
         sup.start("watchdog", self.watchdog.run)
+        phases["microphone"] = time.monotonic()
         await self._wait_for_microphone()
+        phases["microphone"] = time.monotonic() - phases["microphone"]
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("ready: %s", self.status_line())
+        log.info("started in %.2f s: %s", phases["imports"] + time.monotonic() - began,
+                 ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()))
         self._start_prewarm()
 
     def _start_prewarm(self) -> None:
@@ -450,6 +459,15 @@ class Daemon:
             self._start_prewarm()
 
 
+def _timed(phases: dict[str, float], name: str, load: Callable[..., T], *args: Any) -> T:
+    """Run one start-up load, noting its seconds under ``name``."""
+    began = time.monotonic()
+    try:
+        return load(*args)
+    finally:
+        phases[name] = time.monotonic() - began
+
+
 async def _within(closing: Awaitable[None], deadline: float) -> None:
     """Close something on the way out; a failure or a hang is logged, not raised."""
     try:
@@ -472,6 +490,7 @@ def main(settings: Settings) -> int:
     """`edge-agent run`: 0 after a clean stop, 2 for a config (or key file) problem,
     1 when start-up fails otherwise (no model, no audio device)."""
     setup_logging(settings.log.level)
+    return_large_blocks()
     code = 0
     loop = asyncio.new_event_loop()
     try:
