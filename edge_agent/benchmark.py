@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 # Order: cheap and foundational first, so a quick look at the progress is useful;
 # the soak last, as it also measures the daemon at rest.
 BENCHMARKS = ("audio", "controls", "wake", "offline", "cloud", "turn", "failover", "bargein",
-              "service", "soak")
+              "service", "memory", "soak")
 REPORT_JSON = "bench-report.json"
 REPORT_PNG = "bench-report.png"
 
@@ -131,6 +131,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "daemon_peak_rss_mb": _get(results, "soak", "idle_daemon", "peak_rss_mb"),
         "soak_turns": _get(results, "soak", "soak", "turns"),
         "soak_growth": _get(results, "soak", "soak", "growth"),
+        "daemon_ready_rss_mb": _get(
+            results, "memory", "cloud_and_piper", "memory_mb", "ready", "rss_mb"),
+        "daemon_after_turns_and_piper_rss_mb": _get(
+            results, "memory", "cloud_and_piper", "memory_mb", "after_piper_failover", "rss_mb"),
+        "daemon_with_vosk_rss_mb": _get(
+            results, "memory", "with_vosk", "memory_mb", "after_vosk_turn", "rss_mb"),
+        "daemon_start_to_ready_s": _get(
+            results, "memory", "cloud_and_piper", "startup", "to_ready_s"),
     }
     cases = _get(results, "failover", "cases")
     if isinstance(cases, list):

@@ -27,7 +27,7 @@ from edge_agent.config import Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
-from edge_agent.footprint import process_age, return_large_blocks
+from edge_agent.footprint import process_age, release_freed_heap, return_large_blocks
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.net import Connectivity
@@ -194,6 +194,7 @@ class Daemon:
         phases["microphone"] = time.monotonic()
         await self._wait_for_microphone()
         phases["microphone"] = time.monotonic() - phases["microphone"]
+        release_freed_heap()  # what parsing the models and imports left behind
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("ready: %s", self.status_line())
