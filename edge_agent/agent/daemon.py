@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -86,7 +87,14 @@ def build_cloud(settings: Settings) -> _Cloud | None:
 
 
 def build_offline(settings: Settings) -> _Offline:
-    """Vosk (if a model is installed) and Piper; slow loads, so call it in a thread."""
+    """Vosk (if a model is installed) and Piper, side by side (neither needs the
+    other); slow loads, so call it in a thread."""
+    with ThreadPoolExecutor(1, thread_name_prefix="piper-load") as pool:
+        piper = pool.submit(_build_piper, settings)
+        return _Offline(_build_vosk(settings), piper.result())
+
+
+def _build_vosk(settings: Settings) -> VoskSTT | None:
     vosk = None
     model_dir = find_vosk_model(settings.offline, settings.state_dir)
     if model_dir is None:
@@ -97,12 +105,15 @@ def build_offline(settings: Settings) -> _Offline:
         except EdgeAgentError as exc:  # the rest of the speaker still works
             log.error("Vosk model unusable, offline speech recognition is unavailable: %s",
                       exc)
-    piper = None
+    return vosk
+
+
+def _build_piper(settings: Settings) -> PiperTTS | None:
     try:
-        piper = PiperTTS(default_piper_voice(settings.offline))
+        return PiperTTS(default_piper_voice(settings.offline))
     except EdgeAgentError as exc:
         log.error("no Piper voice, offline speech is unavailable: %s", exc)
-    return _Offline(vosk, piper)
+        return None
 
 
 def build_player(settings: Settings, bus: EventBus) -> Player:
