@@ -41,6 +41,7 @@ DESCRIPTIONS = {
     "bargein": "button press to silence while the speaker talks; idle CPU",
     "service": "start to READY=1, reloads, stop, watchdog spacing (as systemd sees it)",
     "fleet": "three speakers, one broker: one answer per wake word, the arbitration's delay",
+    "memory": "resident and proportional memory at READY, after turns and a failover",
     "soak": "hundreds of turns with random faults: memory, descriptors, threads",
 }
 """One line per benchmark, for `edge-agent bench --help`."""
@@ -201,6 +202,14 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "fleet_extra_latency_max_ms": _get(results, "fleet", "extra_latency_ms", "max"),
         "soak_turns": _get(results, "soak", "soak", "turns"),
         "soak_growth": _get(results, "soak", "soak", "growth"),
+        "daemon_ready_rss_mb": _get(
+            results, "memory", "cloud_and_piper", "memory_mb", "ready", "rss_mb"),
+        "daemon_after_turns_and_piper_rss_mb": _get(
+            results, "memory", "cloud_and_piper", "memory_mb", "after_piper_failover", "rss_mb"),
+        "daemon_with_vosk_rss_mb": _get(
+            results, "memory", "with_vosk", "memory_mb", "after_vosk_turn", "rss_mb"),
+        "daemon_start_to_ready_s": _get(
+            results, "memory", "cloud_and_piper", "startup", "to_ready_s"),
     }
     cases = _get(results, "failover", "cases")
     if isinstance(cases, list):

@@ -29,6 +29,7 @@ from edge_agent.controls import ButtonAction
 from edge_agent.errors import AudioDeviceError, BusyError, EdgeAgentError, StateError
 from edge_agent.events import Event, EventBus
 from edge_agent.faults import Faults
+from edge_agent.footprint import process_memory
 from edge_agent.intents.device import ring_announcement
 from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
@@ -660,6 +661,7 @@ class Agent:
             **self.counts,
             "last_turns": [t.to_dict() for t in self.last_turns],
             **{key: part() for key, part in self.status_extras.items()},
+            "memory": process_memory(),
         }
 
     @property

@@ -14,9 +14,10 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from edge_agent import __version__
 from edge_agent.agent.agent import Agent
@@ -29,6 +30,7 @@ from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factor
 from edge_agent.errors import CAUSES, CloudError, ConfigError, EdgeAgentError
 from edge_agent.events import Event, EventBus, EventLog
 from edge_agent.faults import Faults
+from edge_agent.footprint import process_age, release_freed_heap, return_large_blocks
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.logsetup import follow_state, set_level, setup_logging
 from edge_agent.mqtt import MqttLink, build_mqtt
@@ -62,6 +64,7 @@ THREAD_EXIT_WAIT = 0.3
 """After the loop closed, how long worker threads get to finish before we exit anyway."""
 
 PinFactory = Any  # gpiozero.Factory; kept abstract so the core never imports gpiozero
+T = TypeVar("T")
 
 
 @dataclass
@@ -104,7 +107,14 @@ def cloud_unavailable(settings: Settings, cloud: _Cloud | None) -> CloudError | 
 
 
 def build_offline(settings: Settings) -> _Offline:
-    """Vosk (if a model is installed) and Piper; slow loads, so call it in a thread."""
+    """Vosk (if a model is installed) and Piper, side by side (neither needs the
+    other); slow loads, so call it in a thread."""
+    with ThreadPoolExecutor(1, thread_name_prefix="piper-load") as pool:
+        piper = pool.submit(_build_piper, settings)
+        return _Offline(_build_vosk(settings), piper.result())
+
+
+def _build_vosk(settings: Settings) -> VoskSTT | None:
     vosk = None
     model_dir = find_vosk_model(settings.offline, settings.state_dir)
     if model_dir is None:
@@ -116,12 +126,15 @@ def build_offline(settings: Settings) -> _Offline:
         except EdgeAgentError as exc:  # the rest of the speaker still works
             log.error("Vosk model unusable, offline speech recognition is unavailable: %s",
                       exc)
-    piper = None
+    return vosk
+
+
+def _build_piper(settings: Settings) -> PiperTTS | None:
     try:
-        piper = PiperTTS(default_piper_voice(settings.offline))
+        return PiperTTS(default_piper_voice(settings.offline))
     except EdgeAgentError as exc:
         log.error("no Piper voice, offline speech is unavailable: %s", exc)
-    return _Offline(vosk, piper)
+        return None
 
 
 def build_player(settings: Settings, bus: EventBus) -> Player:
@@ -176,16 +189,19 @@ class Daemon:
     async def start(self) -> None:
         s = self.settings
         self._claim_control_socket()  # first: a second daemon stops before loading models
+        phases = {"imports": process_age() or 0.0}
+        began = time.monotonic()
         self._open_event_log()
         self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
         self._open_recordings()
         # Models and the speaker load in threads, side by side: the loop stays free.
         self.player, wake, self.offline = await asyncio.gather(
-            asyncio.to_thread(build_player, s, self.bus),
-            asyncio.to_thread(WakeDetector, s.wake),
-            asyncio.to_thread(build_offline, s),
+            asyncio.to_thread(_timed, phases, "speaker", build_player, s, self.bus),
+            asyncio.to_thread(_timed, phases, "wake", WakeDetector, s.wake),
+            asyncio.to_thread(_timed, phases, "offline", build_offline, s),
         )
+        phases["loads"] = time.monotonic() - began
         self.cloud = build_cloud(s)
         self.microphone = build_microphone(s, self.ring, self.bus)
         self.connectivity = self._build_connectivity(s)
@@ -220,11 +236,16 @@ class Daemon:
             lambda: self.player.stalled(),
         ])
         sup.start("watchdog", self.watchdog.run)
+        phases["microphone"] = time.monotonic()
         await self._wait_for_microphone()
+        phases["microphone"] = time.monotonic() - phases["microphone"]
+        release_freed_heap()  # what parsing the models and imports left behind
         await _within(self.connectivity.checked.wait(), FIRST_PROBE_WAIT, quiet=True)
         self.notifier.ready(self.status_line())
         self.ready.set()
         log.info("ready: %s", self.status_line())
+        log.info("started in %.2f s: %s", phases["imports"] + time.monotonic() - began,
+                 ", ".join(f"{name} {seconds:.2f} s" for name, seconds in phases.items()))
         self._start_prewarm()
         if not self.connectivity.checked.is_set():
             self._follow_first_probe()
@@ -671,6 +692,15 @@ def _require_configured_models(settings: Settings, offline: _Offline) -> None:
                           f"{settings.offline.piper_voice} does not load (see the log)")
 
 
+def _timed(phases: dict[str, float], name: str, load: Callable[..., T], *args: Any) -> T:
+    """Run one start-up load, noting its seconds under ``name``."""
+    began = time.monotonic()
+    try:
+        return load(*args)
+    finally:
+        phases[name] = time.monotonic() - began
+
+
 async def _within(closing: Awaitable[Any], deadline: float, *, quiet: bool = False) -> None:
     """Close (or wait for) something; a failure or a hang is logged, not raised.
     ``quiet``: a hang is expected now and then, so it is not worth a warning."""
@@ -697,6 +727,7 @@ def main(settings: Settings) -> int:
     """`edge-agent run`: 0 after a clean stop, 2 for a config (or key file) problem,
     1 when start-up fails otherwise (no model, no audio device)."""
     setup_logging(settings.log.level)
+    return_large_blocks()
     code = 0
     loop = asyncio.new_event_loop()
     try:

@@ -1,7 +1,7 @@
 """Vosk speech recognition on the device: the offline half of speech-to-text.
 
 The model is loaded once (seconds, hundreds of MB); each utterance gets its own
-cheap ``KaldiRecognizer``. Recognition is CPU-bound, so ``transcribe`` runs it in
+cheap recognizer. Recognition is CPU-bound, so ``transcribe`` runs it in
 a worker thread and ``VoskStream.feed`` must be called from one.
 """
 
@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import numpy as np
-import vosk
 
 from edge_agent.errors import ModelError
+from edge_agent.offline import _libvosk
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +47,11 @@ class VoskSTT:
     name = "vosk"
 
     def __init__(self, model_dir: Path | str, *, grammar: list[str] | None = None) -> None:
-        # Kaldi logs every model component at level 0; our own log says what matters.
-        vosk.SetLogLevel(-1)
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise ModelError(f"Vosk model directory {self.model_dir} does not exist; "
                              "run scripts/fetch-models or set offline.vosk_model")
-        try:
-            self._model = vosk.Model(str(self.model_dir))
-        except Exception as exc:  # vosk raises a bare Exception("Failed to create a model")
-            raise ModelError(f"cannot load Vosk model {self.model_dir}: {exc}") from exc
+        self._model = _libvosk.Model(self.model_dir)
         self.grammar = list(grammar) if grammar else None
         log.info("Vosk model loaded from %s%s", self.model_dir,
                  f" (grammar of {len(self.grammar)} phrases)" if self.grammar else "")
@@ -67,18 +62,18 @@ class VoskSTT:
         twin.grammar = list(grammar) if grammar else None
         return twin
 
-    def _recognizer(self) -> vosk.KaldiRecognizer:
+    def _recognizer(self) -> _libvosk.Recognizer:
         if self.grammar is None:
-            return vosk.KaldiRecognizer(self._model, SAMPLE_RATE)
+            return _libvosk.Recognizer(self._model, SAMPLE_RATE)
         # ensure_ascii=False: Vosk looks words up by their UTF-8 spelling, not \u escapes.
         grammar = json.dumps(self.grammar, ensure_ascii=False)
-        return vosk.KaldiRecognizer(self._model, SAMPLE_RATE, grammar)
+        return _libvosk.Recognizer(self._model, SAMPLE_RATE, grammar)
 
     def transcribe_blocking(self, audio: np.ndarray) -> str:
         """The whole utterance at once (16 kHz mono int16). CPU-bound."""
         recognizer = self._recognizer()
-        recognizer.AcceptWaveform(_pcm(audio))
-        text = json.loads(recognizer.FinalResult()).get("text", "")
+        recognizer.accept_waveform(_pcm(audio))
+        text = json.loads(recognizer.final_result()).get("text", "")
         return _clean(text, keep_unknown=self.grammar is not None)
 
     async def transcribe(self, audio: np.ndarray) -> str:
@@ -93,7 +88,7 @@ class VoskStream:
     """Live recognition of one utterance. ``feed`` is CPU-bound: call it from a
     worker thread, and from one thread at a time."""
 
-    def __init__(self, recognizer: vosk.KaldiRecognizer, *, keep_unknown: bool = False) -> None:
+    def __init__(self, recognizer: _libvosk.Recognizer, *, keep_unknown: bool = False) -> None:
         self._recognizer = recognizer
         self._keep_unknown = keep_unknown
         self._segments: list[str] = []  # finished segments (Vosk endpoints inside the turn)
@@ -110,13 +105,13 @@ class VoskStream:
         """Add audio; return the new partial transcript when it changed, else None."""
         if self._final is not None:
             raise RuntimeError("VoskStream.feed after final()")
-        if self._recognizer.AcceptWaveform(_pcm(frame)):
-            segment = self._clean(json.loads(self._recognizer.Result()).get("text", ""))
+        if self._recognizer.accept_waveform(_pcm(frame)):
+            segment = self._clean(json.loads(self._recognizer.result()).get("text", ""))
             if segment:
                 self._segments.append(segment)
             current = ""
         else:
-            current = self._clean(json.loads(self._recognizer.PartialResult()).get("partial", ""))
+            current = self._clean(json.loads(self._recognizer.partial_result()).get("partial", ""))
         text = self._text(current)
         if text == self._partial:
             return None
@@ -130,6 +125,6 @@ class VoskStream:
     def final(self) -> str:
         """The transcript of everything fed; the stream is finished after this."""
         if self._final is None:
-            last = self._clean(json.loads(self._recognizer.FinalResult()).get("text", ""))
+            last = self._clean(json.loads(self._recognizer.final_result()).get("text", ""))
             self._final = self._text(last)
         return self._final
