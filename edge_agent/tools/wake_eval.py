@@ -340,7 +340,7 @@ def table(report: dict) -> str:
     for family in FAMILIES:
         lines += [f"\n{family} ({report['positives']['takes_per_family_and_room'][family]} "
                   f"takes per room; false wakes on {report['read_speech']['hours']} h of read "
-                  f"speech, sound-alikes on {report['sound_alikes']['clips']} clips)",
+                  f"speech, sound-alikes on {report['sound_alikes']['clips']} clips)", "",
                   "| engine | all rooms | " + " | ".join(ROOMS) + " | false wakes/h | "
                   "sound-alike hits |", "|---" * (len(ROOMS) + 4) + "|"]
         for name in [*ENGINES, *FUSIONS]:
@@ -348,6 +348,57 @@ def table(report: dict) -> str:
             cells = " | ".join(f"{100 * row[r]:.0f} %" for r in ["all rooms", *ROOMS])
             lines.append(f"| {name} | {cells} | {per_hour[name]} | {woke[name]} |")
     return "\n".join(lines)
+
+
+SWEEP = ((0.5, 0.5, None), (0.4, 0.5, None), (0.5, 0.4, None), (0.4, 0.4, None),
+         (0.3, 0.3, None), (0.5, 0.5, 0.3), (0.5, 0.5, 0.25), (0.4, 0.4, 0.25))
+"""Fusion rules tried on one run's scores: openWakeWord's threshold,
+microWakeWord's, and optionally a threshold on their mean as well."""
+
+
+def rule_sweep(report: dict, series: Path) -> list[dict]:
+    """Every SWEEP rule on the report's take peaks and the read speech's
+    scores (kept with --series): misses per family, false wakes, sound-alikes."""
+    scores = np.load(series)
+    oww, mww = scores["openwakeword"], scores["microwakeword"]
+    refractory = int(WakeSettings().refractory_seconds * RATE) // FRAME
+
+    def passes(o: np.ndarray, m: np.ndarray, rule: tuple) -> np.ndarray:
+        t_oww, t_mww, t_mean = rule
+        hit = (o >= t_oww) | (m >= t_mww)
+        return hit | ((o + m) / 2 >= t_mean) if t_mean is not None else hit
+
+    def peaks(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+        return (np.array([r[OWW] for r in rows]), np.array([r[MWW] for r in rows]))
+
+    out = []
+    for rule in SWEEP:
+        hits = np.nonzero(passes(oww, mww, rule))[0]
+        wakes, ready = 0, 0
+        for k in hits:
+            if k >= ready:
+                wakes, ready = wakes + 1, k + refractory
+        misses = {}
+        for family in FAMILIES:
+            rows = [p for p in report["positives"]["peaks"] if p["family"] == family]
+            misses[family] = round(1 - float(passes(*peaks(rows), rule).mean()), 3)
+        out.append({"openwakeword": rule[0], "microwakeword": rule[1], "mean": rule[2],
+                    "miss_rate": misses, "false_wakes": wakes,
+                    "sound_alike_hits": int(passes(*peaks(report["sound_alikes"]["peaks"]),
+                                                   rule).sum())})
+    return out
+
+
+def _sweep_lines(sweep: list[dict]) -> list[str]:
+    lines = ["", "Fusion rules on the same run's scores (thresholds of openWakeWord, "
+             "microWakeWord, and of their mean where set; misses over all rooms):", "",
+             "| openwakeword | microwakeword | mean | " + " | ".join(FAMILIES)
+             + " | false wakes | sound-alike hits |", "|---" * (len(FAMILIES) + 5) + "|"]
+    for r in sweep:
+        cells = " | ".join(f"{100 * r['miss_rate'][f]:.0f} %" for f in FAMILIES)
+        lines.append(f"| {r['openwakeword']} | {r['microwakeword']} | {r['mean'] or '-'} | "
+                     f"{cells} | {r['false_wakes']} | {r['sound_alike_hits']} |")
+    return lines
 
 
 def page(report: dict) -> str:
@@ -374,6 +425,7 @@ def page(report: dict) -> str:
         f"CPU of one pass scoring all three engines: "
         f"{speech['cpu_per_audio_second_all_three_engines']} s per audio s.",
         table(report),
+        *(_sweep_lines(report["rule_sweep"]) if "rule_sweep" in report else []),
         "",
         "Voices: " + "; ".join(f"{f}: {', '.join(v)}" for f, v in c["families"].items()) + ".",
         "",
@@ -387,12 +439,17 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     parser.add_argument("--series", type=Path, default=None, metavar="NPZ",
-                        help="keep the read speech's per-engine scores here")
+                        help="keep the read speech's per-engine scores here; with "
+                             "--render, add the fusion rule sweep from them to the report")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="print the markdown page of a saved report and exit")
     args = parser.parse_args()
     if args.render:
-        print(page(json.loads(args.render.read_text())), end="")
+        report = json.loads(args.render.read_text())
+        if args.series:  # study the rules on a saved run's scores, into its report
+            report["rule_sweep"] = rule_sweep(report, args.series)
+            args.render.write_text(json.dumps(report, indent=1))
+        print(page(report), end="")
         return
     report = run(args.quick, args.hours, args.series)
     if args.out:
