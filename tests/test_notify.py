@@ -276,3 +276,21 @@ def test_progress_check_fails_only_while_the_count_stands_still() -> None:
     assert reason is not None and reason.startswith("capture stalled")
     total += 320  # audio arrived: healthy again at once
     assert check() is None
+
+
+def test_a_full_notify_queue_drops_messages_instead_of_blocking(
+        systemd_socket: NotifySocket) -> None:
+    """Nobody reads the socket (systemd busy, a test that does not drain it):
+    once its queue is full a ping is dropped with EAGAIN; the event loop that
+    sends it must never wait on systemd."""
+    notifier = Notifier()
+    sent = [notifier.notify("WATCHDOG=1") for _ in range(200)]
+    assert sent[0] is True
+    assert sent[-1] is False, "the queue filled up and the send did not wait"
+    systemd_socket.sock.setblocking(False)
+    drained = 0
+    with contextlib.suppress(BlockingIOError):
+        while systemd_socket.sock.recv(4096):
+            drained += 1
+    assert drained == sent.count(True)
+    assert notifier.notify("READY=1") is True, "sends again once there is room"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections.abc import Callable
 
@@ -23,22 +24,30 @@ Check = Callable[[], str | None]
 UNSUPERVISED_CHECK_INTERVAL = 5.0
 
 
+def _send_nonblocking(path: str) -> Callable[[str], bool]:
+    """sd_notify(3)'s protocol without its blocking send: a notify socket whose
+    queue is full (systemd busy, or a test that is not reading) drops the message
+    with EAGAIN instead of stalling the event loop that sends it."""
+    address = "\0" + path[1:] if path.startswith("@") else path
+
+    def send(message: str) -> bool:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.setblocking(False)
+            sock.sendto(message.encode(), address)
+        return True
+
+    return send
+
+
 class Notifier:
-    """sd_notify(3) through systemd-python. Each message is one datagram of
-    ``KEY=value`` lines to ``$NOTIFY_SOCKET``."""
+    """sd_notify(3): each message is one datagram of ``KEY=value`` lines to
+    ``$NOTIFY_SOCKET``, sent without blocking."""
 
     def __init__(self) -> None:
-        self.enabled = bool(os.environ.get("NOTIFY_SOCKET"))
-        self._send: Callable[[str], bool] | None = None
-        if self.enabled:
-            try:
-                from systemd.daemon import notify
-            except ImportError:
-                log.warning("NOTIFY_SOCKET is set but systemd-python is missing; "
-                            "systemd will not hear that edge-agent is ready")
-                self.enabled = False
-            else:
-                self._send = notify
+        path = os.environ.get("NOTIFY_SOCKET", "")
+        self.enabled = path.startswith(("/", "@"))
+        self._send: Callable[[str], bool] | None = _send_nonblocking(path) if self.enabled \
+            else None
         self._failed = False
 
     def notify(self, *fields: str) -> bool:
