@@ -31,6 +31,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
         "audio_out_end": ("engine",),
         "barge_in": ("source",),
         "failover": ("stage", "from", "to", "reason"),
+        "speculation": ("outcome",),
         "network": ("online",),
         "turn_done": ("timings",),
         "config_reloaded": (),
