@@ -30,7 +30,9 @@ openai library refuses to start without one."""
 class CloudClient:
     """The kept-alive connection to ``settings.base_url`` shared by STT, LLM and TTS."""
 
-    def __init__(self, settings: CloudSettings, api_key: Secret | None) -> None:
+    def __init__(self, settings: CloudSettings, api_key: Secret | None, *,
+                 transport: httpx2.AsyncBaseTransport | None = None) -> None:
+        """``transport`` replaces the network (the start-up rehearsal answers in memory)."""
         self.settings = settings
         t = settings.timeouts
         # httpx timeouts are only the backstop; each stage enforces its own budget with
@@ -40,6 +42,7 @@ class CloudClient:
             timeout=httpx2.Timeout(backstop, connect=t.connect, pool=t.connect),
             limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4,
                                  keepalive_expiry=120.0),
+            transport=transport,
         )
         self.api = openai.AsyncOpenAI(
             api_key=str(api_key) if api_key else _NO_KEY,
