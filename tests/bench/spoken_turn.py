@@ -50,6 +50,8 @@ MODES = {"today": "speculative = false", "speculative": "speculative = true",
 """(a) end_silence then STT, (b) speculative turns (at the default pause and at a
 shorter one), (d) the naive cascade: [turn] settings of each."""
 TURN_TIMEOUT = 30.0
+MISSED_AFTER = 8.0
+"""A turn not begun this long after its question ended was missed."""
 
 
 class NaiveTurns:
@@ -125,13 +127,21 @@ async def _turns(h: Harness, blocks: list[Block],
         await h.at_input_second(block.trigger / RATE)
         first_request = len(fake.requests)
         wasted_before = agent.counts["speculations_wasted"]
+        turns_before = agent.counts["turns"]
+        late = (h.daemon.ring.total - block.trigger) / RATE
         agent.trigger("bench")
-        await poll_until(lambda k=k: agent.counts["turns"] >= k and not agent.busy,
-                         TURN_TIMEOUT)
-        timings = agent.last_turns[-1].timings
+        give_up = block.end + int(MISSED_AFTER * RATE)
+        await poll_until(lambda before=turns_before, give_up=give_up: not agent.busy and (
+            agent.counts["turns"] > before or h.daemon.ring.total > give_up), TURN_TIMEOUT)
         requests = fake.requests[first_request:]
         if each is not None:
             each(k, requests)
+        timings = agent.last_turns[-1].timings if agent.counts["turns"] > turns_before else {}
+        if "first_audio" not in timings:
+            # Not answered (the machine too loaded to trigger in time, or an error).
+            out.append({"missed": True, "trigger_late_s": late, "requests": {
+                stage: sum(r.stage == stage for r in requests) for stage in ("stt", "llm", "tts")}})
+            continue
         end = h.daemon.ring.time_of(block.end)
         turn: dict[str, Any] = {
             "latency_s": timings["first_audio"] - end,
@@ -171,6 +181,10 @@ def _ms(seconds: float) -> float:
 
 
 def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    missed = sum("missed" in t for t in turns)
+    if "missed" in turns[0]:
+        return {"missed_turns": missed, "first_turn_missed": True}
+    turns = [t for t in turns if "missed" not in t]
     first, rest = turns[0], turns[1:]
     steps = ("transcript_to_llm_request_s", "sentence_to_tts_request_s",
              "tts_first_byte_to_audio_s")
@@ -179,6 +193,7 @@ def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
         "median_ms": _ms(statistics.median(t["latency_s"] for t in rest)),
         "max_ms": _ms(max(t["latency_s"] for t in rest)),
         "speculations_wasted": sum(t["speculations_wasted"] for t in turns),
+        "missed_turns": missed,
     }
     for step in steps:
         if step in first:
@@ -266,6 +281,9 @@ async def pauses(tmp: Path, *, latency: Latency) -> dict[str, Any]:
                 "transcripts": [e.fields["text"] for e in h.named("transcript")],
             }
     for record, turn in zip(per_turn, turns, strict=True):
+        if "missed" in turn:
+            record["missed"] = True
+            continue
         record["speculations_wasted"] = turn["speculations_wasted"]
         record["latency_ms"] = _ms(turn["latency_s"])
     expected = {"timers_set_s": [300.0, 600.0], "volume_change": -0.1,
@@ -274,8 +292,8 @@ async def pauses(tmp: Path, *, latency: Latency) -> dict[str, Any]:
     return {
         "pause_s": PAUSE_SECONDS,
         "utterances": per_turn,
-        "speculations_wasted": sum(t["speculations_wasted"] for t in turns),
-        "requests": {stage: sum(t["requests"][stage] for t in turns)
+        "speculations_wasted": sum(t.get("speculations_wasted", 0) for t in turns),
+        "requests": {stage: sum(t.get("requests", {}).get(stage, 0) for t in turns)
                      for stage in ("stt", "llm", "tts")},
         "state_after": changed,
         "state_as_expected": changed == expected,
