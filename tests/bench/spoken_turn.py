@@ -136,6 +136,8 @@ async def _turns(h: Harness, blocks: list[Block],
             # Triggered after the question began, the turn would hear a cut question
             # or the next one: skip it instead.
             out.append({"missed": True, "trigger_late_s": late, "requests": {}})
+            if each is not None:
+                each(k, [])
             continue
         first_request = len(fake.requests)
         wasted_before = agent.counts["speculations_wasted"]
