@@ -114,6 +114,11 @@ class TurnSettings:
     """After an answer, listen again without the wake word this long (0 disables)."""
     vad_aggressiveness: int = setting(2, min=0, max=3)
     """webrtcvad mode: 0 keeps the most speech, 3 rejects the most noise."""
+    speculative: bool = setting(True)
+    """At the first short pause, start recognizing and answering; play only once
+    end_silence confirms the end of the turn (speaking again discards the work)."""
+    speculative_pause: float = setting(0.25, above=0.0, max=5.0)
+    """Silence after speech that starts the speculative answer (below end_silence)."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
         "audio_out_end": ("engine",),
         "barge_in": ("source",),
         "failover": ("stage", "from", "to", "reason"),
+        "speculation": ("outcome",),
         "network": ("online",),
         "turn_done": ("timings",),
         "config_reloaded": (),

@@ -140,3 +140,28 @@ def test_voice_activity() -> None:
         VoiceActivity(7)
     with pytest.raises(ModelError):
         VoiceActivity(2, frame_ms=25)
+
+
+def test_pauses_are_reported_until_the_turn_ends_on_the_same_speech() -> None:
+    # "set a timer for ... ten minutes": the first pause is followed by more words,
+    # the last one ends the turn; only the last is the same speech as the turn's end.
+    audio = np.concatenate([silence(0.3), piper("Set a timer for"), silence(0.35),
+                            piper("ten minutes"), silence(1.5)])
+    detector = EndOfTurnDetector(TurnSettings(), start_index=START)
+    n = detector.FRAME_SAMPLES
+    pauses = []
+    bounds = None
+    for i in range(0, len(audio), n):
+        bounds = detector.process(audio[i:i + n], START + i + n)
+        if bounds is not None:
+            break
+        pause = detector.pause()
+        if pause is not None and pause.seconds >= 0.25 and (
+                not pauses or pauses[-1].voiced_end_index != pause.voiced_end_index):
+            pauses.append(pause)
+    assert bounds is not None and len(pauses) == 2
+    first, last = pauses
+    assert not first.same_speech(bounds)
+    assert last.same_speech(bounds)
+    assert last.end_index <= bounds.end_index
+    assert first.voiced_end_index < START + int(1.5 * RATE) < last.voiced_end_index

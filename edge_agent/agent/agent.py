@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import itertools
 import logging
 import threading
 import time
@@ -34,9 +33,10 @@ from edge_agent.intents.device import ring_announcement
 from edge_agent.logsetup import log_context
 from edge_agent.state import AgentState
 from edge_agent.statefile import StateSaver, load_json, move_aside
-from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
+from edge_agent.vad import EndOfTurnDetector, Outcome, Pause, TurnBounds
 
 from .arbiter import AnswerAlways, WakeArbiter, phrase_level_dbfs
+from .speculate import Speculation, Speculator
 from .supervisor import cancel_within
 from .turn import latencies_ms
 
@@ -70,7 +70,8 @@ class TurnPipeline(Protocol):
     """The turn pipeline (edge_agent.agent.turn.TurnRunner) as the agent uses it."""
 
     async def run(self, audio: np.ndarray, *, end_of_speech: float, turn_id: int,
-                  vosk_result: Awaitable[str] | None = None) -> Any: ...
+                  vosk_result: Awaitable[str] | None = None,
+                  confirmed: asyncio.Future[None] | None = None) -> Any: ...
     async def speak(self, text: str, *, turn_id: int | None = None) -> bool: ...
 
 
@@ -142,12 +143,15 @@ class Agent:
         """More of status(), by key: parts of the daemon the agent does not own (MQTT)."""
         self.last_answer = ""
         self.last_turns: deque[TurnRecord] = deque(maxlen=LAST_TURNS)
-        self.counts = {"turns": 0, "barge_ins": 0, "failovers": 0, "overruns": 0}
+        self.counts = {"turns": 0, "barge_ins": 0, "failovers": 0, "overruns": 0,
+                       "speculations_wasted": 0}
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._started = time.monotonic()
         self._state = AgentState.IDLE
-        self._turn_ids = itertools.count(1)
+        self._last_turn_id = 0
+        self._answering: asyncio.Task | None = None
+        """A confirmed speculative answer's own task (its tools act for the turn)."""
         self._pending: _Request | None = None
         self._wakeup = asyncio.Event()
         self._turn_task: asyncio.Task | None = None
@@ -223,7 +227,7 @@ class Agent:
         for task in self._speeches:
             if task is not current:
                 task.cancel()
-        if self._turn_task is not None and self._turn_task is not current:
+        if self._turn_task is not None and current not in (self._turn_task, self._answering):
             self._cancel_turn()
             if self._state in (AgentState.SPEAKING, AgentState.THINKING):
                 self._set_state(AgentState.IDLE)
@@ -241,7 +245,7 @@ class Agent:
         if muted:
             self._set_state(AgentState.MUTED)
             self._muted = True
-            if self._turn_task is not asyncio.current_task():
+            if asyncio.current_task() not in (self._turn_task, self._answering):
                 self.player.stop()
                 self._cancel_turn()
         else:
@@ -416,10 +420,11 @@ class Agent:
                     follow_up: bool) -> bool:
         """Listen, then answer; True when an answer was spoken."""
         live = self._live_vosk(start)
+        speculator = None if push_to_talk else self._speculator(start, live)
         try:
             try:
                 bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
-                                            follow_up=follow_up)
+                                            follow_up=follow_up, speculator=speculator)
             except AudioDeviceError as exc:
                 self.report_error("listen", str(exc))
                 return False
@@ -428,10 +433,39 @@ class Agent:
                 return False
             if live is not None:
                 live[1].set_result(bounds.end_index)
-            return await self._answer(source, bounds, live[0] if live is not None else None)
+            speculation = speculator.take(bounds) if speculator is not None else None
+            return await self._answer(source, bounds, live[0] if live is not None else None,
+                                      speculation)
         finally:
+            if speculator is not None:
+                await speculator.close()
             if live is not None and not live[0].done():
                 live[0].cancel()  # not needed (cloud answered) or the turn was cut
+
+    def _speculator(self, start: int,
+                    live: tuple[asyncio.Task, asyncio.Future] | None) -> Speculator | None:
+        """Speculative answers for a turn listened to from ``start`` (turn.speculative)."""
+        turns, settings = self.turns, self.settings.turn
+        if turns is None or not settings.speculative:
+            return None
+
+        def begin(pause: Pause, confirmed: asyncio.Future[None]) -> asyncio.Task:
+            audio = self.ring.read_range(start, pause.end_index)
+            # Shielded: a discarded guess must not cancel the live Vosk the turn shares.
+            vosk = asyncio.shield(live[0]) if live is not None else None
+            turn_id = self._last_turn_id + 1  # the id the turn gets if this is confirmed
+
+            async def answer() -> Any:
+                result = await turns.run(
+                    audio, end_of_speech=self.ring.time_of(pause.end_index), turn_id=turn_id,
+                    vosk_result=vosk, confirmed=confirmed)
+                self._note_result(turn_id, result)  # it only returns once confirmed
+                return result
+
+            with log_context(turn_id=turn_id):
+                return asyncio.create_task(answer(), name="speculative-turn")
+
+        return Speculator(settings, self.bus, begin)
 
     def _live_vosk(self, start: int) -> tuple[asyncio.Task, asyncio.Future] | None:
         """In "parallel" mode, Vosk hears the utterance while it is spoken, so its
@@ -458,7 +492,7 @@ class Agent:
             reader.close()
 
     async def _listen(self, start: int, *, lead: float, push_to_talk: bool,
-                      follow_up: bool) -> TurnBounds:
+                      follow_up: bool, speculator: Speculator | None = None) -> TurnBounds:
         """Feed the end-of-turn detector from ``start`` until it decides, or until the
         button is released (push-to-talk: the release ends the turn, pauses do not).
         ``lead`` is audio before the trigger (pre-roll, wake detection lag): the
@@ -489,12 +523,16 @@ class Agent:
                 bounds = detector.process(frame, reader.position)
                 if bounds is not None:
                     return bounds
+                if speculator is not None:
+                    speculator.observe(detector.pause())
         finally:
             reader.close()
 
     async def _answer(self, source: str, bounds: TurnBounds,
-                      vosk_result: Awaitable[str] | None) -> bool:
-        """Run the turn pipeline on the utterance; True when an answer was spoken."""
+                      vosk_result: Awaitable[str] | None,
+                      speculation: Speculation | None = None) -> bool:
+        """Run the turn pipeline on the utterance (or let the speculative answer
+        already running on it play); True when an answer was spoken."""
         if self.turns is None:
             raise RuntimeError("Agent.turns was never set")
         ring = self.ring
@@ -504,15 +542,19 @@ class Agent:
                       start_index=bounds.start_index, end_index=bounds.end_index)
         self._earcon("end")
         self._set_state(AgentState.THINKING)
-        turn_id = next(self._turn_ids)
+        turn_id = self._last_turn_id = self._last_turn_id + 1
         record = TurnRecord(turn_id, source)
         self.last_turns.append(record)
         self.counts["turns"] += 1
-        audio = ring.read_range(bounds.start_index, bounds.end_index)
         try:
             with log_context(turn_id=turn_id):  # journal field TURN_ID on every record
-                result = await self.turns.run(audio, end_of_speech=end_t, turn_id=turn_id,
-                                              vosk_result=vosk_result)
+                if speculation is not None:
+                    self._answering = speculation.task
+                    result = await speculation.confirm()
+                else:
+                    audio = ring.read_range(bounds.start_index, bounds.end_index)
+                    result = await self.turns.run(audio, end_of_speech=end_t,
+                                                  turn_id=turn_id, vosk_result=vosk_result)
         except asyncio.CancelledError:
             self._answered_until = ring.total
             raise
@@ -522,13 +564,23 @@ class Agent:
             record.error = str(exc) or type(exc).__name__
             self.report_error("turn", record.error)
             return False
+        finally:
+            self._answering = None
         self._answered_until = ring.total
-        record.transcript, record.engine = result.transcript, result.transcript_engine
-        record.reply, record.reply_engine = result.reply, result.reply_engine
-        record.timings = dict(result.timings)
+        if speculation is None:
+            self._note_result(turn_id, result)
+        return bool(result.spoken)
+
+    def _note_result(self, turn_id: int, result: Any) -> None:
+        """Fill the turn's record, in the same step as its ``turn_done`` event, so a
+        status asked for on that event already shows the turn."""
+        record = next((r for r in self.last_turns if r.id == turn_id), None)
+        if record is not None:
+            record.transcript, record.engine = result.transcript, result.transcript_engine
+            record.reply, record.reply_engine = result.reply, result.reply_engine
+            record.timings = dict(result.timings)
         if result.reply:
             self.last_answer = result.reply
-        return bool(result.spoken)
 
     def report_error(self, where: str, message: str) -> None:
         """Something failed (a turn, a supervised job): the ``error`` event, and the
@@ -623,6 +675,8 @@ class Agent:
                 self._set_state(AgentState.IDLE)
         elif name == "failover":
             self.counts["failovers"] += 1
+        elif name == "speculation" and event.fields["outcome"] == "wasted":
+            self.counts["speculations_wasted"] += 1
         elif name == "audio_overrun":
             self.counts["overruns"] += 1
         elif name == "network" and not event.fields["online"]:

@@ -120,8 +120,12 @@ class SpokenAnswer:
         first_byte_timeout: float,
         timings: dict[str, float],
         wait_notice: str | None = None,
+        hold: asyncio.Future[None] | None = None,
     ) -> None:
+        """``hold``: nothing plays before it is done (a speculative answer is
+        synthesized ahead, then played once the end of the turn is confirmed)."""
         self._player = player
+        self._hold = hold
         self._failover = failover
         self._cloud = cloud_tts  # None once it failed in this answer
         self._piper = piper
@@ -244,6 +248,7 @@ class SpokenAnswer:
         except Exception:
             log.exception("the wait notice could not be synthesized")
             return
+        await self._held()
         if self._stream is None:  # the answer itself may have started meanwhile
             self._write(pcm, self._piper)
             self._played.append((_Sentence(self._wait_notice, record=False), self._clock))
@@ -287,7 +292,12 @@ class SpokenAnswer:
             return
         await chunks.put(None)
 
+    async def _held(self) -> None:
+        if self._hold is not None:
+            await asyncio.shield(self._hold)  # shared: our cancellation must not cancel it
+
     async def _play_all(self) -> None:
+        await self._held()
         while (sentence := await self._ready.get()) is not None:
             try:
                 await self._play(sentence)

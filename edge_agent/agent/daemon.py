@@ -165,6 +165,8 @@ class Daemon:
         self._stopping = asyncio.Event()
         self.ready = asyncio.Event()
         """Set once start-up is complete (when READY=1 goes to systemd)."""
+        self.warmed = asyncio.Event()
+        """Set once the background prewarm after start-up is over (benchmarks wait on it)."""
         self._prewarm: asyncio.Task | None = None
         self._first_probe: asyncio.Task | None = None
         self._warming: asyncio.Task | None = None
@@ -296,6 +298,7 @@ class Daemon:
 
         self._prewarm = asyncio.create_task(prewarm(), name="prewarm")
         self._prewarm.add_done_callback(_log_failure)
+        self._prewarm.add_done_callback(lambda _: self.warmed.set())
 
     def _open_event_log(self) -> None:
         events = self.settings.log.events

@@ -26,7 +26,7 @@ from edge_agent.agent.failover import Failover, Hold, timed
 from edge_agent.config import Settings
 from edge_agent.errors import LlmCloudError, SttCloudError
 from edge_agent.events import EventBus
-from edge_agent.intents.tools import Toolbox
+from edge_agent.intents.tools import Toolbox, actions_after
 from edge_agent.logsetup import log_context
 from edge_agent.text import SentenceChunker, clean_for_speech
 from edge_agent.wake import strip_wake_phrase
@@ -139,9 +139,14 @@ class TurnRunner:
     # --- public ------------------------------------------------------------------
 
     async def prewarm(self) -> None:
-        """Synthesize the offline notices with Piper now, so a failover speaks them
-        at once. Optional (they are remembered after first use anyway); takes about
-        a second of CPU, so call it in the background at start."""
+        """Rehearse a cloud turn in memory (edge_agent.cloud.warm), so the first
+        real turn pays no first-use setup, and synthesize the offline notices with
+        Piper, so a failover speaks them at once. Optional; takes about a second
+        of CPU, so call it in the background at start."""
+        if self.cloud_llm is not None:
+            from edge_agent.cloud.warm import rehearse  # the openai package: only with a cloud
+
+            await rehearse(self.settings.cloud, self.toolbox)
         if self.piper is not None:
             await self.piper.prewarm()
 
@@ -152,13 +157,26 @@ class TurnRunner:
         end_of_speech: float,
         turn_id: int,
         vosk_result: Awaitable[str] | None = None,
+        confirmed: asyncio.Future[None] | None = None,
     ) -> TurnResult:
         """Answer the utterance ``audio`` (16 kHz mono int16). ``vosk_result`` is the
-        live Vosk transcript when offline.stt_mode is "parallel"."""
+        live Vosk transcript when offline.stt_mode is "parallel". ``confirmed``
+        makes it a speculative answer: recognized, answered and synthesized now,
+        but nothing is played, no tool acts and no transcript is announced before
+        it is done; cancelled before that, the turn leaves no trace."""
         timings = {"end_of_speech": end_of_speech}
         failover = Failover(self.bus, self.connectivity, turn_id)
         # A question is waited on (a stall says "One moment."); an announcement is not.
-        answer = self._answer(failover, timings, wait_notice=ONE_MOMENT)
+        answer = self._answer(failover, timings, wait_notice=ONE_MOMENT, hold=confirmed)
+        with actions_after(confirmed):
+            return await self._run(audio, vosk_result, failover, answer, timings, turn_id,
+                                   confirmed)
+
+    async def _run(
+        self, audio: np.ndarray, vosk_result: Awaitable[str] | None, failover: Failover,
+        answer: SpokenAnswer, timings: dict[str, float], turn_id: int,
+        confirmed: asyncio.Future[None] | None,
+    ) -> TurnResult:
         transcript, stt_engine, reply_engine = "", "none", "offline"
         limit = asyncio.timeout(MAX_TURN_SECONDS)
         try:
@@ -169,8 +187,8 @@ class TurnRunner:
                 # end; recognizers sometimes still hear its tail ("jarvis, what time...").
                 transcript = strip_wake_phrase(transcript, self.settings.wake.models)
                 timings["stt_done"] = time.monotonic()
-                self.bus.emit("transcript", text=transcript, engine=stt_engine,
-                              turn_id=turn_id)
+                self._emit_after(confirmed, "transcript", text=transcript, engine=stt_engine,
+                                 turn_id=turn_id)
                 if stt_engine == "none":
                     reply_engine = "offline"
                     problem = self._key_problem()
@@ -384,11 +402,22 @@ class TurnRunner:
         return [clean_for_speech(s).strip() for text in texts for s in _sentences(text)]
 
     def _answer(self, failover: Failover, timings: dict[str, float], *,
-                wait_notice: str | None = None) -> SpokenAnswer:
+                wait_notice: str | None = None,
+                hold: asyncio.Future[None] | None = None) -> SpokenAnswer:
         return SpokenAnswer(
             self.player, failover, cloud_tts=self.cloud_tts, piper=self.piper,
             first_byte_timeout=self.settings.cloud.timeouts.tts_first_byte, timings=timings,
-            wait_notice=wait_notice)
+            wait_notice=wait_notice, hold=hold)
+
+    def _emit_after(self, confirmed: asyncio.Future[None] | None, name: str,
+                    **fields: object) -> None:
+        """Emit now, or once a speculative turn is confirmed (never if discarded)."""
+        if confirmed is None or confirmed.done():
+            if confirmed is None or not confirmed.cancelled():
+                self.bus.emit(name, **fields)
+            return
+        confirmed.add_done_callback(
+            lambda done: None if done.cancelled() else self.bus.emit(name, **fields))
 
     def _remember(self, transcript: str, spoken: str) -> None:
         """The conversation holds only what the user actually heard."""

@@ -31,7 +31,9 @@ configured. Never sent: without a key no request goes out (``require_key``)."""
 class CloudClient:
     """The kept-alive connection to ``settings.base_url`` shared by STT, LLM and TTS."""
 
-    def __init__(self, settings: CloudSettings, api_key: Secret | None) -> None:
+    def __init__(self, settings: CloudSettings, api_key: Secret | None, *,
+                 transport: httpx2.AsyncBaseTransport | None = None) -> None:
+        """``transport`` replaces the network (the start-up rehearsal answers in memory)."""
         self.settings = settings
         self.has_key = api_key is not None
         t = settings.timeouts
@@ -42,6 +44,7 @@ class CloudClient:
             timeout=httpx2.Timeout(backstop, connect=t.connect, pool=t.connect),
             limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4,
                                  keepalive_expiry=120.0),
+            transport=transport,
         )
         self.api = openai.AsyncOpenAI(
             api_key=str(api_key) if api_key else _NO_KEY,

@@ -4,7 +4,7 @@ tool definitions serve LLM tool calls online and local intents offline."""
 from edge_agent.intents.device import Device, device_tools
 from edge_agent.intents.local import LocalIntents, vocabulary
 from edge_agent.intents.timers import Timer, Timers
-from edge_agent.intents.tools import Tool, Toolbox
+from edge_agent.intents.tools import Tool, Toolbox, actions_after
 
-__all__ = ["Device", "LocalIntents", "Timer", "Timers", "Tool", "Toolbox", "device_tools",
-           "vocabulary"]
+__all__ = ["Device", "LocalIntents", "Timer", "Timers", "Tool", "Toolbox", "actions_after",
+           "device_tools", "vocabulary"]

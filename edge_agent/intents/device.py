@@ -141,15 +141,15 @@ def device_tools(
     seconds = {"type": "number", "description": "Length of the timer in seconds."}
     percent = {"type": "number", "description": "Percent, 0 to 100."}
     return Toolbox([
-        Tool("get_time", "The current local time.", get_time),
-        Tool("get_date", "Today's date and weekday.", get_date),
+        Tool("get_time", "The current local time.", get_time, acts=False),
+        Tool("get_date", "Today's date and weekday.", get_date, acts=False),
         Tool("set_timer", "Start a countdown timer that rings when done; works offline.",
              set_timer, _params(required=["seconds"], seconds=seconds,
                                 label=_label_schema("(optional), e.g. pasta"))),
         Tool("cancel_timer", "Cancel a running timer, or all of them.", cancel_timer,
              _params(label=_label_schema("to cancel"))),
         Tool("timer_status", "How long is left on running timers.", timer_status,
-             _params(label=_label_schema("to ask about"))),
+             _params(label=_label_schema("to ask about")), acts=False),
         Tool("set_volume", "Set the speaker volume.", set_volume,
              _params(required=["percent"], percent=percent)),
         Tool("change_volume", "Turn the speaker volume up or down by some percent.",
@@ -160,9 +160,10 @@ def device_tools(
         Tool("stop", "Stop talking or silence a ringing timer.", stop),
         Tool("mute", "Turn the microphone off (privacy); only the button or the control "
              "socket turn it back on.", mute),
-        Tool("network_status", "Whether the speaker is online.", network_status),
+        Tool("network_status", "Whether the speaker is online.", network_status,
+             acts=False),
         Tool("repeat_last_answer", "Repeat the previous answer word for word.",
-             repeat_last_answer),
+             repeat_last_answer, acts=False),
     ])
 
 

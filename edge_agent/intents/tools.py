@@ -4,11 +4,13 @@ failure becomes a short result the model (or the intent) can speak."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +18,22 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 Handler = Callable[..., str | Awaitable[str]]
+
+_confirmation: contextvars.ContextVar[asyncio.Future[None] | None] = contextvars.ContextVar(
+    "tool_confirmation", default=None)
+
+
+@contextlib.contextmanager
+def actions_after(confirmed: asyncio.Future[None] | None) -> Iterator[None]:
+    """Inside, a tool that acts waits for ``confirmed`` before it runs: an answer
+    started on a guess (a speculative turn) must not set a timer or change the
+    volume until the guess is confirmed. A context variable, so the LLM's tool
+    calls and the local intents are held alike without being told."""
+    token = _confirmation.set(confirmed)
+    try:
+        yield
+    finally:
+        _confirmation.reset(token)
 
 
 @dataclass(frozen=True)
@@ -28,6 +46,8 @@ class Tool:
         default_factory=lambda: {"type": "object", "properties": {}}
     )
     """JSON schema of the keyword arguments."""
+    acts: bool = True
+    """It changes something (a timer, the volume); False for tools that only tell."""
 
     def schema(self) -> dict[str, Any]:
         """The OpenAI chat-completions ``tools`` entry."""
@@ -82,6 +102,9 @@ class Toolbox:
             if not isinstance(kwargs, dict):
                 return "error: arguments must be a JSON object"
             with self._around():
+                confirmed = _confirmation.get()
+                if tool.acts and confirmed is not None:
+                    await asyncio.shield(confirmed)  # shared: our cancellation must not cancel it
                 result = tool.handler(**kwargs)
                 if inspect.isawaitable(result):
                     result = await result

@@ -42,11 +42,31 @@ class TurnBounds:
     speech_start_index: int | None
     """Where speech was first heard; None when nobody spoke."""
     rate: int = 16000
+    voiced_end_index: int | None = None
+    """End of the last voiced frame heard."""
 
     @property
     def duration(self) -> float:
         """Seconds of audio between start_index and end_index."""
         return (self.end_index - self.start_index) / self.rate
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Silence after speech, before it is long enough to end the turn."""
+
+    speech_start_index: int
+    voiced_end_index: int
+    """End of the last voiced frame: the same value later means no word since."""
+    end_index: int
+    """Where the utterance would end if the turn ended now (speech plus the tail)."""
+    seconds: float
+    """Silence so far."""
+
+    def same_speech(self, bounds: TurnBounds) -> bool:
+        """The turn ended with no word after this pause (same speech, same words)."""
+        return (bounds.speech_start_index == self.speech_start_index
+                and bounds.voiced_end_index == self.voiced_end_index)
 
 
 class EndOfTurnDetector:
@@ -68,6 +88,7 @@ class EndOfTurnDetector:
         self._burst_voiced = 0  # voiced samples in the current burst
         self._last_voiced_end: int | None = None  # end of the last voiced frame
         self._speech_start: int | None = None  # set once a burst reaches min_speech
+        self._position = start_index  # end of the last frame judged
         self._tail = int(min(TAIL_SECONDS, turn.end_silence) * rate)
         self.bounds: TurnBounds | None = None
 
@@ -75,6 +96,17 @@ class EndOfTurnDetector:
     def speaking(self) -> bool:
         """Speech has been confirmed (min_speech reached) in this turn."""
         return self._speech_start is not None
+
+    def pause(self) -> Pause | None:
+        """The silence after confirmed speech so far (None before speech, or while a
+        frame is voiced): what a speculative answer would be based on."""
+        if self._speech_start is None or self._last_voiced_end is None:
+            return None
+        silent = self._position - self._last_voiced_end
+        if silent <= 0:
+            return None
+        end = min(self._position, self._last_voiced_end + self._tail)
+        return Pause(self._speech_start, self._last_voiced_end, end, silent / self.rate)
 
     def process(self, frame: np.ndarray, end_index: int) -> TurnBounds | None:
         """Feed audio ending at absolute sample ``end_index`` (any length;
@@ -97,11 +129,12 @@ class EndOfTurnDetector:
         """Push-to-talk released: the turn ends here, whatever was heard."""
         if self.bounds is None:
             self.bounds = TurnBounds(Outcome.RELEASED, self.start_index, end_index,
-                                     self._speech_start, self.rate)
+                                     self._speech_start, self.rate, self._last_voiced_end)
         return self.bounds
 
     def _step(self, frame: np.ndarray, end: int) -> TurnBounds | None:
         s = self.settings
+        self._position = end
         if self._vad.is_speech(frame):
             if self._burst_start is None:
                 self._burst_start = end - len(frame)
@@ -126,4 +159,5 @@ class EndOfTurnDetector:
         return None
 
     def _bounds(self, outcome: Outcome, end: int) -> TurnBounds:
-        return TurnBounds(outcome, self.start_index, end, self._speech_start, self.rate)
+        return TurnBounds(outcome, self.start_index, end, self._speech_start, self.rate,
+                          self._last_voiced_end)

@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 
 from edge_agent.text import SentenceChunker
+from tests.bench import spoken_turn
+from tests.bench.spoken_turn import NaiveTurns
 from tests.fakecloud import FakeCloud, Latency, tokens
 from tests.test_turn import Rig, make_rig, question
 
@@ -61,19 +63,9 @@ def injected_naive() -> float:
 
 async def naive_turn(rig: Rig, audio: np.ndarray) -> float:
     """The classic three-call pipeline on the same engines and the same speaker."""
-    runner = rig.runner
-    end_of_speech = time.monotonic()
-    text = await runner.cloud_stt.transcribe(audio)
-    reply = "".join([delta async for delta in runner.cloud_llm.reply(
-        runner.conversation.messages(text), runner.toolbox)])
-    tts = runner.cloud_tts
-    pcm = b"".join([chunk async for chunk in tts.synthesize(reply)])
-    stream = rig.player.stream(engine=tts.name)
-    stream.write(pcm, tts.sample_rate)
-    stream.end()
-    await stream.drained()
-    assert stream.first_frame_at is not None
-    return stream.first_frame_at - end_of_speech
+    result = await NaiveTurns(rig.runner, rig.player).run(
+        audio, end_of_speech=time.monotonic(), turn_id=0)
+    return result.timings["first_audio"] - result.timings["end_of_speech"]
 
 
 def _figures(values: list[float]) -> dict[str, float]:
@@ -129,8 +121,20 @@ async def _measure(turns: int) -> dict[str, Any]:
     }
 
 
+async def _measure_all(turns: int) -> dict[str, Any]:
+    figures = await _measure(turns)
+    with tempfile.TemporaryDirectory() as tmp:
+        figures["end_of_question"] = {
+            "end_silence_s": 0.6, "turns_after_the_first": turns,
+            **await spoken_turn.measure(Path(tmp), turns, transcript=TRANSCRIPT,
+                                        reply=REPLY, latency=INJECTED, question=question()),
+        }
+        figures["natural_pauses"] = await spoken_turn.pauses(Path(tmp), latency=INJECTED)
+    return figures
+
+
 def run(quick: bool = False) -> dict[str, Any]:
-    return asyncio.run(_measure(5 if quick else 20))
+    return asyncio.run(_measure_all(5 if quick else 20))
 
 
 def main() -> None:
