@@ -572,7 +572,9 @@ def _event_log_problems(path: Path, where: str) -> list[str]:
     try:
         if path.is_dir():
             return [f"{where}: log.events: {str(path)!r} is a directory; name a file in it"]
-        if path.exists() and not path.is_file():  # a FIFO would block the daemon's open
+        # A FIFO or socket would block or fail the daemon's open; a character
+        # device (/dev/null, /dev/full) opens at once and is the owner's choice.
+        if path.exists() and not (path.is_file() or path.is_char_device()):
             return [f"{where}: log.events: {str(path)!r} is not a regular file"]
         for parent in path.parents:
             if parent.exists():

@@ -42,6 +42,9 @@ class FakeWake:
     def set_playing(self, playing: bool) -> None:
         pass
 
+    def status(self) -> dict[str, object]:
+        return {}
+
 
 def make_agent(state_dir: Path, bus: EventBus | None = None) -> Agent:
     settings = dataclasses.replace(Settings(), service=ServiceSettings(state_dir=str(state_dir)))

@@ -131,6 +131,12 @@ class WakeDetector:
         base = given.get(f"{model}:{engine}", given.get(model, self.settings.threshold))
         return max(base, self.settings.playback_threshold) if self._playing else base
 
+    def status(self) -> dict[str, object]:
+        """Engines, thresholds, each engine's recent peak and the near misses."""
+        return {"engines": list(self.engines),
+                "thresholds": {m: self.threshold(m) for m in self.model_names},
+                **self.diagnostics.to_dict()}
+
     def process(self, frame: np.ndarray, end_index: int) -> WakeDetection | None:
         """Feed audio ending at absolute sample ``end_index``. Frames of any
         length work (leftovers wait for the next call); 1280 is the natural one."""
