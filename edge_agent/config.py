@@ -596,24 +596,27 @@ class Secret(str):
         return "Secret('***')"
 
 
+def read_secret_file(path: Path, key: str, what: str) -> tuple[Secret, list[str]]:
+    """A secret from the file at ``path`` (setting ``key``, holding ``what``) and
+    any warnings. Refuses (ConfigError) a file others can write, or an empty one."""
+    try:
+        st = path.stat()
+        problems = _unsafe_permissions(str(path), st)
+        if problems:
+            raise ConfigError(problems)
+        warnings = [f"{path}: {what} file is readable by every user; run: chmod o-r {path}"
+                    ] if st.st_mode & stat.S_IROTH else []
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from None
+    if not secret:
+        raise ConfigError(f"{key}: {path} is empty")
+    return Secret(secret), warnings
+
+
 def load_api_key(cloud: CloudSettings) -> tuple[Secret | None, list[str]]:
     """The API key and any warnings. Refuses (ConfigError) a key file others can write."""
-    warnings: list[str] = []
     if cloud.api_key_file:
-        path = Path(cloud.api_key_file)
-        try:
-            st = path.stat()
-            problems = _unsafe_permissions(str(path), st)
-            if problems:
-                raise ConfigError(problems)
-            if st.st_mode & stat.S_IROTH:
-                warnings.append(f"{path}: API key file is readable by every user; "
-                                f"run: chmod o-r {path}")
-            key = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"cloud.api_key_file: cannot read {path}: {exc.strerror}") from None
-        if not key:
-            raise ConfigError(f"cloud.api_key_file: {path} is empty")
-        return Secret(key), warnings
+        return read_secret_file(Path(cloud.api_key_file), "cloud.api_key_file", "API key")
     key = os.environ.get(cloud.api_key_env, "").strip()
-    return (Secret(key) if key else None), warnings
+    return (Secret(key) if key else None), []

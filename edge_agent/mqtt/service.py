@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import logging
 import ssl
-import stat
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from edge_agent.config import MqttSettings, Secret, _unsafe_permissions
-from edge_agent.errors import ConfigError
+from edge_agent.config import MqttSettings, Secret, read_secret_file
 from edge_agent.mqtt.announcer import Announcer
 from edge_agent.mqtt.link import MqttLink
 from edge_agent.mqtt.topics import Topics
@@ -28,21 +26,11 @@ if TYPE_CHECKING:
 def load_password(settings: MqttSettings) -> Secret | None:
     if not settings.password_file:
         return None
-    path = Path(settings.password_file)
-    try:
-        st = path.stat()
-        problems = _unsafe_permissions(str(path), st)
-        if problems:
-            raise ConfigError(problems)
-        if st.st_mode & stat.S_IROTH:
-            log.warning("%s: MQTT password file is readable by every user; run: chmod o-r %s",
-                        path, path)
-        password = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"mqtt.password_file: cannot read {path}: {exc.strerror}") from None
-    if not password:
-        raise ConfigError(f"mqtt.password_file: {path} is empty")
-    return Secret(password)
+    password, warnings = read_secret_file(Path(settings.password_file), "mqtt.password_file",
+                                          "MQTT password")
+    for warning in warnings:
+        log.warning("%s", warning)
+    return password
 
 
 def build_mqtt(settings: Settings, agent: Agent, bus: EventBus,
