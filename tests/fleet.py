@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ import numpy as np
 
 from edge_agent.agent.daemon import Daemon
 from edge_agent.config import load_config
-from edge_agent.events import Event
 from tests.broker import Broker
 from tests.fakecloud import FakeCloud
+from tests.recorder import EventRecorder
 from tests.speech import silence, write_wav
 
 QUIET = '''
@@ -60,7 +59,7 @@ control_socket = "{tmp}/control.sock"
 '''
 
 
-class Speaker:
+class Speaker(EventRecorder):
     """One daemon: its directory, config and the events it emitted."""
 
     def __init__(self, tmp: Path, name: str, fake: FakeCloud, broker: Broker, *,
@@ -73,8 +72,7 @@ class Speaker:
         self.config = self.tmp / "config.toml"
         self._write_config("idle.wav")
         self.daemon: Daemon
-        self.events: list[Event] = []
-        self._lock = threading.Lock()
+        super().__init__()
 
     def _write_config(self, audio_input: str) -> None:
         fake, mqtt, extra = self._config_args
@@ -84,22 +82,12 @@ class Speaker:
 
     async def start(self) -> None:
         self.daemon = Daemon(load_config(self.config), pin_factory=False)
-        self.daemon.bus.subscribe(self._record)
+        self.daemon.bus.subscribe(self.record)
         await self.daemon.start()
         # Piper synthesizes the offline notices after READY: let that CPU burst
         # pass, or the first wake word meets three busy detectors.
         if self.daemon._prewarm is not None:
             await asyncio.wait({self.daemon._prewarm}, timeout=60)
-
-    def _record(self, event: Event) -> None:
-        with self._lock:
-            self.events.append(event)
-
-    def named(self, name: str, **match: Any) -> list[Event]:
-        with self._lock:
-            events = list(self.events)
-        return [e for e in events if e.name == name
-                and all(e.fields.get(k) == v for k, v in match.items())]
 
     def prepare(self, audio: np.ndarray, name: str) -> None:
         write_wav(self.tmp / name, audio)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from edge_agent.agent.daemon import Daemon
 from edge_agent.config import load_config
 from edge_agent.events import Event
 from tests.fakecloud import FakeCloud, Latency, Request
+from tests.recorder import EventRecorder
 from tests.speech import RATE, piper, read_wav, silence, write_wav
 
 BUTTON_PIN = 17
@@ -60,7 +60,7 @@ control_socket = "{tmp}/control.sock"
 '''
 
 
-class Harness:
+class Harness(EventRecorder):
     """One daemon run: write the input WAV and config, start, observe, stop."""
 
     def __init__(self, tmp: Path, fake: FakeCloud, audio: np.ndarray, *,
@@ -72,15 +72,14 @@ class Harness:
         self.config.write_text(config_text(tmp, fake, extra))
         self.config.chmod(0o644)
         self.factory = MockFactory(pin_class=MockPWMPin) if gpio else None
-        self.events: list[Event] = []
-        self._lock = threading.Lock()
+        super().__init__()
         self.daemon: Daemon
         self._task: asyncio.Task | None = None
 
     async def __aenter__(self) -> Harness:
         settings = load_config(self.config)
         self.daemon = Daemon(settings, pin_factory=self.factory if self.factory else False)
-        self.daemon.bus.subscribe(self._record)
+        self.daemon.bus.subscribe(self.record)
         self._task = asyncio.create_task(self.daemon.run())
         ready = asyncio.create_task(self.daemon.ready.wait())
         done, _ = await asyncio.wait({ready, self._task}, timeout=60,
@@ -101,17 +100,7 @@ class Harness:
             await asyncio.wait_for(self._task, 10)
             self._task = None
 
-    def _record(self, event: Event) -> None:
-        with self._lock:
-            self.events.append(event)
-
     # --- observing ------------------------------------------------------------------
-
-    def named(self, name: str, **match: Any) -> list[Event]:
-        with self._lock:
-            events = list(self.events)
-        return [e for e in events if e.name == name
-                and all(e.fields.get(k) == v for k, v in match.items())]
 
     def states(self) -> list[str]:
         return [e.fields["state"] for e in self.named("state")]
