@@ -458,10 +458,32 @@ def _check_path(value: str, kind: str, base_dir: Path) -> tuple[str, str | None]
     return str(path), None
 
 
+def writable_by_others(st: os.stat_result) -> bool:
+    """Whether a user other than the file's owner may write it. Group write is the
+    owner's alone when the group is the owner's private group (same name, nobody
+    else in it): a umask of 002, usual with user private groups, makes every file
+    that way, and refusing those would be a dead end, not a protection (as sshd)."""
+    if st.st_mode & stat.S_IWOTH:
+        return True
+    return bool(st.st_mode & stat.S_IWGRP) and not _private_group(st.st_uid, st.st_gid)
+
+
+def _private_group(uid: int, gid: int) -> bool:
+    import grp
+    import pwd
+
+    try:
+        user, group = pwd.getpwuid(uid), grp.getgrgid(gid)
+    except KeyError:
+        return False
+    return (user.pw_gid == gid and group.gr_name == user.pw_name
+            and set(group.gr_mem) <= {user.pw_name})
+
+
 def _unsafe_permissions(where: str, st: os.stat_result) -> list[str]:
     """A config or key file that another user can write could point the daemon at any
     server or model; refuse it rather than run someone else's settings."""
-    if st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP:
+    if writable_by_others(st):
         return [f"{where}: writable by other users (mode {stat.S_IMODE(st.st_mode):o}); "
                 f"run: chmod go-w {where}"]
     if st.st_uid not in (0, os.getuid()):

@@ -5,6 +5,7 @@ by every user; through check-config, load_api_key and the real `edge-agent run`.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import time
@@ -23,7 +24,16 @@ KEY = "sk-permissions-test-NEVER-PRINTED-42"
 def write(path: Path, text: str, mode: int) -> Path:
     path.write_text(text)
     path.chmod(mode)
+    if mode & stat.S_IWGRP:
+        share_group(path)
     return path
+
+
+def share_group(path: Path) -> None:
+    """Give ``path`` a group other users are in (not its owner's private group)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to a shared group")
+    os.chown(path, -1, 65534)
 
 
 @pytest.mark.parametrize("mode", [0o666, 0o664, 0o646, 0o620, 0o602])
@@ -40,6 +50,19 @@ def test_a_config_others_can_write_is_refused(
 @pytest.mark.parametrize("mode", [0o600, 0o640, 0o644, 0o400])
 def test_a_config_only_its_owner_can_write_is_accepted(tmp_path: Path, mode: int) -> None:
     config = write(tmp_path / "config.toml", "[audio]\nvolume = 0.5\n", mode)
+    assert load_config(config).audio.volume == 0.5
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root:root is root's private group")
+@pytest.mark.parametrize("mode", [0o664, 0o660])
+def test_group_write_in_the_owners_private_group_is_accepted(
+    tmp_path: Path, mode: int
+) -> None:
+    """A umask of 002 (user private groups) writes every file 664: nobody else may
+    write it, so refusing it would only strand the owner."""
+    config = tmp_path / "config.toml"
+    config.write_text("[audio]\nvolume = 0.5\n")
+    config.chmod(mode)
     assert load_config(config).audio.volume == 0.5
 
 

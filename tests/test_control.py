@@ -98,6 +98,27 @@ def test_socket_is_group_only_and_strangers_are_told_why() -> None:
     assert "permission denied" in result.stderr
 
 
+def test_socket_is_0660_without_touching_the_process_umask(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The umask is process-wide: changing it while binding made files that other
+    threads created meanwhile (recordings, state) come out with the wrong mode."""
+    sock = tmp_path / "control.sock"
+    umask_calls: list[int] = []
+    monkeypatch.setattr(os, "umask", lambda mask: umask_calls.append(mask) or 0o022)
+
+    async def scenario() -> int:
+        server = ControlServer(sock, Recorder())
+        await server.start()
+        try:
+            return stat.S_IMODE(sock.stat().st_mode)
+        finally:
+            await server.close()
+
+    assert asyncio.run(scenario()) == 0o660
+    assert umask_calls == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["control.sock.lock"]
+
+
 def test_daemon_not_running(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["status", "--socket", str(tmp_path / "none.sock")]) == 1
     assert "edge-agent is not running" in capsys.readouterr().err

@@ -11,7 +11,14 @@ import stat
 import subprocess
 from pathlib import Path
 
-from edge_agent.config import Secret, Settings, default_config_path, load_api_key, load_config
+from edge_agent.config import (
+    Secret,
+    Settings,
+    default_config_path,
+    load_api_key,
+    load_config,
+    writable_by_others,
+)
 from edge_agent.doctor.findings import Finding, fail, ok, skip
 from edge_agent.errors import ConfigError
 from edge_agent.offline.models import check_piper, check_vosk
@@ -134,7 +141,7 @@ def check_file_modes(settings: Settings) -> list[Finding]:
             continue
         mode = stat.S_IMODE(st.st_mode)
         owner = f"{_user(st.st_uid)}:{_group(st.st_gid)}"
-        if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        if writable_by_others(st):
             findings.append(fail("permissions", f"{path}: writable by others (mode {mode:o})",
                                   f"sudo chmod go-w {path}"))
         elif secret and mode & stat.S_IROTH:

@@ -118,14 +118,8 @@ class ControlServer:
         self.claim()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a stale socket from a killed daemon (nobody answers)
-        # Created 0660 from the start: no window in which others could connect.
-        old_umask = os.umask(0o117)
-        try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=MAX_REQUEST_BYTES)
-        finally:
-            os.umask(old_umask)
-        _hand_to_operators(self.path)
+        self._server = await asyncio.start_unix_server(
+            self._serve, sock=_bind_private(self.path), limit=MAX_REQUEST_BYTES)
         log.info("control socket at %s", self.path)
 
     async def close(self) -> None:
@@ -235,6 +229,31 @@ def request(path: Path, command: str, **fields: Any) -> dict[str, Any]:
     if not reply.get("ok"):
         raise ControlError(str(reply.get("error", "request refused")))
     return reply.get("result", {})
+
+
+def _bind_private(path: Path) -> socket.socket:
+    """A listening socket at ``path`` that is 0660 and the operators' from the
+    moment it has that name: bound under a private name, fixed, then renamed.
+    (Not os.umask: it is process-wide, and other threads create files meanwhile.)"""
+    staging = path.with_name(f".{path.name}.{os.getpid()}")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            staging.unlink()
+        sock.bind(str(staging))
+        try:
+            staging.chmod(0o660)
+            _hand_to_operators(staging)
+            staging.rename(path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                staging.unlink()
+            raise
+        sock.listen(100)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def _hand_to_operators(path: Path) -> None:
