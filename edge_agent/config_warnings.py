@@ -34,6 +34,14 @@ HEADER_BCM_PINS = range(28)
 """BCM numbers of the GPIO pins on the Pi's 40-pin header (GPIO0 to GPIO27)."""
 HEADER_POWER_PINS = frozenset({1, 2, 4, 6, 9, 14, 17, 20, 25, 30, 34, 39})
 """Physical header pins that carry power or ground, not a GPIO."""
+SOUND_SERVER_HOOKS = {
+    "99-pipewire-default.conf": "PipeWire",
+    "99-pulse.conf": "PulseAudio",
+}
+"""ALSA config files (in ALSA_CONF_DIRS) that route ALSA's "default" to a desktop
+sound server: it runs in the desktop user's session, which a system service
+cannot reach."""
+ALSA_CONF_DIRS = (Path("/etc/alsa/conf.d"),)
 _BCM_NAME = re.compile(r"^(?:GPIO|BCM)(\d+)$", re.IGNORECASE)
 _BOARD_NAME = re.compile(r"^(?:BOARD|J8:)(\d+)$", re.IGNORECASE)
 
@@ -41,7 +49,7 @@ _BOARD_NAME = re.compile(r"^(?:BOARD|J8:)(\d+)$", re.IGNORECASE)
 def config_warnings(s: Settings, where: str) -> list[str]:
     """Every warning for settings ``s`` read from ``where``."""
     return [f"{where}: {key}: {message}" for key, message in (
-        *_sandbox(s), *_plain_http(s), *_devices(s), *_pins(s))]
+        *_sandbox(s), *_plain_http(s), *_sound_server(s), *_devices(s), *_pins(s))]
 
 
 def _read_paths(s: Settings) -> Iterator[tuple[str, str]]:
@@ -100,6 +108,21 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _sound_server(s: Settings) -> Iterator[tuple[str, str]]:
+    """"default" that ALSA hands to a desktop sound server (Raspberry Pi OS desktop
+    images route it to PipeWire): works for the admin in a login shell, not for
+    the service, which then hears nothing."""
+    server = next((name for folder in ALSA_CONF_DIRS for hook, name in SOUND_SERVER_HOOKS.items()
+                   if (folder / hook).exists()), None)
+    if server is None:
+        return
+    for key, value in (("audio.input", s.audio.input), ("audio.output", s.audio.output)):
+        if value.strip().lower() == "default":
+            yield key, (f"ALSA's default goes to {server} here, which the {UNIT} user "
+                        "cannot reach; name the card instead, e.g. \"plughw:CARD=seeed2micvoicec\" "
+                        "(`edge-agent devices` and `arecord -L` list them)")
 
 
 def _devices(s: Settings) -> Iterator[tuple[str, str]]:

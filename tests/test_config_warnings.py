@@ -107,3 +107,24 @@ def test_the_sandbox_the_warnings_assume_is_the_unit_s() -> None:
     writable = {f"/var/lib/{service['StateDirectory']}", f"/var/log/{service['LogsDirectory']}",
                 f"/run/{service['RuntimeDirectory']}"}
     assert writable == set(SERVICE_WRITABLE)
+
+
+@pytest.mark.parametrize(("hook", "server"), [("99-pipewire-default.conf", "PipeWire"),
+                                                ("99-pulse.conf", "PulseAudio")])
+def test_default_routed_to_a_desktop_sound_server_is_a_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        hook: str, server: str) -> None:
+    """A desktop image sends ALSA's "default" to the user's sound server: fine in
+    the admin's shell, silence in the service."""
+    conf_d = tmp_path / "conf.d"
+    conf_d.mkdir()
+    monkeypatch.setattr("edge_agent.config_warnings.ALSA_CONF_DIRS", (conf_d,))
+    text = "[audio]\ninput = 'default'\noutput = 'default'\n"
+    assert check(tmp_path, text, capsys)[2] == []  # no sound server: default is the card
+    (conf_d / hook).write_text("pcm.!default { type pipewire }\n")
+    code, _, warnings = check(tmp_path, text, capsys)
+    assert code == 0
+    assert len(warnings) == 2, warnings
+    assert f"config.toml:2: audio.input: ALSA's default goes to {server}" in warnings[0]
+    assert f"config.toml:3: audio.output: ALSA's default goes to {server}" in warnings[1]
+    assert "plughw:CARD=" in warnings[0]
