@@ -263,8 +263,10 @@ async def test_a_stalled_cloud_transcript_is_hedged_with_vosk(
         tmp_path: Path, cloud: FakeCloud) -> None:
     # With the shipped 8 s STT timeout, a stalled upload would hold the answer for
     # 8 s; past the hedge point Vosk transcribes the same audio and wins.
+    # The timeout here is longer still: the test's Korean Vosk model takes 5x real
+    # time on a loaded 2-core runner, and the hedge must win however long Vosk takes.
     cloud.fail("stt", "stall_first", times=None)
-    async with make_rig(tmp_path, cloud, timeouts=SLOW_TIMEOUTS) as rig:
+    async with make_rig(tmp_path, cloud, timeouts={**SLOW_TIMEOUTS, "stt": 60.0}) as rig:
         await rig.runner.prewarm()
         result = await rig.turn()
     assert result.transcript_engine == "vosk"

@@ -5,9 +5,10 @@ A "." usually ends a sentence only once the next word is seen: "3." may become
 "3.5", "Dr." is followed by a name, "U.S." may or may not end a sentence, "1."
 opens a list item. Where the end is already certain, the sentence goes at once,
 without waiting a token for the next word: "?" and "!", and a full stop after a
-capitalized word that is no abbreviation or initial ("Paris."). A run of
-terminators split across deltas ("Wait." then "..") is the price: tokenizers keep
-such runs in one token.
+word that is no abbreviation or initial ("Paris.", "today."). That is safe because
+tokenizers keep a dot that goes on with its continuation ("example" then ".com",
+"3" then ".5" is caught as a number); a run of terminators split across deltas
+("Wait." then "..") is the price.
 
 Each cut looks at no more than SCAN_CHARS of the text, so chunking is linear in
 the reply's length however a hostile server writes it.
@@ -181,8 +182,8 @@ def _ends_sentence(text: str, at: int, end: str, following: str, first: int) -> 
 
 def _certain_end(text: str) -> int | None:
     """Where ``text`` ends if its last character already ends a sentence, whatever
-    comes next: "?" or "!", or "." after a capitalized word that is no abbreviation
-    or initial ("Paris." cannot become a decimal, "Dr." and "J." can go on). Not
+    comes next: "?" or "!", or "." after a word that is no abbreviation or initial
+    ("Paris." and "today." cannot become a decimal, "Dr." and "J." can go on). Not
     inside an open quote or bracket, whose closing mark is still to come."""
     sentence = text.rstrip()
     core = sentence.rstrip(_CLOSERS)
@@ -194,7 +195,7 @@ def _certain_end(text: str) -> int | None:
         return None  # no terminator, or an ellipsis that may go on
     word = _word_before(core, len(core) - 1)
     key = word.lower()
-    if (len(word) > 1 and word[0].isupper() and word.isalpha()
+    if (len(word) > 1 and word.isalpha()
             and key not in _NEVER_END and key not in _MAYBE_END and key not in _BEFORE_NUMBER):
         return len(sentence)
     return None
