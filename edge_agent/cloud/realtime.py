@@ -104,7 +104,7 @@ class RealtimeSession:
     def __init__(self, ws: ClientConnection, on_partial: Partial | None) -> None:
         self._ws = ws
         self._on_partial = on_partial
-        self._resampler = soxr.ResampleStream(SAMPLE_RATE, STREAM_RATE, 1, dtype="int16")
+        self._resampler = _resampler()
         self._unnamed: deque[asyncio.Future[str]] = deque()
         """Commits the server has not yet named (input_audio_buffer.committed)."""
         self._items: dict[str, asyncio.Future[str]] = {}
@@ -114,17 +114,23 @@ class RealtimeSession:
 
     async def append(self, samples: np.ndarray) -> None:
         """Send 16 kHz int16 audio (resampled to the session's 24 kHz)."""
-        pcm = self._resampler.resample_chunk(samples)
-        if len(pcm):
-            await self.send({"type": "input_audio_buffer.append",
-                             "audio": base64.b64encode(pcm.astype("<i2").tobytes()).decode()})
+        await self._append(self._resampler.resample_chunk(samples))
 
     async def commit(self) -> asyncio.Future[str]:
         """End the segment sent so far; the future gets its transcript (or the error)."""
+        # The resampler's last few ms belong to this segment: flushed, and a fresh
+        # one for the next (a commit falls in a pause, so no seam can be heard).
+        await self._append(self._resampler.resample_chunk(np.zeros(0, np.int16), last=True))
+        self._resampler = _resampler()
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._unnamed.append(future)
         await self.send({"type": "input_audio_buffer.commit"})
         return future
+
+    async def _append(self, pcm: np.ndarray) -> None:
+        if len(pcm):
+            await self.send({"type": "input_audio_buffer.append",
+                             "audio": base64.b64encode(pcm.astype("<i2").tobytes()).decode()})
 
     async def send(self, event: dict[str, Any]) -> None:
         if self._error is not None:
@@ -192,6 +198,10 @@ class RealtimeSession:
             if not future.done():
                 future.set_exception(self._error)
                 future.exception()  # retrieved: nobody may be waiting for it any more
+
+
+def _resampler() -> soxr.ResampleStream:
+    return soxr.ResampleStream(SAMPLE_RATE, STREAM_RATE, 1, dtype="int16")
 
 
 def _parse(message: str | bytes) -> dict[str, Any]:
