@@ -209,3 +209,21 @@ def test_the_daemon_falls_back_to_the_upload_when_the_stream_breaks(
         assert {e.fields["from"] for e in h.named("failover")} == {"stream"}
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+@pytest.mark.slow
+def test_no_speech_after_the_wake_word_closes_the_stream_without_a_commit(
+        tmp_path: Path, realtime: FakeRealtime) -> None:
+    audio = np.concatenate([silence(1.0), piper("hey jarvis"), silence(4.0)])
+
+    async def scenario() -> None:
+        with FakeCloud() as fake:
+            async with streaming_harness(tmp_path, fake, realtime, audio) as h:
+                await h.wait_event("wake")
+                session = await asyncio.to_thread(realtime.wait_closed, 1, 20)
+                assert h.named("utterance") == []
+        assert "input_audio_buffer.append" in session.events
+        assert "input_audio_buffer.commit" not in session.events
+        assert h.named("transcript_partial") == []
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))

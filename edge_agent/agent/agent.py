@@ -478,7 +478,10 @@ class Agent:
                 return result
 
             with log_context(turn_id=turn_id):
-                return asyncio.create_task(answer(), name="speculative-turn")
+                task = asyncio.create_task(answer(), name="speculative-turn")
+            if streamed is not None:  # discarded before it began, it never awaits it
+                task.add_done_callback(lambda _: streamed.cancel())
+            return task
 
         return Speculator(settings, self.bus, begin)
 

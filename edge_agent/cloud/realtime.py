@@ -35,8 +35,9 @@ MAX_EVENT_BYTES = 1 << 20
 """A server event holds text, never audio: a bigger one is refused (bounded buffer)."""
 MAX_TRANSCRIPT_CHARS = 4000
 """Longer than any spoken question: a server sending more is cut off here."""
-CLOSE_TIMEOUT = 1.0
-"""Closing waits this long for the server's close frame, then drops the connection."""
+CLOSE_TIMEOUT = 0.3
+"""Closing waits this long for the server's close frame, then drops the connection
+(one round trip is plenty; a cancelled turn must unwind well within a second)."""
 
 Partial = Callable[[str], None]
 """Called with the text of the segment being transcribed so far."""
