@@ -83,6 +83,9 @@ class FakeRealtime:
         """Transcript of every commit, or a function of its audio (24 kHz)."""
         self.latency = latency
         """Seconds from a commit to its completed transcript (deltas in between)."""
+        self.early_delta = ""
+        """Sent as a delta of the coming item at a segment's first append, as a live
+        model (gpt-live-transcribe) sends words before the commit; "": none."""
         self.sessions: list[Session] = []
         self._transcripts: list[str] = []
         self._faults: list[Fault] = []
@@ -200,6 +203,10 @@ class FakeRealtime:
                     conn.send(json.dumps({"type": "session.updated",
                                           "session": session.config}))
                 elif kind == "input_audio_buffer.append":
+                    if not buffer and self.early_delta:
+                        conn.send(json.dumps({
+                            "type": "conversation.item.input_audio_transcription.delta",
+                            "item_id": f"item_{items + 1}", "delta": self.early_delta}))
                     buffer += base64.b64decode(event["audio"])
                     appends += 1
                     if fault is not None and fault.kind == "reset_mid" and appends >= fault.after:

@@ -177,6 +177,31 @@ def test_a_pause_commit_and_the_rest_join_into_one_transcript(realtime: FakeReal
     assert {e.fields["turn_id"] for e in events} == {3}
 
 
+def test_words_sent_before_the_commit_are_partials_already(realtime: FakeRealtime) -> None:
+    """A live model (gpt-live-transcribe) sends words while the audio arrives."""
+    events: list[Event] = []
+    bus = EventBus()
+    bus.subscribe(events.append)
+    realtime.early_delta = "what"
+
+    async def scenario() -> str:
+        ring = RingBuffer(10)
+        live = LiveCloudSTT(client(realtime.url), ring, 0, bus, turn_id=1)
+        try:
+            await feed(ring, speech(0.5))
+            while not events:  # noqa: ASYNC110 - the partial arrives from the socket
+                await asyncio.sleep(0.005)
+            assert realtime.sessions[0].events.count("input_audio_buffer.commit") == 0
+            final = live.end(ring.total)
+            assert final is not None
+            return await final
+        finally:
+            await live.aclose()
+
+    assert run(scenario(), timeout=10) == "what time is it"
+    assert events[0].fields["text"] == "what"
+
+
 def test_a_discarded_guess_does_not_break_the_stream(realtime: FakeRealtime) -> None:
     async def scenario() -> str:
         ring = RingBuffer(10)
