@@ -146,6 +146,13 @@ class CloudSettings:
     api_key_file: str = setting("", path="file", sensitive=True)
     """File holding the API key (wins over api_key_env); must not be writable by others."""
     stt_model: str = setting("whisper-1")
+    stt_streaming: bool = setting(False)
+    """Recognize while the user speaks, over OpenAI's Realtime transcription WebSocket
+    (the upload stays the fallback); off by default: only some providers have it."""
+    stt_streaming_model: str = setting("gpt-4o-mini-transcribe")
+    """Recognition model of the Realtime transcription session."""
+    stt_streaming_url: str = setting("")
+    """The Realtime WebSocket (ws:// or wss://); empty: base_url's, as OpenAI serves it."""
     llm_model: str = setting("gpt-4o-mini")
     tts_model: str = setting("gpt-4o-mini-tts")
     tts_voice: str = setting("alloy")

@@ -27,6 +27,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
         "wake_near_miss": ("model", "engine", "score", "threshold"),
         "utterance": ("start", "end", "duration"),
         "transcript": ("text", "engine"),
+        "transcript_partial": ("text",),
         "reply_text": ("text", "engine"),
         "audio_out_start": ("engine",),
         "audio_out_end": ("engine",),

@@ -36,6 +36,7 @@ from edge_agent.statefile import StateSaver, load_json, move_aside
 from edge_agent.vad import EndOfTurnDetector, Outcome, Pause, TurnBounds
 
 from .arbiter import AnswerAlways, WakeArbiter, phrase_level_dbfs
+from .livestt import LiveCloudSTT
 from .speculate import Speculation, Speculator
 from .supervisor import cancel_within
 from .turn import latencies_ms
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from edge_agent.audio import Player
+    from edge_agent.cloud.realtime import RealtimeSTT
     from edge_agent.config import Settings
     from edge_agent.controls import Earcons
     from edge_agent.intents.timers import Timer
@@ -71,7 +73,8 @@ class TurnPipeline(Protocol):
 
     async def run(self, audio: np.ndarray, *, end_of_speech: float, turn_id: int,
                   vosk_result: Awaitable[str] | None = None,
-                  confirmed: asyncio.Future[None] | None = None) -> Any: ...
+                  confirmed: asyncio.Future[None] | None = None,
+                  streamed: Awaitable[str] | None = None) -> Any: ...
     async def speak(self, text: str, *, turn_id: int | None = None) -> bool: ...
 
 
@@ -137,6 +140,8 @@ class Agent:
         """Set once after construction when the pipeline's tools need this agent."""
         self.vosk = vosk
         """Run live on every utterance when offline.stt_mode is "parallel"."""
+        self.cloud_stream: RealtimeSTT | None = None
+        """Streams every utterance to the cloud while it is spoken (cloud.stt_streaming)."""
         self.arbiter: WakeArbiter = AnswerAlways()
         """Asked before a wake-word turn: another speaker may answer this one."""
         self.status_extras: dict[str, Callable[[], Any]] = {}
@@ -420,7 +425,9 @@ class Agent:
                     follow_up: bool) -> bool:
         """Listen, then answer; True when an answer was spoken."""
         live = self._live_vosk(start)
-        speculator = None if push_to_talk else self._speculator(start, live)
+        stream = self._live_cloud(start)
+        speculator = None if push_to_talk else self._speculator(start, live, stream)
+        streamed = None
         try:
             try:
                 bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
@@ -434,16 +441,22 @@ class Agent:
             if live is not None:
                 live[1].set_result(bounds.end_index)
             speculation = speculator.take(bounds) if speculator is not None else None
+            if stream is not None:  # a confirmed guess already has its transcript
+                streamed = stream.end(None if speculation else bounds.end_index)
             return await self._answer(source, bounds, live[0] if live is not None else None,
-                                      speculation)
+                                      speculation, streamed)
         finally:
             if speculator is not None:
                 await speculator.close()
+            if streamed is not None:
+                streamed.cancel()
+            if stream is not None:
+                await stream.aclose()
             if live is not None and not live[0].done():
                 live[0].cancel()  # not needed (cloud answered) or the turn was cut
 
-    def _speculator(self, start: int,
-                    live: tuple[asyncio.Task, asyncio.Future] | None) -> Speculator | None:
+    def _speculator(self, start: int, live: tuple[asyncio.Task, asyncio.Future] | None,
+                    stream: LiveCloudSTT | None) -> Speculator | None:
         """Speculative answers for a turn listened to from ``start`` (turn.speculative)."""
         turns, settings = self.turns, self.settings.turn
         if turns is None or not settings.speculative:
@@ -454,16 +467,21 @@ class Agent:
             # Shielded: a discarded guess must not cancel the live Vosk the turn shares.
             vosk = asyncio.shield(live[0]) if live is not None else None
             turn_id = self._last_turn_id + 1  # the id the turn gets if this is confirmed
+            # The stream commits at the pause; if the user goes on, only the rest later.
+            streamed = stream.transcript(pause.end_index) if stream is not None else None
 
             async def answer() -> Any:
                 result = await turns.run(
                     audio, end_of_speech=self.ring.time_of(pause.end_index), turn_id=turn_id,
-                    vosk_result=vosk, confirmed=confirmed)
+                    vosk_result=vosk, confirmed=confirmed, streamed=streamed)
                 self._note_result(turn_id, result)  # it only returns once confirmed
                 return result
 
             with log_context(turn_id=turn_id):
-                return asyncio.create_task(answer(), name="speculative-turn")
+                task = asyncio.create_task(answer(), name="speculative-turn")
+            if streamed is not None:  # discarded before it began, it never awaits it
+                task.add_done_callback(lambda _: streamed.cancel())
+            return task
 
         return Speculator(settings, self.bus, begin)
 
@@ -477,6 +495,15 @@ class Agent:
         task = asyncio.create_task(self._transcribe_live(self.vosk, start, end),
                                    name="vosk-live")
         return task, end
+
+    def _live_cloud(self, start: int) -> LiveCloudSTT | None:
+        """With cloud.stt_streaming, the cloud hears the utterance while it is spoken."""
+        client = self.cloud_stream
+        if client is None or not self.settings.cloud.stt_streaming or (
+                self.connectivity is not None and not self.connectivity.allow("stt")):
+            return None
+        return LiveCloudSTT(client, self.ring, start, self.bus,
+                            turn_id=self._last_turn_id + 1)
 
     async def _transcribe_live(self, vosk: VoskSTT, start: int, end: asyncio.Future) -> str:
         stream = vosk.stream()
@@ -530,7 +557,8 @@ class Agent:
 
     async def _answer(self, source: str, bounds: TurnBounds,
                       vosk_result: Awaitable[str] | None,
-                      speculation: Speculation | None = None) -> bool:
+                      speculation: Speculation | None = None,
+                      streamed: Awaitable[str] | None = None) -> bool:
         """Run the turn pipeline on the utterance (or let the speculative answer
         already running on it play); True when an answer was spoken."""
         if self.turns is None:
@@ -553,8 +581,9 @@ class Agent:
                     result = await speculation.confirm()
                 else:
                     audio = ring.read_range(bounds.start_index, bounds.end_index)
-                    result = await self.turns.run(audio, end_of_speech=end_t,
-                                                  turn_id=turn_id, vosk_result=vosk_result)
+                    result = await self.turns.run(
+                        audio, end_of_speech=end_t, turn_id=turn_id, vosk_result=vosk_result,
+                        streamed=streamed)
         except asyncio.CancelledError:
             self._answered_until = ring.total
             raise

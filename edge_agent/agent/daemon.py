@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_agent import __version__
 from edge_agent.agent.agent import Agent
@@ -44,6 +44,9 @@ from edge_agent.service.reload import ReloadPlan, plan_reload, refuse_dropped_ke
 from edge_agent.service.report import StatusTarget, cloud_words, startup_line
 from edge_agent.state import AgentState
 from edge_agent.wake import WakeDetector
+
+if TYPE_CHECKING:
+    from edge_agent.cloud.realtime import RealtimeSTT
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +76,8 @@ class _Cloud:
     stt: CloudSTT
     llm: CloudLLM
     tts: CloudTTS
+    stream: RealtimeSTT | None = None
+    """Recognition while the user speaks (cloud.stt_streaming)."""
 
 
 @dataclass
@@ -92,7 +97,12 @@ def build_cloud(settings: Settings) -> _Cloud | None:
     for warning in warnings:
         log.warning("%s", warning)
     client = CloudClient(settings.cloud, key)
-    return _Cloud(client, CloudSTT(client), CloudLLM(client), CloudTTS(client))
+    stream = None
+    if settings.cloud.stt_streaming:
+        from edge_agent.cloud.realtime import RealtimeSTT  # websockets: only when used
+
+        stream = RealtimeSTT(settings.cloud, key)
+    return _Cloud(client, CloudSTT(client), CloudLLM(client), CloudTTS(client), stream)
 
 
 def cloud_unavailable(settings: Settings, cloud: _Cloud | None) -> CloudError | None:
@@ -317,6 +327,7 @@ class Daemon:
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud
+        self.agent.cloud_stream = cloud.stream if cloud else None
         return TurnRunner(
             self.settings, self.bus, self.player,
             connectivity=self.connectivity,

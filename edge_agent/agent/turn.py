@@ -158,9 +158,11 @@ class TurnRunner:
         turn_id: int,
         vosk_result: Awaitable[str] | None = None,
         confirmed: asyncio.Future[None] | None = None,
+        streamed: Awaitable[str] | None = None,
     ) -> TurnResult:
         """Answer the utterance ``audio`` (16 kHz mono int16). ``vosk_result`` is the
-        live Vosk transcript when offline.stt_mode is "parallel". ``confirmed``
+        live Vosk transcript when offline.stt_mode is "parallel"; ``streamed`` the
+        cloud's, streamed while the user spoke (cloud.stt_streaming). ``confirmed``
         makes it a speculative answer: recognized, answered and synthesized now,
         but nothing is played, no tool acts and no transcript is announced before
         it is done; cancelled before that, the turn leaves no trace."""
@@ -170,19 +172,19 @@ class TurnRunner:
         answer = self._answer(failover, timings, wait_notice=ONE_MOMENT, hold=confirmed)
         with actions_after(confirmed):
             return await self._run(audio, vosk_result, failover, answer, timings, turn_id,
-                                   confirmed)
+                                   confirmed, streamed)
 
     async def _run(
         self, audio: np.ndarray, vosk_result: Awaitable[str] | None, failover: Failover,
         answer: SpokenAnswer, timings: dict[str, float], turn_id: int,
-        confirmed: asyncio.Future[None] | None,
+        confirmed: asyncio.Future[None] | None, streamed: Awaitable[str] | None,
     ) -> TurnResult:
         transcript, stt_engine, reply_engine = "", "none", "offline"
         limit = asyncio.timeout(MAX_TURN_SECONDS)
         try:
             async with limit:
                 transcript, stt_engine = await self._transcribe(audio, vosk_result, failover,
-                                                                answer)
+                                                                answer, streamed)
                 # The utterance starts at the detector's estimate of the wake phrase's
                 # end; recognizers sometimes still hear its tail ("jarvis, what time...").
                 transcript = strip_wake_phrase(transcript, self.settings.wake.models)
@@ -236,13 +238,19 @@ class TurnRunner:
 
     async def _transcribe(
         self, audio: np.ndarray, vosk_result: Awaitable[str] | None, failover: Failover,
-        answer: SpokenAnswer,
+        answer: SpokenAnswer, streamed: Awaitable[str] | None = None,
     ) -> tuple[str, str]:
         offline = asyncio.ensure_future(vosk_result) if vosk_result is not None else None
         offline_engine = "vosk" if offline is not None or self.vosk is not None else "none"
         cloud_stt = self.cloud_stt if failover.allow("stt") else None
+        streaming = asyncio.ensure_future(streamed) if streamed is not None else None
         answer.waiting(cloud=cloud_stt is not None)
         try:
+            if cloud_stt is not None and streaming is not None:
+                text = await self._streamed(streaming, failover)
+                if text is not None:
+                    failover.succeeded("stt")
+                    return text.strip(), cloud_stt.name
             if cloud_stt is not None:
                 limit = self.settings.cloud.timeouts.stt
                 with log_context(stage="stt"):
@@ -282,6 +290,32 @@ class TurnRunner:
         finally:
             if offline is not None:
                 offline.cancel()  # a cloud transcript (or barge-in) made it unnecessary
+            if streaming is not None:
+                streaming.cancel()
+
+    async def _streamed(self, streaming: asyncio.Future[str], failover: Failover) -> str | None:
+        """The transcript streamed while the user spoke, or None after a failure
+        (a ``failover`` event; the upload follows). Not reported to the breaker: a
+        provider without the Realtime API must not block the upload that works.
+        The wait is capped at STT_HEDGE_SECONDS: a streamed transcript is due a
+        fraction of a second after the end of speech, and the upload still has its
+        own full timeout and hedge after it."""
+        limit = min(self.settings.cloud.timeouts.stt, STT_HEDGE_SECONDS)
+        try:
+            async with asyncio.timeout(limit):
+                return await streaming
+        except TimeoutError:
+            reason = f"no streamed transcript {limit:g} s after the end of speech"
+        except SttCloudError as exc:
+            reason = exc.reason
+        except Exception as exc:  # a bug in the stream must not cost the turn its upload
+            log.exception("streaming recognition failed")
+            reason = f"unexpected {type(exc).__name__}: {exc}"
+        log.warning("turn %s: streaming speech recognition failed (%s); uploading the "
+                    "utterance instead", failover.turn_id, reason)
+        self.bus.emit("failover", stage="stt", **{"from": "stream"}, to="upload",
+                      reason=reason, turn_id=failover.turn_id)
+        return None
 
     async def _hedge(self, cloud: asyncio.Future[str], offline: asyncio.Future[str] | None,
                      audio: np.ndarray) -> asyncio.Future[str] | None:

@@ -19,6 +19,7 @@ that none of them changed anything (timers, volume, history, transcripts).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ import numpy as np
 from edge_agent.agent.turn import TurnResult, TurnRunner
 from edge_agent.audio import Player
 from tests.fakecloud import FakeCloud, Latency, Request
+from tests.fakerealtime import FakeRealtime
 from tests.speech import RATE, piper, silence
 from tests.test_e2e import NO_EARCONS, Harness, poll_until
 
@@ -47,9 +49,16 @@ AUDIBLE = 100
 """A sample above this (about -50 dBFS) is still voice: where the question ends."""
 MODES = {"today": "speculative = false", "speculative": "speculative = true",
          "speculative_pause_0.2": "speculative = true\nspeculative_pause = 0.2",
+         "streaming": "speculative = true", "streaming_speculative_off": "speculative = false",
          "naive": "speculative = false"}
 """(a) end_silence then STT, (b) speculative turns (at the default pause and at a
-shorter one), (d) the naive cascade: [turn] settings of each."""
+shorter one), (c) streaming recognition (cloud.stt_streaming; with speculative turns
+the stream is committed at the pause), (d) the naive cascade: [turn] settings of each."""
+STREAMING_MODES = frozenset({"streaming", "streaming_speculative_off"})
+STREAM_COMMIT_TO_TRANSCRIPT = 0.100
+"""Injected into streaming recognition from the commit to the completed transcript
+(the batch upload's 300 ms includes transcribing the whole utterance at once; a
+stream has heard it already and only finishes the last words)."""
 TURN_TIMEOUT = 30.0
 LATE_SECONDS = 0.3
 """A trigger later than this (the previous turn overran on a loaded machine) is skipped."""
@@ -114,17 +123,20 @@ def timeline(utterances: list[np.ndarray]) -> tuple[np.ndarray, list[Block]]:
 
 
 def _harness(tmp: Path, fake: FakeCloud, audio: np.ndarray, *, turn: str,
-             preroll: float | None = None) -> Harness:
+             preroll: float | None = None, stream_url: str = "") -> Harness:
     h = Harness(tmp, fake, audio, extra=f"{NO_EARCONS}[turn]\n{turn}\n", gpio=False)
     if preroll is not None:
         h.config.write_text(h.config.read_text().replace(
             "[audio]\n", f"[audio]\npreroll_seconds = {preroll}\n"))
+    if stream_url:
+        h.config.write_text(h.config.read_text().replace(
+            "[cloud]\n", f'[cloud]\nstt_streaming = true\nstt_streaming_url = "{stream_url}"\n'))
     return h
 
 
 async def _turns(h: Harness, blocks: list[Block],
-                 each: Callable[[int, list[Request]], None] | None = None
-                 ) -> list[dict[str, Any]]:
+                 each: Callable[[int, list[Request]], None] | None = None,
+                 streamed: FakeRealtime | None = None) -> list[dict[str, Any]]:
     """Trigger every block's turn; per turn: latency and the device's own steps."""
     agent, fake = h.daemon.agent, h.fake
     clock = time.monotonic() - time.perf_counter()  # the fake stamps perf_counter
@@ -162,24 +174,28 @@ async def _turns(h: Harness, blocks: list[Block],
             "requests": {stage: sum(r.stage == stage for r in requests)
                          for stage in ("stt", "llm", "tts")},
         }
-        turn.update(_device_steps(timings, requests, clock))
+        transcribed = ([t for s in streamed.sessions for t in s.completed_at]
+                       if streamed is not None else None)
+        turn.update(_device_steps(timings, requests, clock, transcribed))
         out.append(turn)
     return out
 
 
 def _device_steps(timings: dict[str, float], requests: list[Request],
-                  clock: float) -> dict[str, float]:
-    """The device's own time at each hand-over of the answer that was played."""
+                  clock: float, transcribed: list[float] | None = None) -> dict[str, float]:
+    """The device's own time at each hand-over of the answer that was played.
+    ``transcribed``: when the streaming fake sent its transcripts (perf_counter)."""
     llm = [r for r in requests if r.stage == "llm"]
     if not llm or "first_sentence" not in timings:
         return {}
     chat = llm[-1]  # the one answered: a discarded guess's requests come before it
-    stt = [r for r in requests if r.stage == "stt" and r.responded_at is not None
+    stt = [r.responded_at for r in requests if r.stage == "stt" and r.responded_at is not None
            and r.responded_at < chat.received_at]
+    stt += [t for t in transcribed or () if t < chat.received_at]
     tts = [r for r in requests if r.stage == "tts" and r.received_at > chat.received_at]
     steps = {}
     if stt:
-        steps["transcript_to_llm_request_s"] = chat.received_at - stt[-1].responded_at
+        steps["transcript_to_llm_request_s"] = chat.received_at - max(stt)
     if tts:
         steps["sentence_to_tts_request_s"] = tts[0].received_at + clock - timings[
             "first_sentence"]
@@ -218,24 +234,35 @@ def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def measure(tmp: Path, turns: int, *, transcript: str, reply: str,
-                  latency: Latency, question: np.ndarray) -> dict[str, Any]:
+                  latency: Latency, question: np.ndarray,
+                  modes: tuple[str, ...] = tuple(MODES)) -> dict[str, Any]:
     """Each mode on a freshly started daemon: a first turn, then ``turns`` more."""
     audio, blocks = timeline([question] * (turns + 1))
     results: dict[str, Any] = {}
-    for mode, turn in MODES.items():
-        with FakeCloud(transcript=transcript, reply=reply, latency=latency,
-                       seconds_per_char=0.01) as fake:
+    for mode in modes:
+        turn = MODES[mode]
+        with contextlib.ExitStack() as servers:
+            fake = servers.enter_context(FakeCloud(
+                transcript=transcript, reply=reply, latency=latency, seconds_per_char=0.01))
+            streamed = servers.enter_context(FakeRealtime(
+                transcript=transcript, latency=STREAM_COMMIT_TO_TRANSCRIPT)) if (
+                mode in STREAMING_MODES) else None
             run_dir = tmp / mode
             run_dir.mkdir()
-            async with _harness(run_dir, fake, audio, turn=turn) as h:
+            async with _harness(run_dir, fake, audio, turn=turn,
+                                stream_url=streamed.url if streamed else "") as h:
                 agent = h.daemon.agent
                 if mode == "naive":
                     assert isinstance(agent.turns, TurnRunner)
                     agent.turns = NaiveTurns(agent.turns, h.daemon.player)
                 await asyncio.wait_for(h.daemon.warmed.wait(), 120)
                 warm = h.daemon.ring.total < blocks[0].trigger
-                results[mode] = {**_summary(await _turns(h, blocks)),
+                results[mode] = {**_summary(await _turns(h, blocks, streamed=streamed)),
                                  "warm_before_first_turn": warm}
+                if streamed is not None:
+                    results[mode]["stt_uploads"] = len(fake.requests_for("stt"))
+                    results[mode]["stream_commit_to_transcript_ms"] = _ms(
+                        STREAM_COMMIT_TO_TRANSCRIPT)
     return results
 
 
