@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 import edge_agent
-from edge_agent.audio.wavfile import load_wav
 from edge_agent.config import BUILTIN_WAKE_MODELS, OfflineSettings, WakeSettings
 from edge_agent.footprint import process_memory
+from edge_agent.tools.voices import read_wav
 
 NOT_IMPORTED = {"edge_agent.benchplot", "edge_agent.__main__"}
 """The bench extra's plots (matplotlib, which a device does not install), and
@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
 
     def read() -> str:
         nonlocal wav
-        wav = load_wav(wav_path)
+        wav = read_wav(wav_path)
         return f"{wav_path.name}: {len(wav) / 16000:.2f} s"
 
     step("architecture", architecture)
