@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 import edge_agent
-from edge_agent.audio.wavfile import load_wav
 from edge_agent.config import BUILTIN_WAKE_MODELS, OfflineSettings, WakeSettings
 from edge_agent.footprint import process_memory
+from edge_agent.tools.voices import read_wav
 
 NOT_IMPORTED = {"edge_agent.benchplot", "edge_agent.__main__"}
 """The bench extra's plots (matplotlib, which a device does not install), and
@@ -46,7 +46,8 @@ def architecture() -> str:
     machine = platform.machine()
     if machine != "aarch64":
         raise RuntimeError(f"running on {machine}, not aarch64")
-    return f"{machine}, Python {platform.python_version()}, numpy {np.__version__}"
+    return (f"{machine}, Python {platform.python_version()}, numpy {np.__version__}, "
+            f"edge_agent from {Path(edge_agent.__file__).parent}")
 
 
 def import_everything() -> str:
@@ -57,43 +58,36 @@ def import_everything() -> str:
     return f"{len(names)} modules"
 
 
-def wake_openwakeword(wav: np.ndarray) -> str:
+def wake_engine(wav: np.ndarray, engine: str, models: list[str]) -> str:
+    """The daemon's detector with one engine: each model's peak score on that
+    engine (the detector's calibrated scale, 0.5 = the model's own cutoff)."""
     from edge_agent.wake import WakeDetector
 
-    detector = WakeDetector(WakeSettings(models=list(BUILTIN_WAKE_MODELS)), gate=False)
-    best: dict[str, float] = {}
+    detector = WakeDetector(WakeSettings(models=models, engines=[engine]), gate=False)
+    peaks = dict.fromkeys(models, 0.0)
     found = []
     frame = WakeDetector.FRAME_SAMPLES
     for end in range(frame, len(wav) + 1, frame):
         detection = detector.process(wav[end - frame:end], end)
-        for name, score in detector.last_scores.items():
-            best[name] = max(best.get(name, 0.0), score)
+        for (name, scored_by), score in detector.engine_scores.items():
+            if scored_by != engine:
+                raise RuntimeError(f"{name} was scored by {scored_by}, not {engine}")
+            peaks[name] = max(peaks[name], score)
         if detection is not None:
             found.append(detection.model)
     if "hey_jarvis" not in found:
-        raise RuntimeError(f"hey_jarvis not detected; peak scores {best}")
-    return f"{len(BUILTIN_WAKE_MODELS)} models loaded, detected {found}, peaks " + ", ".join(
-        f"{name} {score:.2f}" for name, score in best.items())
+        raise RuntimeError(f"hey_jarvis not detected; peak scores {peaks}")
+    return f"{len(models)} models loaded, detected {found}, peaks " + ", ".join(
+        f"{name} {score:.2f}" for name, score in peaks.items())
 
 
 def wake_microwakeword(wav: np.ndarray) -> str:
-    try:
-        from pymicro_wakeword import MicroWakeWord, MicroWakeWordFeatures, Model
-    except ImportError:
-        return "pymicro-wakeword not installed (not in this lock): skipped"
-    peaks = {}
-    for model in Model:
-        engine = MicroWakeWord.from_builtin(model)
-        features = MicroWakeWordFeatures()
-        peak = 0.0
-        for block in range(0, len(wav), 160):
-            for feature in features.process_streaming(wav[block:block + 160].tobytes()):
-                prob = engine.process_streaming_prob(feature)
-                peak = max(peak, prob or 0.0)
-        peaks[model.value] = peak
-    if peaks.get("hey_jarvis", 0.0) < 0.5:
-        raise RuntimeError(f"microWakeWord missed hey_jarvis; peaks {peaks}")
-    return ", ".join(f"{name} {peak:.2f}" for name, peak in peaks.items())
+    from edge_agent.wake._micro import bundled_micro_models
+
+    models = list(bundled_micro_models())
+    if not models:
+        raise RuntimeError("pymicro-wakeword is not installed (it is in the runtime lock)")
+    return wake_engine(wav, "microwakeword", models)
 
 
 def piper_speaks() -> str:
@@ -142,19 +136,19 @@ def main(argv: list[str]) -> int:
 
     def read() -> str:
         nonlocal wav
-        wav = load_wav(wav_path)
+        wav = read_wav(wav_path)
         return f"{wav_path.name}: {len(wav) / 16000:.2f} s"
 
     step("architecture", architecture)
     step("import every module", import_everything)
     step("read the wake WAV", read)
-    step("openWakeWord (tflite) scores the WAV", lambda: wake_openwakeword(wav))
+    step("openWakeWord (tflite_runtime) scores the WAV",
+         lambda: wake_engine(wav, "openwakeword", list(BUILTIN_WAKE_MODELS)))
+    step("microWakeWord (its own TFLite C library) scores the WAV",
+         lambda: wake_microwakeword(wav))
     step("Piper (onnxruntime) synthesizes", piper_speaks)
     step("Vosk (libvosk) transcribes the WAV", lambda: vosk_transcribes(wav))
     step("check-config", lambda: check_config(config))
-    # Last: under qemu-user 7.2 its own TFLite library dies (SIGSEGV) in the
-    # first TfLiteInterpreterInvoke, which takes the whole process down.
-    step("microWakeWord scores the WAV", lambda: wake_microwakeword(wav))
     print(f"ok   all steps passed on aarch64; memory {process_memory()}", flush=True)
     return 0
 
