@@ -111,7 +111,9 @@ class CloudLLM:
                     response = await stack.enter_async_context(
                         self._client.send(request, LlmCloudError))
                 responded = True
-                events = sse.events(response.aiter_bytes())
+                chunks = response.aiter_bytes()
+                stack.push_async_callback(chunks.aclose)
+                events = sse.events(chunks)
                 stack.push_async_callback(events.aclose)
                 for n in range(MAX_CHUNKS):
                     if n % _CHUNKS_PER_YIELD == _CHUNKS_PER_YIELD - 1:
