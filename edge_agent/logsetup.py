@@ -30,7 +30,7 @@ PREFIXED_FORMAT = "<%(syslog_priority)d>%(name)s: %(message)s%(context)s"
 SYSLOG_IDENTIFIER = "edge-agent"
 
 # Libraries that log every HTTP request at INFO; one line per request drowns a turn.
-CHATTY_LOGGERS = ("httpx2", "httpcore2", "openai")
+CHATTY_LOGGERS = ("httpx2", "httpcore2")
 
 # journald's rule: upper-case letters, digits and "_", not starting with a digit
 # or "_" (those are trusted fields journald sets itself), at most 64 characters.

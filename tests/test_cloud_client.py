@@ -7,6 +7,7 @@ import contextlib
 import email.utils
 import logging
 import time
+from collections.abc import AsyncIterator, Callable
 
 import httpx2
 import numpy as np
@@ -271,3 +272,48 @@ def test_an_untrusted_certificate_is_offline(tls_cloud: FakeCloud) -> None:
         run(scenario())
     assert caught.value.offline and "CERTIFICATE_VERIFY_FAILED" in caught.value.reason
     assert tls_cloud.requests == []
+
+
+def _stt_error(answer: Callable[[httpx2.Request], httpx2.Response]) -> CloudError:
+    """The STT stage's error when ``answer`` answers its request, in memory."""
+    async def scenario() -> CloudError:
+        async with CloudClient(CloudSettings(), KEY,
+                               transport=httpx2.MockTransport(answer)) as client:
+            with pytest.raises(CloudError) as caught:
+                await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+            return caught.value
+
+    return run(scenario())
+
+
+def _rejected(status: int, body: bytes) -> CloudError:
+    return _stt_error(lambda request: httpx2.Response(
+        status, content=body, headers={"content-type": "application/json"}))
+
+
+@pytest.mark.parametrize(("body", "said"), [
+    (b'{"error": {"message": "Invalid file format.", "type": "invalid_request_error"}}',
+     "Invalid file format."),                                      # OpenAI's shape
+    (b'{"error": "model not found"}', "model not found"),           # other servers'
+    (b'{"detail": "Unsupported language"}', "Unsupported language"),
+    (b"<html>teapot</html>", "Bad Request"),                        # no JSON: the phrase
+    (b'{"error": {"message": "' + b"x" * 500 + b'"}}', "x" * 120),  # cut short
+])
+def test_a_rejected_request_says_what_the_server_said(body: bytes, said: str) -> None:
+    error = _rejected(400, body)
+    assert error.reason.endswith(f"request rejected (400: {said})")
+    assert not error.offline
+
+
+def test_the_key_echoed_in_an_error_message_is_masked() -> None:
+    error = _rejected(400, f'{{"error": {{"message": "bad key {KEY} for model"}}}}'.encode())
+    assert KEY not in str(error) and "bad key *** for model" in error.reason
+
+
+def test_an_endless_error_body_is_not_read_to_its_end() -> None:
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 65536
+
+    error = _stt_error(lambda request: httpx2.Response(400, content=endless()))
+    assert "request rejected (400: Bad Request)" in error.reason

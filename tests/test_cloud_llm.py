@@ -7,11 +7,12 @@ import asyncio
 import contextlib
 from typing import Any
 
+import httpx2
 import pytest
 
-from edge_agent.cloud import CloudClient, CloudLLM
+from edge_agent.cloud import CloudClient, CloudLLM, sse
 from edge_agent.cloud.llm import MAX_TOOL_ROUNDS
-from edge_agent.config import Secret
+from edge_agent.config import CloudSettings, CloudTimeouts, Secret
 from edge_agent.errors import LlmCloudError
 from edge_agent.intents.tools import Tool, Toolbox
 from tests.fakecloud import FakeCloud, Latency, ToolCall, run
@@ -329,3 +330,75 @@ def test_unnumbered_whole_tool_calls_from_other_servers(fake_cloud: FakeCloud) -
 def test_a_reply_cut_at_max_tokens_ends_normally(fake_cloud: FakeCloud) -> None:
     fake_cloud.reply = "one two three four five six"
     assert run(collect(fake_cloud, max_tokens=3)) == ["one", " two", " three"]
+
+
+# --- streams no fake-cloud fault sends: in memory, byte for byte ------------------------
+
+def event(payload: str) -> bytes:
+    return f"data: {payload}\n\n".encode()
+
+
+HELLO = event('{"choices": [{"index": 0, "delta": {"content": "Hello"}}]}')
+STOP = event('{"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}')
+DONE = event("[DONE]")
+
+
+def answered(body: bytes) -> list[str] | LlmCloudError:
+    """CloudLLM's deltas (or its error) for a 200 event stream of ``body``."""
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers={"content-type": "text/event-stream"})
+
+    async def scenario() -> list[str] | LlmCloudError:
+        settings = CloudSettings(timeouts=CloudTimeouts(**FAST))
+        async with CloudClient(settings, KEY, transport=httpx2.MockTransport(answer)) as client:
+            try:
+                return [d async for d in CloudLLM(client).reply(QUESTION)]
+            except LlmCloudError as exc:
+                return exc
+
+    return run(scenario())
+
+
+def test_chunks_without_choices_are_skipped() -> None:
+    body = (event('{"usage": {"total_tokens": 3}}') + event('{"choices": []}') + HELLO
+            + event('{"choices": [{"delta": {"content": null}}]}') + STOP + DONE)
+    assert answered(body) == ["Hello"]
+
+
+def test_a_body_that_ends_without_done_after_finishing_is_whole() -> None:
+    assert answered(HELLO + STOP) == ["Hello"]
+
+
+def test_events_after_done_are_ignored() -> None:
+    assert answered(HELLO + STOP + DONE + HELLO) == ["Hello"]
+
+
+@pytest.mark.parametrize("payload", [
+    "[1, 2]",                                                  # JSON, not an object
+    '{"choices": "none"}',                                     # choices not a list
+    '{"choices": [7]}',                                        # a choice not an object
+    '{"choices": [{"delta": "Hello"}]}',                       # a delta not an object
+    '{"choices": [{"delta": {"content": 5}}]}',                # content not text
+    '{"choices": [{"delta": {"tool_calls": [{"index": 0, "function": '
+    '{"name": "get_time", "arguments": {"a": 1}}}]}}]}',       # arguments not a string
+    '{"choices": [{"delta": {"tool_calls": ["get_time"]}}]}',  # a call not an object
+    '{"choices": [{"delta": {"content": "Hel',                 # cut JSON
+    "[" * 100_000,                                             # nesting past recursion
+])
+def test_malformed_chunks_are_typed_errors(payload: str) -> None:
+    error = answered(HELLO + event(payload) + STOP + DONE)
+    assert isinstance(error, LlmCloudError)
+    assert "malformed" in error.reason and error.partial and not error.offline
+
+
+def test_a_line_that_never_ends_is_cut_at_the_event_bound() -> None:
+    error = answered(HELLO + b"data: " + b"x" * (sse.MAX_EVENT_BYTES + 1))
+    assert isinstance(error, LlmCloudError)
+    assert "malformed" in error.reason and f"{sse.MAX_EVENT_BYTES} bytes" in error.reason
+    assert error.partial
+
+
+def test_an_error_the_service_reports_mid_stream() -> None:
+    error = answered(HELLO + event('{"error": {"message": "The server is overloaded."}}'))
+    assert isinstance(error, LlmCloudError)
+    assert "overloaded" in error.reason and error.partial and not error.offline

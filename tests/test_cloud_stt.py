@@ -6,10 +6,12 @@ import asyncio
 import contextlib
 from typing import Any
 
+import httpx2
 import numpy as np
 import pytest
 
 from edge_agent.cloud import CloudClient, CloudSTT
+from edge_agent.cloud.client import MAX_BODY_BYTES
 from edge_agent.config import Secret
 from edge_agent.errors import SttCloudError
 from tests.fakecloud import FakeCloud, Latency, run
@@ -131,3 +133,23 @@ def test_a_captive_portal_page_means_offline(fake_cloud: FakeCloud) -> None:
     fake_cloud.fail("stt", "captive_portal")
     error = failure(fake_cloud)
     assert error.offline and "web page" in error.reason
+
+
+def test_a_transcript_past_the_body_bound_is_malformed(fake_cloud: FakeCloud) -> None:
+    fake_cloud.transcript = "word " * (MAX_BODY_BYTES // 5)
+    error = failure(fake_cloud)
+    assert "malformed" in error.reason and f"{MAX_BODY_BYTES} bytes" in error.reason
+
+
+@pytest.mark.parametrize("body", [b"[]", b'{"transcript": "hi"}', b'{"text": 5}', b"null"])
+def test_an_answer_without_text_is_malformed(fake_cloud: FakeCloud, body: bytes) -> None:
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, content=body, headers={"content-type": "application/json"})
+
+    async def scenario() -> None:
+        async with CloudClient(fake_cloud.settings(), KEY,
+                               transport=httpx2.MockTransport(answer)) as client:
+            await CloudSTT(client).transcribe(np.zeros(1600, np.int16))
+
+    with pytest.raises(SttCloudError, match="malformed"):
+        run(scenario())

@@ -38,14 +38,15 @@ def test_heap_calls_are_safe_to_repeat() -> None:
     release_freed_heap()
 
 
-# Packages the daemon must not load: test/bench tools and what only the vosk
-# package's Python module (model downloads, subtitles) would pull in.
+# Packages the daemon must not load: test/bench tools, what only the vosk
+# package's Python module (model downloads, subtitles) would pull in, and the
+# openai SDK (the cloud speaks HTTP itself).
 NOT_AT_RUNTIME = ("openwakeword", "scipy", "sklearn", "tqdm", "requests", "srt", "vosk",
-                  "matplotlib", "pytest")
+                  "matplotlib", "pytest", "openai", "pydantic")
 
 
 def test_the_daemon_imports_none_of_the_test_or_download_tools() -> None:
-    code = ("import sys, json, edge_agent.cli, edge_agent.agent.daemon; "
+    code = ("import sys, json, edge_agent.cli, edge_agent.agent.daemon, edge_agent.cloud.warm; "
             f"print(json.dumps([m for m in {list(NOT_AT_RUNTIME)!r} if m in sys.modules]))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=120).stdout

@@ -144,7 +144,7 @@ class TurnRunner:
         Piper, so a failover speaks them at once. Optional; takes about a second
         of CPU, so call it in the background at start."""
         if self.cloud_llm is not None:
-            from edge_agent.cloud.warm import rehearse  # the openai package: only with a cloud
+            from edge_agent.cloud.warm import rehearse  # the HTTP stack: only with a cloud
 
             await rehearse(self.settings.cloud, self.toolbox)
         if self.piper is not None:

@@ -1,31 +1,39 @@
-"""One OpenAI-compatible client for the daemon's life, and the one place where
-openai/httpx2 exceptions become our CloudError subclasses.
+"""One client for the daemon's life, speaking the OpenAI-compatible HTTP API
+over httpx2, and the one place where httpx2 exceptions and error statuses become
+our CloudError subclasses.
 
 A single ``httpx2.AsyncClient`` is kept alive so TCP and TLS setup are paid
 once (and again only after the server drops an idle connection, which
-``prewarm`` hides). The openai library's own retries are off: a hidden retry
-costs seconds, and failover decides what happens next, not the library.
+``prewarm`` hides). Nothing is retried here: a hidden retry costs seconds, and
+failover decides what happens next.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import json
 import logging
 import socket
 import time
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx2
-import openai
 
 from edge_agent.config import CloudSettings, Secret
 from edge_agent.errors import CAUSES, CloudError
 
 log = logging.getLogger(__name__)
 
-_NO_KEY = "none"
-"""Given to the openai library, which refuses to start without a key, when none is
-configured. Never sent: without a key no request goes out (``require_key``)."""
+MAX_BODY_BYTES = 1 << 20
+"""A whole JSON answer (a transcript, the model list): a transcript of the longest
+utterance is a few KB, so a larger body is no answer we can use."""
+MAX_ERROR_BYTES = 64 << 10
+"""Bytes of an error answer read for its message."""
+MAX_MESSAGE_CHARS = 120
+"""Characters of the server's error message kept in a CloudError's reason."""
 
 
 class CloudClient:
@@ -36,6 +44,7 @@ class CloudClient:
         """``transport`` replaces the network (the start-up rehearsal answers in memory)."""
         self.settings = settings
         self.has_key = api_key is not None
+        self._key = api_key
         t = settings.timeouts
         # httpx timeouts are only the backstop; each stage enforces its own budget with
         # asyncio timeouts around the stream, which also cover slow trickles of bytes.
@@ -44,14 +53,10 @@ class CloudClient:
             timeout=httpx2.Timeout(backstop, connect=t.connect, pool=t.connect),
             limits=httpx2.Limits(max_connections=8, max_keepalive_connections=4,
                                  keepalive_expiry=120.0),
+            # Bodies as sent: every bound below counts the bytes received, which a
+            # compressed body would multiply on the way in.
+            headers={"Accept-Encoding": "identity"},
             transport=transport,
-        )
-        self.api = openai.AsyncOpenAI(
-            api_key=str(api_key) if api_key else _NO_KEY,
-            base_url=settings.base_url,
-            max_retries=0,
-            timeout=self._http.timeout,
-            http_client=self._http,
         )
         self.last_used = 0.0
         """Monotonic time of the last request (prewarm after long idle)."""
@@ -82,14 +87,12 @@ class CloudClient:
         refused, timeout, 5xx, captive portal). A 4xx other than 401/403 still counts
         as an answer: some compatible servers have no /models."""
         self.require_key(CloudError)
-        self.touch()
         try:
-            async with asyncio.timeout(self.settings.timeouts.connect * 2):
-                response = await self._http.get(
-                    self.settings.base_url.rstrip("/") + "/models",
-                    headers={"Authorization": f"Bearer {self.api.api_key}"},
-                )
-        except (httpx2.HTTPError, TimeoutError, OSError) as exc:
+            async with asyncio.timeout(self.settings.timeouts.connect * 2), \
+                    self.open(self.request("GET", "/models")) as response:
+                # Read whole (bounded), so the connection stays open for the turn.
+                await read_body(response, MAX_BODY_BYTES)
+        except (httpx2.HTTPError, TimeoutError, OSError, ValueError) as exc:
             raise convert(exc, CloudError) from exc
         status = response.status_code
         if status in (401, 403):
@@ -109,13 +112,45 @@ class CloudClient:
             return False
         return True
 
+    def request(self, method: str, path: str, **content: Any) -> httpx2.Request:
+        """A request to ``base_url`` + ``path`` with the key, built but not sent.
+        ``content``: httpx2's ``json``, ``data``, ``files`` or ``content``. Safe in a
+        worker thread (a large upload is built off the event loop)."""
+        headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
+        return self._http.build_request(
+            method, self.settings.base_url.rstrip("/") + path, headers=headers, **content)
+
+    @contextlib.asynccontextmanager
+    async def open(self, request: httpx2.Request) -> AsyncIterator[httpx2.Response]:
+        """Send ``request``; the response's body is still to be read, and is closed
+        on leaving (a body left unread costs the connection: see ``touch``)."""
+        self.touch()
+        response = await self._http.send(request, stream=True)
+        try:
+            yield response
+        finally:
+            await response.aclose()
+
+    @contextlib.asynccontextmanager
+    async def send(self, request: httpx2.Request,
+                   error: type[CloudError]) -> AsyncIterator[httpx2.Response]:
+        """``open``, for an API call: an error status or a web page raises ``error``."""
+        async with self.open(request) as response:
+            if response.status_code >= 400:
+                try:
+                    body = await read_body(response, MAX_ERROR_BYTES)
+                except (httpx2.HTTPError, ValueError):
+                    body = b""  # the status says enough
+                raise status_error(response, body, error, self._key)
+            check_intercepted(response.headers.get("content-type", ""), error)
+            yield response
+
     def touch(self, *, reusable: bool = True) -> None:
         """Note a request. ``reusable=False``: a stream was abandoned half read, so its
         connection is gone and the next ``prewarm(if_idle_for=...)`` must not skip."""
         self.last_used = time.monotonic() if reusable else 0.0
 
     async def aclose(self) -> None:
-        await self.api.close()
         await self._http.aclose()
 
     async def __aenter__(self) -> CloudClient:
@@ -125,8 +160,8 @@ class CloudClient:
         await self.aclose()
 
 
-FAILURES = (CloudError, openai.OpenAIError, httpx2.HTTPError, OSError, TimeoutError, ValueError,
-            KeyError, TypeError, AttributeError)
+FAILURES = (CloudError, httpx2.HTTPError, OSError, TimeoutError, ValueError, KeyError,
+            TypeError, AttributeError, IndexError, RecursionError)
 """What a request can fail with: library errors, and the parse errors of a body that
 is not what the API promised. Anything else is a bug and propagates unchanged."""
 
@@ -143,21 +178,19 @@ def convert(
     """
     if isinstance(exc, CloudError):
         return exc
-    if isinstance(exc, openai.APIStatusError):
-        return _status_error(exc, error)
-    if isinstance(exc, TimeoutError | openai.APITimeoutError | httpx2.TimeoutException):
+    if isinstance(exc, TimeoutError | httpx2.TimeoutException):
         if midstream:
             return error("stalled mid-stream", partial=partial)
         return error("timed out before the first byte", offline=True, cause="timeout")
-    if isinstance(exc, openai.APIConnectionError | httpx2.TransportError | OSError):
+    if isinstance(exc, httpx2.TransportError | OSError):
         cause = exc.__cause__ or exc
         if midstream:
             return error(f"connection broken mid-stream ({_name(cause)})", partial=partial)
         kind = _connect_cause(exc)
         what = CAUSES[kind] if kind else "cannot reach the service"
         return error(f"{what} ({_name(cause)})", offline=True, cause=kind)
-    if isinstance(exc, openai.APIResponseValidationError | ValueError | KeyError | TypeError
-                  | AttributeError):
+    if isinstance(exc, ValueError | KeyError | TypeError | AttributeError | IndexError
+                  | RecursionError):
         return error(f"malformed response ({_name(exc)})", partial=partial)
     return error(_name(exc), partial=partial)
 
@@ -170,25 +203,50 @@ def check_intercepted(content_type: str, error: type[CloudError]) -> None:
                     "portal or proxy is in the way", offline=True, cause="portal")
 
 
-def _status_error(exc: openai.APIStatusError, error: type[CloudError]) -> CloudError:
-    status = exc.status_code
+async def read_body(response: httpx2.Response, limit: int) -> bytes:
+    """The rest of the body; ValueError past ``limit`` bytes (a server that sends on
+    and on fills no buffer here)."""
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > limit:
+            raise ValueError(f"an answer longer than {limit} bytes")
+    return bytes(body)
+
+
+def status_error(response: httpx2.Response, body: bytes, error: type[CloudError],
+                 key: str | None = None) -> CloudError:
+    """``error`` for an HTTP error status; ``body`` is what was read of the answer
+    (its message is kept for a rejected request, with ``key`` masked in it)."""
+    status = response.status_code
     if status == 429:
-        return error("rate limited (429)", retry_after=retry_after(exc.response))
+        return error("rate limited (429)", retry_after=retry_after(response))
     if status >= 500:
         return error(f"service error ({status})", offline=True,
-                     retry_after=retry_after(exc.response), cause="service")
+                     retry_after=retry_after(response), cause="service")
     if status in (401, 403):
         # Offline for every stage: they share the key, so no stage can work until
         # the owner fixes it (and the probe notices).
         return error(f"{CAUSES['key_refused']} ({status})", offline=True, cause="key_refused")
-    return error(f"request rejected ({status}: {_message(exc)})")
+    return error(f"request rejected ({status}: {_message(response, body, key)})")
 
 
-def _message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"][:120]
-    return exc.response.reason_phrase or "error"
+def _message(response: httpx2.Response, body: bytes, key: str | None) -> str:
+    """The server's own words: OpenAI's ``{"error": {"message": ...}}`` and the
+    shapes compatible servers use, else the status line's phrase."""
+    text = ""
+    with contextlib.suppress(ValueError, RecursionError):
+        found = json.loads(body)
+        if isinstance(found, dict):
+            found = found.get("error", found)
+        if isinstance(found, dict):
+            found = found.get("message") or found.get("detail")
+        if isinstance(found, str):
+            text = found
+    text = " ".join(text.split())  # one line in logs and status
+    if key:
+        text = text.replace(key, "***")
+    return text[:MAX_MESSAGE_CHARS] or response.reason_phrase or "error"
 
 
 def retry_after(response: httpx2.Response) -> float | None:

@@ -2,19 +2,25 @@
 
 Deltas are yielded as they arrive so the chunker can hand the first sentence
 to TTS while the model is still writing. Tool calls are run here, through the
-Toolbox, and the conversation continues in a new streamed request.
+Toolbox, and the conversation continues in a new streamed request. The stream
+is server-sent events (``sse``) of ``chat.completion.chunk`` JSON, then
+``data: [DONE]``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent.cloud.client import FAILURES, CloudClient, check_intercepted, convert
+import httpx2
+
+from edge_agent.cloud import sse
+from edge_agent.cloud.client import FAILURES, CloudClient, convert
 from edge_agent.errors import LlmCloudError
 from edge_agent.intents.tools import Toolbox
 
@@ -32,6 +38,10 @@ MAX_TOOL_CALLS = 16
 """Tool calls in one reply; more is a broken stream, not a plan."""
 MAX_ARGUMENT_CHARS = 16_000
 """Characters of one tool call's arguments (the device's tools take a few words)."""
+
+
+_DONE = "[DONE]"
+"""The data of the event that ends an OpenAI stream."""
 
 
 @dataclass
@@ -89,55 +99,58 @@ class CloudLLM:
         # setup included; after that, no gap between chunks may exceed llm_idle. The
         # consumer's own time between chunks (waiting on TTS) is not counted.
         deadline = loop.time() + timeouts.llm_first_token
-        responded = started = finished = False
-        stream = None
-        self._client.touch()
+        responded = started = finished = complete = False
+        body: dict[str, Any] = {"model": settings.llm_model, "messages": conversation,
+                                "max_tokens": settings.max_tokens, "stream": True}
+        if tools is not None:
+            body["tools"] = tools.schemas()
         try:
-            async with asyncio.timeout_at(deadline):
-                stream = await self._client.api.chat.completions.create(
-                    model=settings.llm_model,
-                    messages=conversation,
-                    max_tokens=settings.max_tokens,
-                    stream=True,
-                    **({"tools": tools.schemas()} if tools is not None else {}),
-                )
-            responded = True
-            check_intercepted(stream.response.headers.get("content-type", ""), LlmCloudError)
-            for n in range(MAX_CHUNKS):
-                if n % _CHUNKS_PER_YIELD == _CHUNKS_PER_YIELD - 1:
-                    # Chunks already buffered are parsed without ever suspending: let
-                    # the loop (the wake word, timeouts) run between batches of them.
-                    await asyncio.sleep(0)
+            async with contextlib.AsyncExitStack() as stack:
+                request = self._client.request("POST", "/chat/completions", json=body)
                 async with asyncio.timeout_at(deadline):
-                    chunk = await anext(stream, None)
-                if chunk is None:
-                    break
-                if not chunk.choices:  # e.g. a usage-only chunk
-                    continue
-                choice = chunk.choices[0]
-                delta = choice.delta
-                for call in delta.tool_calls or ():
-                    pending = _slot(calls, call.index,
-                                    bool(call.id or (call.function and call.function.name)))
-                    pending.id = call.id or pending.id or f"call_{len(calls)}"
-                    if call.function is not None:
-                        pending.name += call.function.name or ""
-                        pending.arguments += call.function.arguments or ""
-                    _check_call(calls, pending, spoke)
-                    started = True
-                if choice.finish_reason is not None:
-                    finished = True
-                if delta.content:
-                    started = spoke = True
-                    yield delta.content
-                if started:
-                    deadline = loop.time() + timeouts.llm_idle
-            else:
-                raise LlmCloudError(f"the reply went on past {MAX_CHUNKS} chunks",
-                                    partial=spoke)
-            if not finished:
-                raise LlmCloudError("the stream ended before the reply was complete",
-                                    partial=spoke)
+                    response = await stack.enter_async_context(
+                        self._client.send(request, LlmCloudError))
+                responded = True
+                chunks = response.aiter_bytes()
+                stack.push_async_callback(chunks.aclose)
+                events = sse.events(chunks)
+                stack.push_async_callback(events.aclose)
+                for n in range(MAX_CHUNKS):
+                    if n % _CHUNKS_PER_YIELD == _CHUNKS_PER_YIELD - 1:
+                        # Events already buffered are parsed without ever suspending:
+                        # let the loop (the wake word, timeouts) run between batches.
+                        await asyncio.sleep(0)
+                    async with asyncio.timeout_at(deadline):
+                        data = await anext(events, None)
+                    if data is None:
+                        complete = True
+                        break
+                    if data == _DONE:
+                        break
+                    choice = _choice(data, spoke)
+                    if choice is None:  # e.g. a usage-only chunk
+                        continue
+                    delta = choice.get("delta") or {}
+                    for call in delta.get("tool_calls") or ():
+                        _add_call(calls, call, spoke)
+                        started = True
+                    if choice.get("finish_reason") is not None:
+                        finished = True
+                    content = delta.get("content")
+                    if content:
+                        if not isinstance(content, str):
+                            raise TypeError("delta content is not text")
+                        started = spoke = True
+                        yield content
+                    if started:
+                        deadline = loop.time() + timeouts.llm_idle
+                else:
+                    raise LlmCloudError(f"the reply went on past {MAX_CHUNKS} chunks",
+                                        partial=spoke)
+                if not finished:
+                    raise LlmCloudError("the stream ended before the reply was complete",
+                                        partial=spoke)
+                complete = complete or await _ends(events, deadline)
         except TimeoutError as exc:
             if started:
                 raise LlmCloudError(f"stalled: no token for {timeouts.llm_idle:g} s",
@@ -147,10 +160,8 @@ class CloudLLM:
         except FAILURES as exc:
             raise convert(exc, LlmCloudError, midstream=responded, partial=spoke) from exc
         finally:
-            if stream is not None:
-                await stream.close()
-                if not finished:
-                    self._client.touch(reusable=False)
+            if not complete:
+                self._client.touch(reusable=False)
 
     async def _run_tools(
         self, conversation: list[dict[str, Any]], calls: dict[int, _PendingCall], tools: Toolbox,
@@ -167,6 +178,50 @@ class CloudLLM:
             result = await tools.call(call.name, call.arguments or "{}")
             log.info("tool %s -> %s", call.name, result[:80])
             conversation.append({"role": "tool", "tool_call_id": call.id, "content": result})
+
+
+async def _ends(events: AsyncIterator[str], deadline: float) -> bool:
+    """After [DONE]: whether the body ends there too, so its connection can serve the
+    next request. The reply is whole either way: a server that goes on costs only
+    the connection."""
+    try:
+        async with asyncio.timeout_at(deadline):
+            return await anext(events, None) is None
+    except (TimeoutError, httpx2.HTTPError, sse.SSEError):
+        return False
+
+
+def _choice(data: str, spoke: bool) -> dict[str, Any] | None:
+    """The first choice of one streamed chunk (None when it has none). A chunk that
+    is not the JSON the API promises raises ValueError or TypeError (malformed); an
+    error the server reports mid-stream raises LlmCloudError with its message."""
+    chunk = json.loads(data)
+    if not isinstance(chunk, dict):
+        raise TypeError("a chunk that is not a JSON object")
+    if chunk.get("error"):
+        error = chunk["error"]
+        message = error.get("message") if isinstance(error, dict) else error
+        raise LlmCloudError(f"the service reported an error mid-stream: {str(message)[:120]}",
+                            partial=spoke)
+    choices = chunk.get("choices")
+    if not choices:
+        return None
+    if not isinstance(choices, list) or not isinstance(choices[0], dict):
+        raise TypeError("choices that are not a list of objects")
+    return choices[0]
+
+
+def _add_call(calls: dict[int, _PendingCall], call: dict[str, Any], spoke: bool) -> None:
+    """Add one tool-call delta to the call it continues or starts."""
+    function = call.get("function") or {}
+    name, arguments = function.get("name") or "", function.get("arguments") or ""
+    if not isinstance(name, str) or not isinstance(arguments, str):
+        raise TypeError("a tool call whose name or arguments are not text")
+    pending = _slot(calls, call.get("index"), bool(call.get("id") or name))
+    pending.id = call.get("id") or pending.id or f"call_{len(calls)}"
+    pending.name += name
+    pending.arguments += arguments
+    _check_call(calls, pending, spoke)
 
 
 def _check_call(calls: dict[int, _PendingCall], call: _PendingCall, spoke: bool) -> None:

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from edge_agent.cloud.client import FAILURES, CloudClient, check_intercepted, convert
+from edge_agent.cloud.client import FAILURES, CloudClient, convert
 from edge_agent.errors import TtsCloudError
 
 log = logging.getLogger(__name__)
@@ -50,21 +50,17 @@ class CloudTTS:
         responded = started = complete = False
         carry = b""
         received = 0
-        self._client.touch()
         try:
             async with contextlib.AsyncExitStack() as stack:
+                request = self._client.request("POST", "/audio/speech", json={
+                    "model": settings.tts_model, "voice": settings.tts_voice, "input": text,
+                    "response_format": "pcm"})
                 async with asyncio.timeout_at(deadline):
                     response = await stack.enter_async_context(
-                        self._client.api.audio.speech.with_streaming_response.create(
-                            model=settings.tts_model,
-                            voice=settings.tts_voice,
-                            input=text,
-                            response_format="pcm",
-                        ))
+                        self._client.send(request, TtsCloudError))
                 responded = True
-                check_intercepted(response.headers.get("content-type", ""), TtsCloudError)
                 _check_content_type(response.headers.get("content-type", ""))
-                chunks = response.http_response.aiter_bytes()
+                chunks = response.aiter_bytes()
                 stack.push_async_callback(chunks.aclose)
                 while True:
                     # Once audio flows, only the wait on the server counts: the consumer

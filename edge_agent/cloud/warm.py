@@ -1,19 +1,16 @@
 """A rehearsal of one cloud turn at start, so the first real turn is as fast as
 the tenth.
 
-Profiled on the first turn after start, the time between the transcript and
-the chat request went to the openai package importing and building its chat
-resources (pydantic models for the request and the streamed chunks) on first
-use; the first transcription and speech requests pay the same for theirs. So
-each engine makes one request here against canned answers in memory (no
-network, no tokens billed), through the very code a turn runs: request
-building, multipart upload, SSE parsing, streamed PCM, the sentence chunker.
-The connection itself is opened by ``CloudClient.prewarm``.
+The first use of each step pays one-off costs: httpx2's first request and
+response, the multipart encoder and the upload's worker thread, the SSE and
+JSON parsing, the sentence chunker. So each engine makes one request
+here against canned answers in memory (no network, no tokens billed), through
+the very code a turn runs. The connection itself is opened by
+``CloudClient.prewarm``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 
@@ -57,21 +54,12 @@ def _answer(request: httpx2.Request) -> httpx2.Response:
     return httpx2.Response(404, json={"error": {"message": "not rehearsed"}})
 
 
-def _load_resources(client: CloudClient) -> None:
-    """The openai resources a turn uses, imported (the bulk of the first-use cost)
-    in a worker thread so the event loop keeps listening meanwhile."""
-    api = client.api
-    for resource in (api.audio.transcriptions, api.chat.completions, api.audio.speech):
-        getattr(resource, "with_raw_response")  # noqa: B009  (builds the wrapper too)
-
-
 async def rehearse(settings: CloudSettings, tools: Toolbox) -> None:
     """One transcription, one streamed chat answer with ``tools`` offered and one
     speech stream, all answered in memory. Never raises (except cancellation):
     a failed rehearsal only means the first turn pays the setup."""
     client = CloudClient(settings, Secret("rehearsal"), transport=httpx2.MockTransport(_answer))
     try:
-        await asyncio.to_thread(_load_resources, client)
         await CloudSTT(client).transcribe(np.zeros(1600, dtype=np.int16))
         chunker = SentenceChunker()
         sentences = []
