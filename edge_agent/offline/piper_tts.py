@@ -1,8 +1,10 @@
 """Piper speech synthesis on the device: the offline voice.
 
-Piper yields one chunk per sentence, so a long answer starts playing after its
-first sentence is synthesized. Each sentence is made in a worker thread; a
-cancelled ``synthesize`` stops before the next sentence.
+One chunk per sentence, so a long answer starts playing after its first
+sentence is synthesized. A sentence is voiced in pieces of bounded length
+(``pieces``), so Piper's working memory is bounded whatever the text; each
+piece is made on one worker thread, and a cancelled ``synthesize`` stops before
+the next piece.
 """
 
 from __future__ import annotations
@@ -10,19 +12,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
+import numpy as np
 import onnxruntime
-from piper import AudioChunk, PiperVoice
+from piper import PiperVoice
 from piper.config import PiperConfig
 
 from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
 from edge_agent.footprint import release_freed_heap
+from edge_agent.offline.pieces import join_pieces, sentence_pcm, split_phonemes
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 THREADS = 1
 """onnxruntime threads for the voice. One: a failover sentence shares the CPU
@@ -88,12 +95,24 @@ class PiperTTS:
         log.info("Piper voice loaded from %s (%d Hz)", self.voice_path, self.sample_rate)
 
     @staticmethod
-    def _next(sentences: Iterator[AudioChunk]) -> AudioChunk | None:
-        """On the one Piper worker thread, so sentences never run at once."""
+    def _released(job: Callable[[], T]) -> T:
+        """On the one Piper worker thread, so pieces never run at once; the
+        piece's freed tensors go back to the system before the next."""
         try:
-            return next(sentences, None)
+            return job()
         finally:
             release_freed_heap()
+
+    def _voice_piece(self, piece: list[str]) -> np.ndarray:
+        audio = self._voice.phoneme_ids_to_audio(self._voice.phonemes_to_ids(piece))
+        return np.asarray(audio, dtype=np.float32).reshape(-1)
+
+    async def _on_worker(self, job: Callable[[], T], text: str) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._worker, self._released, job)
+        except Exception as exc:  # espeak or onnxruntime: the voice cannot speak this
+            raise ModelError(f"Piper failed to speak {text[:40]!r}: {exc}") from exc
 
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """PCM chunks, one per sentence, each as soon as it is made; ModelError if
@@ -103,16 +122,11 @@ class PiperTTS:
         text = "".join(ch if ch.isprintable() else " " for ch in text)
         if not text.strip():
             return
-        sentences = iter(self._voice.synthesize(text))
-        loop = asyncio.get_running_loop()
-        while True:
-            # next() on the generator runs espeak phonemization and the ONNX model.
-            try:
-                chunk = await loop.run_in_executor(self._worker, self._next, sentences)
-            except Exception as exc:  # espeak or onnxruntime: the voice cannot speak this
-                raise ModelError(f"Piper failed to speak {text[:40]!r}: {exc}") from exc
-            if chunk is None:
-                return
-            pcm = chunk.audio_int16_bytes
+        sentences = await self._on_worker(lambda: self._voice.phonemize(text), text)
+        for phonemes in sentences:
+            pieces = split_phonemes(phonemes)
+            parts = [await self._on_worker(lambda p=piece: self._voice_piece(p), text)
+                     for piece in pieces]
+            pcm = sentence_pcm(join_pieces(parts, pieces, self.sample_rate))
             if pcm:
                 yield pcm
