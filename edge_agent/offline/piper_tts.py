@@ -24,7 +24,7 @@ from piper.config import PiperConfig
 
 from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
-from edge_agent.footprint import release_freed_heap
+from edge_agent.footprint import release_freed_heap, return_large_blocks
 from edge_agent.offline.pieces import join_pieces, sentence_pcm, split_phonemes
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,9 @@ class PiperTTS:
         self.voice_path = Path(voice)
         if not self.voice_path.is_file():
             raise ModelError(f"Piper voice {self.voice_path} does not exist")
+        # A piece's tensors (MBs each) must go back to the system when it is
+        # voiced, in every process that speaks (the daemon, `say --offline`, `ask`).
+        return_large_blocks()
         try:
             self._voice = _load_voice(self.voice_path)
         except Exception as exc:  # onnxruntime, json and OS errors all mean "unusable"
