@@ -14,6 +14,7 @@ import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -95,10 +96,11 @@ class PiperTTS:
         finally:
             release_freed_heap()  # the parsed model file, copied into the session
         self.sample_rate: int = self._voice.config.sample_rate
-        # The espeak-ng phonemizer inside Piper is process-global state: one sentence
-        # at a time, even if two turns overlap (a timer ring and an answer). Its own
-        # thread, too: queued sentences wait here, not in the default pool the
-        # microphone and the player need (20 queued announcements starved them).
+        # The espeak-ng phonemizer inside Piper is process-global state, and each
+        # inference's memory adds to the others': one piece at a time, even if two
+        # turns overlap (a timer ring and an answer). Its own thread, too: queued
+        # pieces wait here, not in the default pool the microphone and the player
+        # need (20 queued announcements starved them).
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="piper")
         log.info("Piper voice loaded from %s (%d Hz)", self.voice_path, self.sample_rate)
 
@@ -115,6 +117,10 @@ class PiperTTS:
         audio = self._voice.phoneme_ids_to_audio(self._voice.phonemes_to_ids(piece))
         return np.asarray(audio, dtype=np.float32).reshape(-1)
 
+    def _sentence(self, parts: list[np.ndarray], pieces: list[list[str]]) -> bytes:
+        """Also on the worker: the audio arithmetic stays off the event loop."""
+        return sentence_pcm(join_pieces(parts, pieces, self.sample_rate))
+
     async def _on_worker(self, job: Callable[[], T], text: str) -> T:
         loop = asyncio.get_running_loop()
         try:
@@ -130,11 +136,11 @@ class PiperTTS:
         text = "".join(ch if ch.isprintable() else " " for ch in text)
         if not text.strip():
             return
-        sentences = await self._on_worker(lambda: self._voice.phonemize(text), text)
+        sentences = await self._on_worker(partial(self._voice.phonemize, text), text)
         for phonemes in sentences:
             pieces = split_phonemes(phonemes)
-            parts = [await self._on_worker(lambda p=piece: self._voice_piece(p), text)
+            parts = [await self._on_worker(partial(self._voice_piece, piece), text)
                      for piece in pieces]
-            pcm = sentence_pcm(join_pieces(parts, pieces, self.sample_rate))
+            pcm = await self._on_worker(partial(self._sentence, parts, pieces), text)
             if pcm:
                 yield pcm
