@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -75,6 +76,47 @@ async def watch() -> AsyncIterator[Watch]:
         with contextlib.suppress(asyncio.CancelledError):
             await task
         w.peak = max(w.peak, rss())
+
+
+@dataclass
+class PiperCalls:
+    """What Piper was given per inference, and how many inferences ran at once."""
+
+    calls: int = 0
+    longest: int = 0
+    running: int = 0
+    most_at_once: int = 0
+
+
+@pytest.fixture
+def piper_calls(monkeypatch: pytest.MonkeyPatch) -> PiperCalls:
+    """Watches the voice's two steps per piece: phonemes to ids (the piece's
+    length) and ids to audio (the inference, on whichever thread runs it)."""
+    from piper import PiperVoice
+
+    seen = PiperCalls()
+    lock = threading.Lock()
+    to_ids, to_audio = PiperVoice.phonemes_to_ids, PiperVoice.phoneme_ids_to_audio
+
+    def ids(self: PiperVoice, phonemes: list[str]) -> list[int]:
+        with lock:
+            seen.longest = max(seen.longest, len(phonemes))
+        return to_ids(self, phonemes)
+
+    def audio(self: PiperVoice, *args: object, **kwargs: object) -> object:
+        with lock:
+            seen.calls += 1
+            seen.running += 1
+            seen.most_at_once = max(seen.most_at_once, seen.running)
+        try:
+            return to_audio(self, *args, **kwargs)
+        finally:
+            with lock:
+                seen.running -= 1
+
+    monkeypatch.setattr(PiperVoice, "phonemes_to_ids", ids)
+    monkeypatch.setattr(PiperVoice, "phoneme_ids_to_audio", audio)
+    return seen
 
 
 @pytest.fixture
@@ -211,7 +253,7 @@ async def test_tool_time_is_no_llm_silence() -> None:
 
 
 def test_300_overdue_timers_ring_as_one_announcement_and_says_are_capped(
-        tmp_path: Path) -> None:
+        tmp_path: Path, piper_calls: PiperCalls) -> None:
     """Finding 4: 300 timers overdue at start queued 300 announcements (no wake word
     for 20 s); 20 concurrent `say` likewise. Now one announcement names them, and
     say requests past MAX_SAYS are refused with a clear error."""
@@ -219,6 +261,7 @@ def test_300_overdue_timers_ring_as_one_announcement_and_says_are_capped(
 
     from edge_agent.agent.agent import MAX_SAYS
     from edge_agent.errors import BusyError
+    from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
     from tests.speech import silence
     from tests.test_e2e import Harness, run
 
@@ -248,8 +291,53 @@ def test_300_overdue_timers_ring_as_one_announcement_and_says_are_capped(
         start.report("300 overdue timers at start (one announcement; Piper's first run)")
         flood.report(f"{MAX_SAYS + 3} concurrent says")
         assert start.stall < 1.0 and flood.growth < MEMORY_BOUND
+        # Piper's working memory grows with its input: every inference got at most
+        # one piece, and one ran at a time.
+        assert piper_calls.longest <= MAX_PIECE_PHONEMES and piper_calls.most_at_once == 1
 
     run(scenario(), 120)
+
+
+LONG_SAY = ("This is a long announcement read out while every timer rings at once, "
+            "so that the voice has more to say in one sentence than it can make in one go "
+            "without holding a great deal of memory for it")
+
+
+def test_a_timer_and_say_flood_is_voiced_one_bounded_piece_at_a_time(
+        tmp_path: Path, piper_calls: PiperCalls) -> None:
+    """Finding 4 and issue 20: every timer due at once while the say cap is full of
+    long sentences, offline. Piper grew by about 18 MB per second of speech in one
+    call (a 10 s sentence: +190 MB); now every call is one bounded piece and one
+    runs at a time, so the flood's peak is a piece's, not a sentence's."""
+    from edge_agent.agent.agent import MAX_SAYS
+    from edge_agent.intents.timers import MAX_TIMERS
+    from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
+    from tests.speech import silence
+    from tests.test_e2e import Harness, run
+
+    async def scenario() -> None:
+        fake = FakeCloud().start()
+        fake.stop()  # offline: Piper speaks
+        async with Harness(tmp_path, fake, silence(120.0), gpio=False) as h:
+            await asyncio.wait_for(h.daemon.warmed.wait(), 60)  # the notices are made
+            before = piper_calls.calls
+            async with watch() as flood:
+                for n in range(MAX_TIMERS):  # one request each, as the timer tool sets them
+                    h.daemon.timers.set(0.5, f"timer {n}")
+                    await asyncio.sleep(0)
+                says = [asyncio.create_task(h.daemon.agent.say(LONG_SAY))
+                        for _ in range(MAX_SAYS)]
+                assert await asyncio.wait_for(asyncio.gather(*says), 100) == [True] * MAX_SAYS
+                await h.wait_event("audio_out_end", count=MAX_SAYS + 1, within=60)
+                assert h.daemon.timers.remaining() == []
+        flood.report(f"{MAX_TIMERS} timers and {MAX_SAYS} long says at once "
+                     f"({piper_calls.calls - before} Piper calls)")
+        assert piper_calls.calls - before >= MAX_SAYS * 3  # the long sentence went in pieces
+        assert piper_calls.longest <= MAX_PIECE_PHONEMES and piper_calls.most_at_once == 1
+        # Generous: one long sentence in one call was +190 MB.
+        assert flood.growth < 2 * MEMORY_BOUND
+
+    run(scenario(), 200)
 
 
 def test_the_wake_word_is_heard_while_the_default_pool_is_saturated(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
 from edge_agent.offline import PiperTTS, default_piper_voice
+from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +59,45 @@ def test_closing_the_stream_stops_synthesis(tts: PiperTTS) -> None:
     text = "One. Two. Three. Four. Five."
     assert len(collect(tts, text)) == 5
     assert len(collect(tts, text, limit=1)) == 1
+
+
+LONG = ("When the network comes back, I will answer your question in full, with the "
+        "weather for tomorrow, the news of the day, the traffic on your way to work and "
+        "the reminders you asked me to keep.")
+
+
+def pauses(pcm: bytes, rate: int, longer_than: float) -> list[float]:
+    """Silent stretches (under 2 % of the peak) inside the speech, in seconds."""
+    samples = np.abs(np.frombuffer(pcm, dtype=np.int16).astype(np.float64))
+    loud = np.flatnonzero(samples >= 0.02 * samples.max())
+    gaps = np.diff(loud) / rate
+    return [float(g) for g in gaps if g > longer_than]
+
+
+def test_a_long_sentence_is_voiced_in_bounded_pieces_and_spoken_whole(
+        tts: PiperTTS, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Piper's working memory grows with the length of one call (about 1 MB per
+    phoneme), so a long sentence goes in pieces: every phoneme is voiced, no
+    call is over the bound, and the joins between words are not heard as pauses."""
+    voice = tts._voice
+    (phonemes,) = voice.phonemize(LONG)
+    calls: list[list[str]] = []
+    to_ids = voice.phonemes_to_ids
+    monkeypatch.setattr(voice, "phonemes_to_ids", lambda p: calls.append(p) or to_ids(p))
+
+    (pcm,) = collect(tts, LONG)
+
+    assert len(calls) >= len(phonemes) // MAX_PIECE_PHONEMES + 1
+    assert max(map(len, calls)) <= MAX_PIECE_PHONEMES
+    assert "".join(map("".join, calls)).replace(" ", "") == "".join(phonemes).replace(" ", "")
+    whole = voice.phoneme_ids_to_audio(to_ids(phonemes))
+    seconds = len(pcm) / 2 / tts.sample_rate
+    print(f"\n{len(phonemes)} phonemes in {len(calls)} pieces: {seconds:.2f} s of speech "
+          f"(one call: {len(whole) / tts.sample_rate:.2f} s)")
+    assert 0.8 < seconds / (len(whole) / tts.sample_rate) < 1.2
+    # Four commas: four pauses. Piper pads every call with 0.1-0.25 s of silence at
+    # its end; a cut between words that kept it would be heard as a pause too.
+    assert len(pauses(pcm, tts.sample_rate, longer_than=0.15)) <= LONG.count(",")
 
 
 def test_empty_text_yields_nothing(tts: PiperTTS) -> None:
