@@ -34,12 +34,20 @@ log = logging.getLogger(__name__)
 FRAME = 160
 """10 ms frames: 2 dB more ERLE than 20 ms on the room benchmark, 4 per capture block."""
 LEAD_SECONDS = 0.02
-"""The reference is placed this much earlier than computed: thread jitter must
-never put it after its echo (a filter cannot cancel what it has not seen yet),
-and an early reference only uses a little of the filter's tail."""
+"""The reference is placed this much earlier than computed: the threads' jitter
+must never put it after its echo (a filter cannot cancel what it has not seen
+yet); an early reference only uses a little of the filter's tail."""
+MAX_HOLD_SECONDS = 0.06
+"""Capture audio waits at most this long for its reference. An output with no
+latency of its own (the .wav one) hands a period over as it is heard, so the
+reference for the newest capture samples may come a period late; a device
+with a buffer hands it over well ahead, and nothing waits."""
 REANCHOR_SECONDS = 0.02
-"""A reference whose computed place drifted this far from where it continues
-(an underrun, a reopened output) is placed anew."""
+"""A reference whose computed place is this far from where it continues, for
+REANCHOR_PERIODS periods in a row (a stalled or reopened output), is placed
+anew. A single late period is the threads' jitter, not a shift: moving the
+reference for it would cost the filter its convergence."""
+REANCHOR_PERIODS = 10
 KEEP_SECONDS = 2.0
 """Reference kept ahead of and behind the capture; the output runs at most its
 own buffer ahead, and the capture reads within a period."""
@@ -88,6 +96,7 @@ class EchoReference:
         """Capture index just after the last non-silent reference sample."""
         self._converter: CaptureConverter | None = None
         self.reanchors = 0
+        self._off = 0  # periods in a row placed too far from where they continue
 
     def played(self, out: np.ndarray, heard_at: float, rate: int, channels: int) -> None:
         """Output thread: the period ``out`` (the device's format) will be heard at
@@ -103,7 +112,12 @@ class EchoReference:
             if self._next is None:  # a new burst: whatever the buffer held is stale
                 self._data.fill(0)
                 self._next = where
-            elif abs(where - self._next) > REANCHOR_SECONDS * self._ring.rate:
+            elif abs(where - self._next) <= REANCHOR_SECONDS * self._ring.rate:
+                self._off = 0
+            elif (off := self._off + 1) < REANCHOR_PERIODS:
+                self._off = off
+            else:
+                self._off = 0
                 self.reanchors += 1
                 if where > self._next:  # a gap (underrun): silence, not last lap's audio
                     self._put(self._next, np.zeros(min(where - self._next, len(self._data)),
@@ -124,6 +138,12 @@ class EchoReference:
     def _put(self, start: int, samples: np.ndarray) -> None:
         samples = samples[-len(self._data):]
         self._data[(start + np.arange(len(samples))) % len(self._data)] = samples
+
+    @property
+    def written_until(self) -> int:
+        """Capture index up to which the reference is known (all of it while idle)."""
+        with self._lock:
+            return NEVER if self._next is None else self._next
 
     def take(self, start: int, n: int) -> np.ndarray:
         """Capture thread: the reference for capture samples [start, start + n)."""
@@ -153,6 +173,7 @@ class EchoCanceller:
         self._filter = engine(FRAME, tail_ms)
         self._tail_ms = tail_ms
         self._pending = np.zeros(0, dtype=np.int16)
+        self._max_hold = round(MAX_HOLD_SECONDS * SAMPLE_RATE)
         self._window = round(WINDOW_SECONDS * SAMPLE_RATE)
         self._energy_in = self._energy_out = 0.0
         self._counted = 0
@@ -182,7 +203,9 @@ class EchoCanceller:
                 block, self._pending = np.concatenate((self._pending, block)), self._pending[:0]
             return block
         audio = np.concatenate((self._pending, block)) if len(self._pending) else block
-        whole = len(audio) - len(audio) % FRAME
+        known = min(len(audio), self.reference.written_until - start)
+        usable = max(0, known, len(audio) - self._max_hold)
+        whole = usable - usable % FRAME
         self._pending = audio[whole:].copy()
         near = np.ascontiguousarray(audio[:whole])
         far = self.reference.take(start, whole)

@@ -1,0 +1,85 @@
+"""The daemon in a room that hears itself (.wav devices joined by the test
+room): the echo is there without cancellation, and gone with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soxr
+
+from edge_agent.audio.echolink import EchoLink
+from edge_agent.audio.ring import RingBuffer
+from edge_agent.config import AudioSettings, EchoSettings
+from tests.fakecloud import TTS_RATE, FakeCloud
+from tests.speech import piper, silence
+from tests.test_e2e import NO_EARCONS, Harness, run
+
+ANSWER = ("The weather today is mostly sunny with a light breeze from the west. "
+          "Tomorrow morning expect rain showers, clearing in the afternoon.")
+
+
+def _speech_24k(text: str) -> np.ndarray:
+    return soxr.resample(piper(text), 16000, TTS_RATE).astype(np.int16)
+
+
+def _room(cancel: bool) -> str:
+    return NO_EARCONS + f"[echo]\ncancel = {str(cancel).lower()}\nroom_delay_ms = 20.0\n"
+
+
+def _db(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(np.sum(a.astype(float)**2) / (np.sum(b.astype(float)**2) + 1)))
+
+
+def _correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Peak normalised cross-correlation of two signals at any lag."""
+    n = len(x) + len(y)
+    size = 1 << (n - 1).bit_length()
+    xf, yf = x.astype(float), y.astype(float)
+    cc = np.fft.irfft(np.fft.rfft(xf, size) * np.conj(np.fft.rfft(yf, size)), size)
+    return float(np.max(np.abs(cc)) / np.sqrt(np.sum(xf**2) * np.sum(yf**2)))
+
+
+async def _speak_in_room(tmp: Path, cancel: bool, answers: int) -> tuple[Harness, int]:
+    """Speak ANSWER ``answers`` times in the room; the ring index where the last began."""
+    with FakeCloud(speech=_speech_24k) as fake:
+        harness = Harness(tmp, fake, silence(1.0), extra=_room(cancel))
+        async with harness as h:
+            for _ in range(answers):
+                start = h.daemon.ring.total
+                await h.daemon.agent.say(ANSWER)
+            await h.at_input_second(h.daemon.ring.total / 16000 + 0.5)
+            h.captured = h.daemon.ring.read_range(start, h.daemon.ring.total)
+            canceller = h.daemon.echo.canceller
+            h.raw = (canceller.raw.read_range(start, h.daemon.ring.total)
+                     if canceller is not None else None)
+            h.ready = h.daemon.echo.ready()
+    return harness, start
+
+
+def test_without_cancellation_the_microphone_hears_the_answer(tmp_path: Path) -> None:
+    h, _ = run(_speak_in_room(tmp_path, cancel=False, answers=1))
+    played = h.output()
+    assert _correlation(h.captured, played) > 0.8
+    assert _db(h.captured, silence(0.01)) > 60  # far above the silent input file
+
+
+def test_cancellation_removes_the_echo_and_keeps_the_raw_microphone(tmp_path: Path) -> None:
+    h, _ = run(_speak_in_room(tmp_path, cancel=True, answers=2), timeout=180)
+    assert h.ready
+    # The raw microphone still hears the last answer (the output holds two: 1/√2 at most).
+    assert _correlation(h.raw, h.output()) > 0.6
+    assert _db(h.raw, h.captured) > 20.0
+
+
+def test_a_canceller_that_cannot_load_leaves_the_speaker_working(monkeypatch) -> None:
+    monkeypatch.setenv("SPEEXDSP_LIB", "/nonexistent/libspeexdsp.so")
+    import ctypes.util
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    monkeypatch.setattr(ctypes, "CDLL", _no_library)
+    link = EchoLink.build(EchoSettings(), AudioSettings(), RingBuffer(1.0))
+    assert link.canceller is None and not link.ready()
+
+
+def _no_library(*args: object, **kwargs: object) -> None:
+    raise OSError("no such library")
