@@ -39,6 +39,7 @@ DESCRIPTIONS = {
     "turn": "end of speech to first audio: streaming turn against the naive cascade",
     "failover": "each cloud fault to the first fallback audio, longest silence",
     "bargein": "button press to silence while the speaker talks; idle CPU",
+    "echo": "echo cancellation in a room that hears itself: ERLE, wake word while speaking",
     "service": "start to READY=1, reloads, stop, watchdog spacing (as systemd sees it)",
     "fleet": "three speakers, one broker: one answer per wake word, the arbitration's delay",
     "memory": "resident and proportional memory at READY, after turns and a failover",

@@ -13,8 +13,8 @@ When nothing has played for longer than the filter's tail, blocks pass
 through untouched (no filter, no copy): idle costs nothing. The filter state
 is kept across answers, since the speaker-to-microphone path does not move.
 
-Measured choice: docs/aec-candidates.json (speexdsp-aec against pyaec on the
-self-hearing room).
+Measured choice: the "candidates" of docs/bench-echo.json (speexdsp-aec
+against pyaec on the self-hearing room).
 """
 
 from __future__ import annotations
