@@ -3,6 +3,8 @@ room): the echo is there without cancellation, and gone with it."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ import soxr
 from edge_agent.audio.echolink import EchoLink
 from edge_agent.audio.ring import RingBuffer
 from edge_agent.config import AudioSettings, EchoSettings
+from edge_agent.tools.wake_eval import FAMILIES
 from tests.fakecloud import TTS_RATE, FakeCloud
 from tests.speech import piper, silence
 from tests.test_e2e import NO_EARCONS, Harness, run
@@ -83,3 +86,56 @@ def test_a_canceller_that_cannot_load_leaves_the_speaker_working(monkeypatch) ->
 
 def _no_library(*args: object, **kwargs: object) -> None:
     raise OSError("no such library")
+
+
+WAKE_AT = 14.0
+"""Seconds into the input when the user says the wake word: the canceller has
+heard several seconds of the answer by then."""
+COMMAND = "what time is it in Tokyo"
+
+
+def _user(text: str) -> np.ndarray:
+    """The user: a CMU voice (held out for every wake engine), at the level of
+    the speaker's own voice in the room (0 dB)."""
+    audio = FAMILIES["cmu"]["flite:slt@1.0"](text).astype(np.float64)
+    level = 0.8 * np.sqrt(np.mean(piper(ANSWER).astype(np.float64) ** 2))  # the volume
+    loud = audio[np.abs(audio) > 0.05 * np.abs(audio).max()]
+    return np.clip(audio * level / np.sqrt(np.mean(loud**2)), -32768, 32767).astype(np.int16)
+
+
+async def voice_barge_in(tmp: Path) -> dict[str, float]:
+    """The user says "hey jarvis" and a question while the speaker answers, in
+    the self-hearing room with cancellation. Figures: from the end of the wake
+    word to silence at the speaker (the barge-in, plus the stop latency the
+    player measured), and how much of the question the STT request correlates with."""
+    wake, command = _user("hey jarvis"), _user(COMMAND)
+    spoken = np.flatnonzero(np.abs(wake.astype(np.int32)) > 0.05 * np.abs(wake).max())
+    wake_end = int(WAKE_AT * 16000) + int(spoken[-1]) + 1  # the synthesizer's tail is silence
+    audio = np.concatenate([silence(WAKE_AT), wake, silence(0.15), command, silence(4.0)])
+    uploads: list[np.ndarray] = []
+
+    def transcript(samples: np.ndarray) -> str:
+        uploads.append(samples)
+        return COMMAND
+
+    with FakeCloud(speech=_speech_24k, transcript=transcript) as fake:
+        async with Harness(tmp, fake, audio, extra=_room(True)) as h:
+            say = asyncio.create_task(h.daemon.agent.say(" ".join([ANSWER] * 3)))
+            barge = await h.wait_event("barge_in", within=60)
+            await h.at_input_second(wake_end / 16000 + 0.1)
+            wake_end_t = h.daemon.ring.time_of(wake_end)
+            silent_at = barge.t + (h.daemon.player.last_stop_latency or 0.0)
+            await h.wait_event("utterance", within=30)
+            await asyncio.to_thread(fake.wait_for_request, "stt", 1, 30)
+            with contextlib.suppress(asyncio.CancelledError):
+                await say
+    return {"wake_end_to_silence_ms": round((silent_at - wake_end_t) * 1000, 1),
+            "question_correlation": round(_correlation(uploads[0], command), 3),
+            "question_seconds": round(len(command) / 16000, 2),
+            "uploaded_seconds": round(len(uploads[0]) / 16000, 2)}
+
+
+def test_saying_the_wake_word_during_an_answer_interrupts_it(tmp_path: Path) -> None:
+    figures = run(voice_barge_in(tmp_path), timeout=180)
+    assert figures["question_correlation"] > 0.9  # the whole question, not a piece
+    assert figures["uploaded_seconds"] >= figures["question_seconds"]

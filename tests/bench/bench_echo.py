@@ -23,6 +23,10 @@ the capture as a device buffer would be), the wake word the shipped detector.
 - ``self_wakes_per_hour`` over ``self_hours``: detections on the cancelled
   microphone while the speaker talks and plays music alone; also without
   cancellation at the normal and at the raised threshold.
+- ``voice_barge_in``: the daemon in the self-hearing room with cancellation; the
+  user (a CMU voice, at the speaker's level) says "hey jarvis" and a question
+  during an answer: from the end of the wake word to silence at the speaker,
+  and the question's correlation with what the STT request carried.
 - ``candidates``: the same ERLE, convergence, CPU and the near talker's
   signal-to-echo ratio before and after, for each AEC binding installed
   (speexdsp-aec: the one shipped; pyaec: pip install pyaec to compare).
@@ -324,6 +328,23 @@ def _ratio_db(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(np.sum(a**2) / (np.sum(b.astype(np.float64)**2) + 1.0)))
 
 
+def voice_barge_in_figures(runs: int) -> dict[str, Any]:
+    import asyncio
+    import tempfile
+
+    from tests.test_audio_echolink import voice_barge_in
+
+    found = []
+    for _ in range(runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            found.append(asyncio.run(asyncio.wait_for(voice_barge_in(Path(tmp)), 180)))
+    latency = [f["wake_end_to_silence_ms"] for f in found]
+    return {"wake_end_to_silence_ms": {"median": float(np.median(latency)),
+                                       "worst": float(max(latency))},
+            "question_correlation_min": min(f["question_correlation"] for f in found),
+            "runs": found}
+
+
 def run(quick: bool = False) -> dict[str, Any]:
     corpus = read_speech_corpus()
     self_seconds = 180.0 if quick else 1800.0
@@ -343,6 +364,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         **cancellation_figures(far),
         **wake_figures(far, takes),
         **self_wake_figures(answers(self_seconds, corpus, seed=11)),
+        "voice_barge_in": voice_barge_in_figures(1 if quick else 5),
         "candidates": candidate_figures(far, talker),
     }
     report["seconds"] = round(time.monotonic() - started, 1)
