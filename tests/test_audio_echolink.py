@@ -57,6 +57,7 @@ async def _speak_in_room(tmp: Path, cancel: bool, answers: int) -> tuple[Harness
             h.raw = (canceller.raw.read_range(start, h.daemon.ring.total)
                      if canceller is not None else None)
             h.ready = h.daemon.echo.ready()
+            h.status = h.daemon.agent.status()["echo"]
     return harness, start
 
 
@@ -70,6 +71,8 @@ def test_without_cancellation_the_microphone_hears_the_answer(tmp_path: Path) ->
 def test_cancellation_removes_the_echo_and_keeps_the_raw_microphone(tmp_path: Path) -> None:
     h, _ = run(_speak_in_room(tmp_path, cancel=True, answers=2), timeout=180)
     assert h.ready
+    assert h.status["cancelling"] and h.status["converged"] and not h.status["diverged"]
+    assert h.status["test_room_delay_ms"] == 20.0
     # The raw microphone still hears the last answer (the output holds two: 1/√2 at most).
     assert _correlation(h.raw, h.output()) > 0.6
     assert _db(h.raw, h.captured) > 20.0

@@ -220,6 +220,7 @@ class Daemon:
                            vosk=self.offline.vosk, faults=self.faults)
         self.timers = Timers(s.state_dir / TIMERS_FILE, self.agent.ring_timer,
                              faults=self.faults)
+        self.agent.status_extras["echo"] = self.echo.status
         self.toolbox = device_tools(self.agent, self.timers)
         self.intents = LocalIntents(self.toolbox)
         self.conversation = Conversation(s.cloud)
@@ -319,7 +320,7 @@ class Daemon:
     def _open_recordings(self) -> None:
         self._stop_recordings()
         self._stop_recordings = recordings.attach(self.settings.log.debug_recordings,
-                                                  self.ring, self.bus)
+                                                  self.ring, self.bus, self.echo.raw)
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud

@@ -49,6 +49,21 @@ class EchoLink:
     def reference(self) -> EchoReference | None:
         return self.canceller.reference if self.canceller is not None else None
 
+    @property
+    def raw(self) -> RingBuffer | None:
+        """The microphone before cancellation (diagnostics), or None."""
+        return self.canceller.raw if self.canceller is not None else None
+
+    def status(self) -> dict[str, object]:
+        """For `edge-agent status`: is it on, has it converged, has it diverged."""
+        c = self.canceller
+        room = self.room.response.delay_s * 1000 if self.room is not None else None
+        if c is None:
+            return {"cancelling": False, "test_room_delay_ms": room}
+        return {"cancelling": True, "converged": c.converged, "diverged": c.diverged,
+                "cancelled_s": round(c.processed / c.raw.rate, 1),
+                "reanchors": c.reference.reanchors, "test_room_delay_ms": room}
+
     def ready(self) -> bool:
         """The canceller has converged and not diverged since (any thread)."""
         return self.canceller is not None and self.canceller.ready
