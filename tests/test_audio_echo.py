@@ -94,3 +94,33 @@ def test_a_diverging_filter_is_reset_and_no_longer_trusted() -> None:
     _run(canceller, ring, hear(far, np.zeros(len(far), np.int16), ROOM), far)
     assert canceller.diverged >= 1 and not canceller.ready
     assert made == [FRAME] * (1 + canceller.diverged)
+
+
+def test_reference_from_a_stereo_48k_device_lands_on_the_capture_clock() -> None:
+    ring = RingBuffer(5.0)
+    ring.write(np.zeros(16000, np.int16))
+    reference = EchoCanceller(ring, tail_ms=200, raw_seconds=1.0).reference
+    tone = (np.sin(2 * np.pi * 440 * np.arange(48000) / 48000) * 8000).astype(np.int16)
+    for i in range(0, 48000, 960):  # 20 ms periods, both channels the same
+        period = np.repeat(tone[i:i + 960], 2)
+        reference.played(period, ring.time_of(20000 + i // 3), 48000, 2)
+    got = reference.take(20000 - 320, 16000)  # placed LEAD (20 ms) early
+    assert reference.reanchors == 0
+    # The resampler's own delay is a few samples: the tone's power is all there.
+    assert np.std(got[1000:15000]) > 0.9 * 8000 / np.sqrt(2)
+
+
+def test_a_late_period_is_jitter_but_a_lasting_shift_moves_the_reference() -> None:
+    ring = RingBuffer(5.0)
+    ring.write(np.zeros(16000, np.int16))
+    reference = EchoCanceller(ring, tail_ms=200, raw_seconds=1.0).reference
+    period = np.full(320, 1000, np.int16)
+    at = 20000
+    for k in range(20):
+        late = 800 if k == 5 else 0  # one period handed over 50 ms late
+        reference.played(period, ring.time_of(at + 320 * k + late), 16000, 1)
+    assert reference.reanchors == 0
+    for k in range(20, 40):  # the output stalled for 200 ms, then went on
+        reference.played(period, ring.time_of(at + 320 * k + 3200), 16000, 1)
+    assert reference.reanchors == 1
+    assert reference.written_until == at - 320 + 320 * 40 + 3200

@@ -90,6 +90,7 @@ class EchoReference:
         self._lock = threading.Lock()
         self._data = np.zeros(round(2 * KEEP_SECONDS * ring.rate), dtype=np.int16)
         self._next: int | None = None  # capture index where the reference continues
+        self._heard_until = 0  # the last sound's end, or the burst's start
         self.sound_start = NEVER
         """Capture index of the first non-silent reference sample since idle."""
         self.sound_end = -NEVER
@@ -111,7 +112,7 @@ class EchoReference:
         with self._lock:
             if self._next is None:  # a new burst: whatever the buffer held is stale
                 self._data.fill(0)
-                self._next = where
+                self._next = self._heard_until = where
             elif abs(where - self._next) <= REANCHOR_SECONDS * self._ring.rate:
                 self._off = 0
             elif (off := self._off + 1) < REANCHOR_PERIODS:
@@ -129,8 +130,8 @@ class EchoReference:
             if len(voiced):
                 if self.sound_start > self.sound_end:  # the first sound since idle
                     self.sound_start = start + int(voiced[0])
-                self.sound_end = start + int(voiced[-1]) + 1
-            elif self._next - self.sound_end > KEEP_SECONDS * self._ring.rate:
+                self.sound_end = self._heard_until = start + int(voiced[-1]) + 1
+            elif self._next - self._heard_until > KEEP_SECONDS * self._ring.rate:
                 self._next = None  # idle again: the next sound is placed afresh
                 self.sound_start = NEVER
                 self._converter = None
