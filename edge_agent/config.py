@@ -108,7 +108,8 @@ class WakeSettings:
     warmup_seconds: float = setting(1.5, min=0.0, max=10.0)
     """After a reset the feature window refills; detections are ignored this long."""
     playback_threshold: float = setting(0.8, min=0.0, max=1.0)
-    """Threshold while the speaker talks, so its own voice does not wake it."""
+    """Threshold while the speaker talks, so its own voice does not wake it; used
+    only while echo cancellation (echo.cancel) is off, unavailable or not converged."""
     own_head: bool = setting(False)
     """Score bundled wake words with edge-agent's own head instead of
     openWakeWord's classifier where one ships (hey_jarvis). Off: on voice

@@ -355,17 +355,17 @@ def run(quick: bool = False) -> dict[str, Any]:
         takes = takes[::3]
     started = time.monotonic()
     report: dict[str, Any] = {
+        **cancellation_figures(far),
+        **wake_figures(far, takes),
+        **self_wake_figures(answers(self_seconds, corpus, seed=11)),
+        "voice_barge_in": voice_barge_in_figures(1 if quick else 5),
+        "candidates": candidate_figures(far, talker),
         "conditions": {"room": {"delay_s": ROOM.delay_s, "gain_db": ROOM.gain_db,
                                 "rt60_s": ROOM.rt60_s, "reverb_db": ROOM.reverb_db},
                        "noise_floor_dbfs": -64, "speaker_voice": "piper joe (the daemon's own)",
                        "music_share": MUSIC_SHARE, "engine": "speexdsp-aec (libspeexdsp)",
                        "wake": "shipped detector (openwakeword or microwakeword, 0.5; "
                                "wake.playback_threshold 0.8 as the fallback)"},
-        **cancellation_figures(far),
-        **wake_figures(far, takes),
-        **self_wake_figures(answers(self_seconds, corpus, seed=11)),
-        "voice_barge_in": voice_barge_in_figures(1 if quick else 5),
-        "candidates": candidate_figures(far, talker),
     }
     report["seconds"] = round(time.monotonic() - started, 1)
     return report
