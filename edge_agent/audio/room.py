@@ -11,6 +11,7 @@ each played sample lands in the capture exactly ``delay`` samples later.
 
 from __future__ import annotations
 
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -18,10 +19,14 @@ import numpy as np
 
 from edge_agent.audio.ring import SAMPLE_RATE
 
-WAIT_FOR_OUTPUT_SECONDS = 0.2
+log = logging.getLogger(__name__)
+
+WAIT_FOR_OUTPUT_SECONDS = 1.0
 """How long the capture thread waits for the output thread to produce the audio
-it needs (a loaded machine may run the two threads unevenly); after that the
-echo of the missing part is lost, as if the speaker had underrun."""
+it needs: a loaded machine may hold one thread back for a few hundred ms, and
+a capture that went on alone would shift the echo's place on its clock. After
+that the output counts as stopped and the capture goes on without waiting
+until it plays again."""
 KEEP_SECONDS = 2.0
 """Played audio kept for the capture side; more than any capture lag."""
 
@@ -140,6 +145,9 @@ class Room:
                 self._stalled = not self._cond.wait_for(
                     lambda: self._closed or self._played_total >= start + n,
                     self._wait)
+                if self._stalled:
+                    log.warning("test room: nothing played for %.1f s; the capture goes on "
+                                "alone", self._wait)
             self._heard_total = start + n
             played = self._played_since(start, n)
         echo = self._path(played)
