@@ -31,6 +31,10 @@ HEADLINES = {
     "barge_in_press_to_silence_median_ms": "barge-in: press to silence, median (ms)",
     "barge_in_press_to_silence_worst_ms": "barge-in: press to silence, worst (ms)",
     "failover_max_silence_ms": "failover: longest silence after a fault (ms)",
+    "echo_erle_db": "echo cancellation: ERLE after convergence (dB)",
+    "echo_self_wakes_per_hour": "echo cancellation: self-wakes per hour while it talks",
+    "voice_barge_in_to_silence_median_ms":
+        "voice barge-in: end of the wake word to silence, median (ms)",
     "wake_cpu_s_per_audio_s_quiet": "wake word CPU s per audio s, quiet room",
     "wake_cpu_s_per_audio_s_tv": "wake word CPU s per audio s, TV talking",
     "wake_false_reject_rate": "wake word false reject rate",

@@ -39,6 +39,7 @@ DESCRIPTIONS = {
     "turn": "end of speech to first audio: streaming turn against the naive cascade",
     "failover": "each cloud fault to the first fallback audio, longest silence",
     "bargein": "button press to silence while the speaker talks; idle CPU",
+    "echo": "echo cancellation in a room that hears itself: ERLE, wake word while speaking",
     "service": "start to READY=1, reloads, stop, watchdog spacing (as systemd sees it)",
     "fleet": "three speakers, one broker: one answer per wake word, the arbitration's delay",
     "memory": "resident and proportional memory at READY, after turns and a failover",
@@ -181,6 +182,10 @@ def summarize(results: dict[str, Any]) -> dict[str, Any]:
         "barge_in_press_to_silence_worst_ms": _get(
             results, "bargein", "press_to_silence", "worst_ms"),
         "failover_max_silence_ms": _get(results, "failover", "max_longest_silence_ms"),
+        "echo_erle_db": _get(results, "echo", "erle_db"),
+        "echo_self_wakes_per_hour": _get(results, "echo", "self_wakes_per_hour"),
+        "voice_barge_in_to_silence_median_ms": _get(
+            results, "echo", "voice_barge_in", "wake_end_to_silence_ms", "median"),
         "wake_cpu_s_per_audio_s_quiet": _get(
             results, "wake", "idle_cpu_per_audio_second", "quiet_room", "ours_gated"),
         "wake_cpu_s_per_audio_s_tv": _get(

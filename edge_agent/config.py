@@ -75,6 +75,21 @@ class AudioSettings:
 
 
 @dataclass(frozen=True)
+class EchoSettings:
+    cancel: bool = setting(True)
+    """Remove the speaker's own playback from the microphone (Speex's echo
+    canceller, libspeexdsp1): about 0.01 CPU s per audio s while it plays, none
+    when idle; once converged the wake word keeps its normal threshold while it speaks."""
+    tail_ms: int = setting(200, min=40, max=500)
+    """Echo the canceller models: speaker-to-microphone delay plus the room's reverberation."""
+    room_delay_ms: float = setting(0.0, min=0.0, max=50.0)
+    """Test room for .wav input and output: what plays comes back into the input
+    this late (a synthetic room response, 5-50 ms); 0 turns the room off."""
+    room_gain_db: float = setting(0.0, min=-60.0, max=20.0)
+    """Test room: level of that echo's direct sound relative to what played."""
+
+
+@dataclass(frozen=True)
 class WakeSettings:
     models: list[str] = setting(["hey_jarvis"])
     """Wake words: bundled names (hey_jarvis, alexa, hey_mycroft, hey_rhasspy,
@@ -93,7 +108,8 @@ class WakeSettings:
     warmup_seconds: float = setting(1.5, min=0.0, max=10.0)
     """After a reset the feature window refills; detections are ignored this long."""
     playback_threshold: float = setting(0.8, min=0.0, max=1.0)
-    """Threshold while the speaker talks, so its own voice does not wake it."""
+    """Threshold while the speaker talks, so its own voice does not wake it; used
+    only while echo cancellation (echo.cancel) is off, unavailable or not converged."""
     own_head: bool = setting(False)
     """Score bundled wake words with edge-agent's own head instead of
     openWakeWord's classifier where one ships (hey_jarvis). Off: on voice
@@ -264,6 +280,7 @@ class MqttSettings:
 class Settings:
     audio: AudioSettings = field(default_factory=AudioSettings)
     wake: WakeSettings = field(default_factory=WakeSettings)
+    echo: EchoSettings = field(default_factory=EchoSettings)
     turn: TurnSettings = field(default_factory=TurnSettings)
     cloud: CloudSettings = field(default_factory=CloudSettings)
     offline: OfflineSettings = field(default_factory=OfflineSettings)

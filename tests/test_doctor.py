@@ -251,3 +251,15 @@ def test_dns_failure_is_named() -> None:
     error.__cause__ = socket.gaierror(-2, "Name or service not known")
     finding = cloud.connection_failure(error, "api.example.com")
     assert finding.ok is False and "DNS" in finding.detail
+
+
+def test_a_missing_echo_canceller_library_is_named_with_its_fix(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    import speexdsp_aec.wrapper
+
+    monkeypatch.setattr(speexdsp_aec.wrapper, "_load_lib", lambda: None)
+    setup.run_daemon()
+    code, failed, text = setup.doctor()
+    assert code == 1
+    assert list(failed) == ["echo"], text
+    assert "apt-get install libspeexdsp1" in text

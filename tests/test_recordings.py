@@ -68,3 +68,17 @@ def test_old_and_surplus_recordings_are_deleted(tmp_path: Path) -> None:
     left = sorted(p.name for p in tmp_path.glob("*.wav"))
     assert len(left) == KEEP_FILES and "old-wake.wav" not in left
     assert left[0] == "005-utterance.wav"  # the oldest went first
+
+
+def test_the_raw_microphone_is_written_beside_the_cancelled_audio(tmp_path: Path) -> None:
+    ring, raw, bus = RingBuffer(10.0), RingBuffer(10.0), EventBus()
+    ring.write(np.zeros(2 * RATE, np.int16))
+    raw.write(np.full(2 * RATE, 7, np.int16))
+    stop = recordings.attach(str(tmp_path), ring, bus, raw)
+    bus.emit("utterance", start=0.0, end=1.0, duration=1.0, start_index=RATE,
+             end_index=2 * RATE)
+    stop()
+    cancelled, = tmp_path.glob("*-utterance.wav")
+    before, = tmp_path.glob("*-utterance-raw.wav")
+    assert not frames(cancelled).any()
+    assert np.array_equal(frames(before), np.full(RATE, 7, np.int16))

@@ -218,6 +218,18 @@ def test_stricter_threshold_while_playing() -> None:
     assert len(feed(detector, audio)) == 1
 
 
+def test_converged_echo_cancellation_keeps_the_normal_threshold_while_playing() -> None:
+    detector = WakeDetector(WakeSettings(threshold=0.5, playback_threshold=0.8))
+    cancelling = [False]
+    detector.echo_ready = lambda: cancelling[0]
+    detector.set_playing(True)
+    assert detector.threshold("hey_jarvis") == 0.8  # off or not converged: the fallback
+    cancelling[0] = True
+    assert detector.threshold("hey_jarvis") == 0.5
+    cancelling[0] = False  # diverged: back to the fallback at once
+    assert detector.threshold("hey_jarvis") == 0.8
+
+
 def test_per_model_threshold_override() -> None:
     detector = WakeDetector(WakeSettings(models=["hey_jarvis", "alexa"], threshold=0.5,
                                          thresholds={"alexa": 0.9}))

@@ -24,6 +24,7 @@ from edge_agent.agent.agent import Agent
 from edge_agent.agent.supervisor import Supervisor, cancel_within
 from edge_agent.agent.turn import TurnRunner
 from edge_agent.audio import Microphone, Player, RingBuffer
+from edge_agent.audio.echolink import NO_ECHO, EchoLink
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
 from edge_agent.config import GpioSettings, Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
@@ -147,15 +148,18 @@ def _build_piper(settings: Settings) -> PiperTTS | None:
         return None
 
 
-def build_player(settings: Settings, bus: EventBus) -> Player:
-    player = Player(settings.audio.output, bus, volume=settings.audio.volume)
+def build_player(settings: Settings, bus: EventBus, echo: EchoLink = NO_ECHO) -> Player:
+    player = Player(settings.audio.output, bus, volume=settings.audio.volume,
+                    echo_reference=echo.reference, room=echo.room)
     player.open()
     return player
 
 
-def build_microphone(settings: Settings, ring: RingBuffer, bus: EventBus) -> Microphone:
+def build_microphone(settings: Settings, ring: RingBuffer, bus: EventBus,
+                     echo: EchoLink = NO_ECHO) -> Microphone:
     return Microphone(settings.audio.input, ring, bus,
-                      reconnect_max=settings.audio.reconnect_max_seconds)
+                      reconnect_max=settings.audio.reconnect_max_seconds,
+                      canceller=echo.canceller, room=echo.room)
 
 
 class Daemon:
@@ -206,16 +210,18 @@ class Daemon:
         self._open_event_log()
         self._unsubscribe += [follow_state(self.bus), self.bus.subscribe(self._on_event)]
         self.ring = RingBuffer(s.audio.buffer_seconds)
+        self.echo = EchoLink.build(s.echo, s.audio, self.ring)
         self._open_recordings()
         # Models and the speaker load in threads, side by side: the loop stays free.
         self.player, wake, self.offline = await asyncio.gather(
-            asyncio.to_thread(_timed, phases, "speaker", build_player, s, self.bus),
+            asyncio.to_thread(_timed, phases, "speaker", build_player, s, self.bus, self.echo),
             asyncio.to_thread(_timed, phases, "wake", WakeDetector, s.wake),
             asyncio.to_thread(_timed, phases, "offline", build_offline, s),
         )
         phases["loads"] = time.monotonic() - began
         self.cloud = build_cloud(s)
-        self.microphone = build_microphone(s, self.ring, self.bus)
+        self.microphone = build_microphone(s, self.ring, self.bus, self.echo)
+        wake.echo_ready = self.echo.ready
         self.connectivity = self._build_connectivity(s)
         log.info("%s", startup_line(config=s.source, engines=self._engines(),
                                     cloud_url=s.cloud.base_url))
@@ -224,6 +230,7 @@ class Daemon:
                            vosk=self.offline.vosk, faults=self.faults)
         self.timers = Timers(s.state_dir / TIMERS_FILE, self.agent.ring_timer,
                              faults=self.faults)
+        self.agent.status_extras["echo"] = self.echo.status
         self.toolbox = device_tools(self.agent, self.timers)
         self.intents = LocalIntents(self.toolbox)
         self.conversation = Conversation(s.cloud)
@@ -323,7 +330,7 @@ class Daemon:
     def _open_recordings(self) -> None:
         self._stop_recordings()
         self._stop_recordings = recordings.attach(self.settings.log.debug_recordings,
-                                                  self.ring, self.bus)
+                                                  self.ring, self.bus, self.echo.raw)
 
     def _build_turns(self) -> TurnRunner:
         cloud = self.cloud
@@ -586,7 +593,7 @@ class Daemon:
             if plan.reload_wake:
                 ready.wake = await asyncio.to_thread(WakeDetector, new.wake)
             if plan.reopen_output:
-                ready.player = await asyncio.to_thread(build_player, new, self.bus)
+                ready.player = await asyncio.to_thread(build_player, new, self.bus, self.echo)
             if plan.rebuild_controls:  # last: the new pins may be the old ones
                 self._swap_controls(new.gpio)
         except BaseException:
@@ -615,9 +622,10 @@ class Daemon:
             self.player.volume = new.audio.volume
         if plan.reopen_input:
             await self.supervisor.stop_job("capture")
-            self.microphone = build_microphone(new, self.ring, self.bus)
+            self.microphone = build_microphone(new, self.ring, self.bus, self.echo)
             self.supervisor.start("capture", self.microphone.run)
         if ready.wake is not None:
+            ready.wake.echo_ready = self.echo.ready
             agent.wake = ready.wake
         if ready.offline is not None:
             self.offline = ready.offline

@@ -17,7 +17,9 @@ import pyaudio
 
 from edge_agent.audio.convert import CaptureConverter
 from edge_agent.audio.devices import StreamFormat, open_stream
+from edge_agent.audio.echo import EchoCanceller
 from edge_agent.audio.ring import SAMPLE_RATE, RingBuffer
+from edge_agent.audio.room import Room
 from edge_agent.audio.wavfile import WavReader
 from edge_agent.errors import AudioDeviceError
 from edge_agent.events import EventBus
@@ -79,14 +81,15 @@ class PortAudioSource:
 class WavSource:
     """A .wav file played into the ring in real time (20 ms blocks), then silence
     forever, like a microphone in a quiet room. The file is streamed, a block
-    ahead, never loaded whole."""
+    ahead, never loaded whole. In a ``room``, what the speaker plays is heard too."""
 
     overflows = 0
 
-    def __init__(self, path: str, sink: Sink) -> None:
+    def __init__(self, path: str, sink: Sink, room: Room | None = None) -> None:
         self.failed: str | None = None
         self._reader = WavReader(path)
         self._sink = sink
+        self._room = room
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wav-capture", daemon=True)
         self.description = f"{path} ({self._reader.duration:.1f} s, real time)"
@@ -110,6 +113,8 @@ class WavSource:
                 chunk, pending = pending[:block], pending[block:]
                 if len(chunk) < block:
                     chunk = np.concatenate((chunk, np.zeros(block - len(chunk), np.int16)))
+                if self._room is not None:
+                    chunk = self._room.heard(chunk)
                 self._sink(chunk)
                 deadline += PERIOD_SECONDS
         except OSError as exc:  # the file vanished or the disk failed mid-read
@@ -134,7 +139,9 @@ class Microphone:
     (case-insensitive substring), "default", or a .wav path.
 
     ``rate``/``channels`` force a device format (tests, odd hardware); otherwise
-    16 kHz mono is tried first, then the device's own rate.
+    16 kHz mono is tried first, then the device's own rate. ``canceller``
+    removes the speaker's echo before the ring sees a block; ``room`` makes a
+    .wav input hear the speaker (the test room).
     """
 
     def __init__(
@@ -147,8 +154,12 @@ class Microphone:
         rate: int | None = None,
         channels: int | None = None,
         stall_timeout: float = 2.0,
+        canceller: EchoCanceller | None = None,
+        room: Room | None = None,
     ) -> None:
         self.spec = spec
+        self.canceller = canceller
+        self.room = room
         self.ring = ring
         self.bus = bus
         self.reconnect_max = reconnect_max
@@ -161,12 +172,14 @@ class Microphone:
         self._reported: bool | None = None
 
     def _write(self, samples: np.ndarray) -> None:
+        if self.canceller is not None:
+            samples = self.canceller(samples)
         self.ring.write(samples)
         self.last_write = time.monotonic()
 
     def _open(self) -> Source:
         if is_wav_spec(self.spec):
-            return WavSource(self.spec, self._write)
+            return WavSource(self.spec, self._write, self.room)
         return PortAudioSource(self.spec, self._write, rate=self.rate, channels=self.channels)
 
     async def run(self) -> None:

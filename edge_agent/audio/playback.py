@@ -27,7 +27,9 @@ from edge_agent.audio.capture import (
 )
 from edge_agent.audio.convert import PlaybackConverter
 from edge_agent.audio.devices import StreamFormat, open_stream
+from edge_agent.audio.echo import EchoReference
 from edge_agent.audio.ring import SAMPLE_RATE, resolve_threadsafe
+from edge_agent.audio.room import Room
 from edge_agent.audio.wavfile import WavWriter
 from edge_agent.errors import AudioDeviceError
 from edge_agent.events import EventBus
@@ -200,10 +202,12 @@ class WavSink:
     latency = 0.0
 
     def __init__(self, path: str, fill: Fill,
-                 on_health: Callable[[bool, str], None] | None = None) -> None:
+                 on_health: Callable[[bool, str], None] | None = None,
+                 room: Room | None = None) -> None:
         self.rate, self.channels = SAMPLE_RATE, 1
         self._writer = WavWriter(path, self.rate)
         self._fill = fill
+        self._room = room
         self._on_health = on_health or (lambda ok, reason: None)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wav-playback", daemon=True)
@@ -217,6 +221,8 @@ class WavSink:
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
             deadline += WAV_PERIOD_SECONDS
             samples = self._fill(frames)
+            if self._room is not None:
+                self._room.played(samples)
             if time.monotonic() < retry_at:
                 continue  # dropped, like a DAC that lost its clock
             try:
@@ -243,12 +249,17 @@ class Player:
 
     ``rate``/``channels`` force a device format; otherwise the device's own
     rate is used and each stream is resampled to it once, on write.
+    ``echo_reference`` is told every period with the time it will be heard (the
+    echo canceller's reference); ``room`` hears a .wav output (the test room).
     """
 
     def __init__(self, spec: str, bus: EventBus, *, volume: float = 0.8,
                  rate: int | None = None, channels: int | None = None,
-                 reconnect_max: float = 30.0) -> None:
+                 reconnect_max: float = 30.0, echo_reference: EchoReference | None = None,
+                 room: Room | None = None) -> None:
         self.spec = spec
+        self.echo_reference = echo_reference
+        self.room = room
         self.bus = bus
         self.volume = volume
         self.reconnect_max = reconnect_max
@@ -289,7 +300,7 @@ class Player:
             return
         self._closed.clear()
         if is_wav_spec(self.spec):
-            self._sink = WavSink(self.spec, self._fill, self._set_health)
+            self._sink = WavSink(self.spec, self._fill, self._set_health, self.room)
         else:
             try:
                 self._sink = PortAudioSink(self.spec, self._fill, rate=self._rate,
@@ -481,6 +492,9 @@ class Player:
                     break  # underrun: the stream waits for more audio; silence fills in
         if self._volume != 1.0:
             out = (out * self._volume).astype(np.int16)
+        if self.echo_reference is not None:
+            self.echo_reference.played(out, now + self.output_latency, self.device_rate,
+                                       self.channels)
         for stream in started:
             self._emit(stream, "audio_out_start", engine=stream.engine)
         self._announce_interrupted(interrupted)

@@ -20,6 +20,7 @@ from edge_agent.doctor.cloud import check_cloud
 from edge_agent.doctor.findings import Finding, fail, format_finding, ok, skip
 from edge_agent.doctor.system import (
     check_config,
+    check_echo,
     check_file_modes,
     check_groups,
     check_models,
@@ -82,7 +83,7 @@ def _run(config: Path | None, socket_path: Path | None, listen_seconds: float,
         report(*asyncio.run(check_microphone_and_wake(settings, listen_seconds, out)))
         report(asyncio.run(check_speaker(settings)))
     out(f"      models directory: {install_dir(settings)} (edge-agent models list)")
-    report(*check_models(settings))
+    report(*check_models(settings), check_echo(settings))
     report(check_service(), *check_file_modes(settings), check_groups(settings))
     out("some checks failed: see each fix above" if failed else "all checks passed")
     return 1 if failed else 0

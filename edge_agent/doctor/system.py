@@ -11,6 +11,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+from edge_agent.audio.echo import FRAME, speex_filter
 from edge_agent.config import (
     Secret,
     Settings,
@@ -20,7 +21,7 @@ from edge_agent.config import (
     writable_by_others,
 )
 from edge_agent.doctor.findings import Finding, fail, ok, skip
-from edge_agent.errors import ConfigError
+from edge_agent.errors import AudioDeviceError, ConfigError
 from edge_agent.offline.models import check_piper, check_vosk
 
 SECRETS_FILE = Path("/etc/edge-agent/secrets")
@@ -85,6 +86,19 @@ def find_key(settings: Settings) -> tuple[Secret | None, str, Finding]:
                                       f"no {name}", f"put {where}")
 
 
+
+
+def check_echo(settings: Settings) -> Finding:
+    """Whether the echo canceller loads (libspeexdsp): without it the speaker
+    still works, but hears itself and needs the raised wake threshold."""
+    name = "echo cancellation"
+    if not settings.echo.cancel:
+        return skip(name, "off (echo.cancel = false): wake.playback_threshold while it speaks")
+    try:
+        speex_filter(FRAME, settings.echo.tail_ms)
+    except AudioDeviceError as exc:
+        return fail(name, str(exc), "sudo apt-get install libspeexdsp1")
+    return ok(name, f"Speex echo canceller loaded ({settings.echo.tail_ms} ms tail)")
 
 
 def check_models(settings: Settings) -> list[Finding]:

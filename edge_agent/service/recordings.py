@@ -39,11 +39,15 @@ WAKE_SECONDS = 2.0
 
 class DebugRecorder:
     """Writes ``<time>-<kind>.wav`` (16 kHz mono) into ``directory`` (made 0700,
-    files 0600: they hold the household's voices). Call ``close()`` at the end."""
+    files 0600: they hold the household's voices). With echo cancellation on,
+    ``raw`` (the microphone before it, same sample clock) is written beside it
+    as ``<time>-<kind>-raw.wav``. Call ``close()`` at the end."""
 
-    def __init__(self, directory: str | Path, ring: RingBuffer) -> None:
+    def __init__(self, directory: str | Path, ring: RingBuffer,
+                 raw: RingBuffer | None = None) -> None:
         self.directory = Path(directory)
         self._ring = ring
+        self._raw = raw
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="debug-recordings")
         self._warned = False
 
@@ -61,13 +65,17 @@ class DebugRecorder:
             kind = "utterance"
         else:
             return
-        try:
-            audio = self._ring.read_range(max(start, self._ring.oldest), end)
-        except (ValueError, AudioDeviceError) as exc:
-            log.debug("no debug recording of %s: %s", kind, exc)
-            return
         stamp = time.strftime("%Y%m%d-%H%M%S") + f"-{time.time_ns() // 1_000_000 % 1000:03d}"
-        self._writer.submit(self._write, f"{stamp}-{kind}.wav", audio)
+        for ring, name in ((self._ring, f"{stamp}-{kind}.wav"),
+                           (self._raw, f"{stamp}-{kind}-raw.wav")):
+            if ring is None:
+                continue
+            try:
+                audio = ring.read_range(max(start, ring.oldest), end)
+            except (ValueError, AudioDeviceError) as exc:
+                log.debug("no debug recording of %s: %s", kind, exc)
+                return
+            self._writer.submit(self._write, name, audio)
 
     def _write(self, name: str, audio: np.ndarray) -> None:
         try:
@@ -103,12 +111,13 @@ class DebugRecorder:
         self._writer.shutdown(wait=True)
 
 
-def attach(directory: str, ring: RingBuffer, bus: EventBus) -> Callable[[], None]:
+def attach(directory: str, ring: RingBuffer, bus: EventBus,
+           raw: RingBuffer | None = None) -> Callable[[], None]:
     """Record into ``directory`` (empty: off) from ``bus``; returns the function
     that stops recording (safe to call twice)."""
     if not directory:
         return lambda: None
-    recorder = DebugRecorder(directory, ring)
+    recorder = DebugRecorder(directory, ring, raw)
     unsubscribe = bus.subscribe(recorder)
     log.info("debug recordings of wake words and utterances go to %s (the last %d, at most "
              "%.0f days old)", directory, KEEP_FILES, KEEP_SECONDS / 86400)

@@ -33,6 +33,8 @@ EFFECTS: tuple[tuple[str, frozenset[str]], ...] = tuple(
         ("audio.output", {"reopen_output"}),
         ("audio.volume", {"set_volume"}),
         ("wake.", {"reload_wake"}),
+        # The canceller and the test room join the speaker and the microphone.
+        ("echo.", {"restart_required"}),
         ("offline.vosk_model", {"reload_offline"}),
         ("offline.piper_voice", {"reload_offline"}),
         ("offline.probe_interval", {"restart_connectivity"}),

@@ -82,6 +82,9 @@ def format_status(status: dict[str, Any]) -> str:
             group = f", group {value['group']}" if value.get("group") else ""
             lines.append(f"mqtt: broker {value.get('broker', '?')} {state}, device "
                          f"{value.get('device_id', '?')}{group}")
+        elif isinstance(value, dict):
+            lines.append(f"{_label(key)}: " + ", ".join(
+                f"{_label(k)} {_value(k, v)}" for k, v in value.items() if v is not None))
         else:
             lines.append(f"{_label(key)}: {_value(key, value)}")
     for turn in status.get("last_turns", []):

@@ -14,6 +14,7 @@ each engine's own operating point reading 0.5 (see ``calibrated``).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +99,10 @@ class WakeDetector:
         # embeddings for the bundled models: ~2 s) still holds a voiced frame.
         self._gate_hold = (windows - 1) * CHUNK + EMBEDDING_SPAN
         self._playing = False
+        self.echo_ready: Callable[[], bool] = lambda: False
+        """Whether echo cancellation has converged (and not diverged since): then
+        the speaker's own voice is gone from the audio, and playback needs no
+        raised threshold."""
         self._pending = np.zeros(0, dtype=np.int16)
         self.diagnostics = WakeDiagnostics(CHUNK / RATE)
         self.last_scores: dict[str, float] = {}
@@ -122,14 +127,16 @@ class WakeDetector:
 
     def set_playing(self, playing: bool) -> None:
         """While the speaker talks, require ``playback_threshold`` (or a higher
-        per-model threshold) so its own voice does not wake it."""
+        per-model threshold) so its own voice does not wake it, unless echo
+        cancellation removes that voice (``echo_ready``)."""
         self._playing = playing
 
     def threshold(self, model: str, engine: str = OPENWAKEWORD) -> float:
         """``wake.thresholds`` by "model:engine", else by model, else ``wake.threshold``."""
         given = self.settings.thresholds
         base = given.get(f"{model}:{engine}", given.get(model, self.settings.threshold))
-        return max(base, self.settings.playback_threshold) if self._playing else base
+        raised = self._playing and not self.echo_ready()
+        return max(base, self.settings.playback_threshold) if raised else base
 
     def status(self) -> dict[str, object]:
         """Engines, thresholds, each engine's recent peak and the near misses."""
