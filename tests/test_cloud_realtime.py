@@ -36,6 +36,12 @@ def client(url: str, **settings: object) -> RealtimeSTT:
     return RealtimeSTT(cloud, KEY)
 
 
+def assert_closed_by_now(realtime: FakeRealtime) -> None:
+    """The server saw the last session end, while this loop (blocked here) does
+    nothing more: only a socket the client already closed gets there."""
+    assert realtime.sessions[-1].closed.wait(5), "the client left its socket open"
+
+
 def speech(seconds: float) -> np.ndarray:
     """A tone at 16 kHz (the ring's rate)."""
     return tone(seconds, rate=16000)
@@ -137,6 +143,22 @@ def test_closing_mid_wait_fails_the_transcript_and_closes_the_socket(
     realtime.wait_closed(timeout=3)
 
 
+@pytest.mark.parametrize("steps", [1, 3], ids=["before_the_close_frame", "mid_handshake"])
+def test_a_cancelled_close_still_closes_the_socket(realtime: FakeRealtime, steps: int) -> None:
+    """A turn unwinding may cancel ``aclose``: the socket is closed anyway."""
+
+    async def scenario() -> None:
+        session = await client(realtime.url).open()
+        closing = asyncio.create_task(session.aclose())
+        for _ in range(steps):  # 3: the close frame is out, the server's answer is not in
+            await asyncio.sleep(0)
+        closing.cancel()
+        await asyncio.wait({closing})
+        assert_closed_by_now(realtime)
+
+    run(scenario())
+
+
 # --- the live stream of a turn ------------------------------------------------------------
 
 
@@ -216,7 +238,8 @@ def test_a_discarded_guess_does_not_break_the_stream(realtime: FakeRealtime) -> 
             assert final is not None
             return await final
         finally:
-            await live.aclose()
+            await live.aclose()  # cancels the stream's own close handshake
+            assert_closed_by_now(realtime)
 
     realtime.transcript = "hello"
     assert run(scenario()) == "hello hello"

@@ -144,15 +144,20 @@ class RealtimeSession:
             raise self._error from exc
 
     async def aclose(self) -> None:
-        """Close the connection (bounded by CLOSE_TIMEOUT); pending transcripts fail."""
+        """Close the connection (bounded by CLOSE_TIMEOUT); pending transcripts fail.
+        The socket is closed when this returns, on every path."""
         self._receiver.cancel()
         try:
             await asyncio.wait_for(self._ws.close(), CLOSE_TIMEOUT)
         except (TimeoutError, OSError, WebSocketException):
             pass
         finally:
+            # A close handshake cut short (timed out, or cancelled: the turn is
+            # unwinding) leaves the TCP connection open: drop it (a no-op once closed).
+            self._ws.transport.abort()
             self._fail(SttCloudError("stream closed"))
             await asyncio.wait({self._receiver})
+            await self._ws.wait_closed()  # the socket itself is closed
 
     async def _receive(self) -> None:
         try:
