@@ -27,6 +27,7 @@ import socket
 import struct
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,9 @@ FAULTS = (
     "stall_mid",       # the deltas, then nothing for `seconds` (no completed)
     "reset_mid",       # a TCP reset after `after` appended chunks
 )
+STOP_GRACE = 3.0
+"""stop() waits this long for the server to close its connections (websockets
+waits up to close_timeout, 1 s, for each client), then shuts their sockets."""
 
 
 @dataclass
@@ -91,6 +95,7 @@ class FakeRealtime:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server: Server | None = None
+        self._connections: set[ServerConnection] = set()
         self._thread: threading.Thread | None = None
         self.port = 0
 
@@ -108,10 +113,25 @@ class FakeRealtime:
         return self
 
     def stop(self) -> None:
-        """Stop listening and close every connection: clients now get "refused"."""
+        """Stop listening and close every connection: clients now get "refused".
+        Never hangs: a connection still open after STOP_GRACE (a client that
+        left its socket open) has its socket shut down, with a warning."""
         server, self._server = self._server, None
         if server is not None:
-            server.shutdown()
+            shutdown = threading.Thread(target=server.shutdown, daemon=True,
+                                        name=f"fakerealtime-stop:{self.port}")
+            shutdown.start()
+            shutdown.join(STOP_GRACE)
+            if shutdown.is_alive():
+                with self._lock:
+                    stuck = list(self._connections)
+                warnings.warn(f"fakerealtime: {len(stuck)} connection(s) still open"
+                              f" {STOP_GRACE} s after stop(); shutting their sockets",
+                              stacklevel=2)
+                for conn in stuck:
+                    with contextlib.suppress(OSError):
+                        conn.socket.shutdown(socket.SHUT_RDWR)
+                shutdown.join(STOP_GRACE)
         if self._thread is not None:
             self._thread.join(5)
 
@@ -193,6 +213,8 @@ class FakeRealtime:
         session: Session = conn.fake_session  # type: ignore[attr-defined]
         fault: Fault | None = conn.fake_fault  # type: ignore[attr-defined]
         buffer, appends, items = bytearray(), 0, 0
+        with self._lock:
+            self._connections.add(conn)
         try:
             for message in conn:
                 event = json.loads(message)
@@ -226,6 +248,8 @@ class FakeRealtime:
         except ConnectionClosed:
             pass
         finally:
+            with self._lock:
+                self._connections.discard(conn)
             session.closed.set()
 
     def _transcribe(self, conn: ServerConnection, session: Session, fault: Fault | None,
