@@ -149,6 +149,8 @@ def test_a_cancelled_close_still_closes_the_socket(realtime: FakeRealtime, steps
 
     async def scenario() -> None:
         session = await client(realtime.url).open()
+        await session.append(speech(0.2))
+        await (await session.commit())  # the server is idle, waiting for a frame
         closing = asyncio.create_task(session.aclose())
         for _ in range(steps):  # 3: the close frame is out, the server's answer is not in
             await asyncio.sleep(0)
