@@ -29,8 +29,9 @@ JOURNAL_FORMAT = "%(name)s: %(message)s%(context)s"
 PREFIXED_FORMAT = "<%(syslog_priority)d>%(name)s: %(message)s%(context)s"
 SYSLOG_IDENTIFIER = "edge-agent"
 
-# Libraries that log every HTTP request at INFO; one line per request drowns a turn.
-CHATTY_LOGGERS = ("httpx2", "httpcore2")
+# Libraries that log at INFO what the daemon already says (every HTTP request; the
+# echo canceller's set-up): only their warnings show.
+CHATTY_LOGGERS = ("httpx2", "httpcore2", "speexdsp_aec")
 
 # journald's rule: upper-case letters, digits and "_", not starting with a digit
 # or "_" (those are trusted fields journald sets itself), at most 64 characters.

@@ -143,7 +143,7 @@ control_socket = "{tmp_path}/control.sock"
         deadline = time.monotonic() + 120
         for line in daemon.stderr:
             lines.append(line)
-            if "ready:" in line or time.monotonic() > deadline:
+            if "daemon: ready:" in line or time.monotonic() > deadline:
                 break
     finally:
         daemon.terminate()
