@@ -252,3 +252,20 @@ def test_a_near_miss_is_logged_and_shown_in_status(tmp_path: Path,
         assert "microwakeword" in out
 
     run(scenario())
+
+
+def test_closing_the_agent_cuts_announcements_short(tmp_path: Path) -> None:
+    """A `say` (or a ringing timer) in progress when the daemon stops is cancelled
+    with the turn, not left speaking into a closed player past the stop budget."""
+    async def scenario() -> None:
+        with FakeCloud(latency=Latency(tts_rtf=1.0)) as fake:
+            async with Harness(tmp_path, fake, silence(60.0), extra=NO_EARCONS,
+                               gpio=False) as h:
+                agent = h.daemon.agent
+                say = asyncio.create_task(agent.say(STORY))
+                await h.wait_event("audio_out_start", within=30)
+                await asyncio.wait_for(agent.close(), 10)
+                assert await asyncio.wait_for(say, 5) is False  # cut off, not finished
+                assert not agent._speeches
+
+    run(scenario())

@@ -398,8 +398,11 @@ class Agent:
     async def close(self) -> None:
         self._unsubscribe()
         self._pending = None
-        if self._turn_task is not None:
-            await cancel_within([self._turn_task], CANCEL_DEADLINE)
+        self._due.clear()
+        # The turn, and announcements (say, timers) that would otherwise go on
+        # speaking into a closed player past the stop budget.
+        await cancel_within([t for t in (self._turn_task, self._ringer, *self._speeches)
+                             if t is not None], CANCEL_DEADLINE)
         with contextlib.suppress(StateError):  # in status; the file keeps its last value
             self._save_muted()
         self._mute_saver.close()
