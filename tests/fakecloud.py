@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
@@ -196,7 +196,33 @@ def tokens(text: str) -> list[str]:
     return re.findall(r"\s*\S+", text) or [text]
 
 
-class FakeCloud:
+class LoopbackServer:
+    """What every fake server does with its own ``start`` and ``stop``: a context
+    manager, and a block in which it refuses connections on the same port."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def offline(self) -> Iterator[None]:
+        """Refuse connections inside the block, then serve again on the same port."""
+        self.stop()
+        try:
+            yield
+        finally:
+            self.start()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FakeCloud(LoopbackServer):
     """The scripted server. Attributes may be changed between requests."""
 
     def __init__(
@@ -274,21 +300,6 @@ class FakeCloud:
                 conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(5)
-
-    @contextlib.contextmanager
-    def offline(self) -> Iterator[None]:
-        """Refuse connections inside the block, then serve again on the same port."""
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
-
-    def __enter__(self) -> FakeCloud:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def base_url(self) -> str:

@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from tests.fakecloud import Fault
+from tests.fakecloud import Fault, LoopbackServer
 
 RATE = 24000
 FAULTS = (
@@ -78,7 +78,7 @@ class Session:
         return np.concatenate(self.segments) if self.segments else np.zeros(0, np.int16)
 
 
-class FakeRealtime:
+class FakeRealtime(LoopbackServer):
     """The scripted server. Attributes may be changed between sessions."""
 
     def __init__(self, *, transcript: str | Callable[[np.ndarray], str] = "what time is it",
@@ -134,20 +134,6 @@ class FakeRealtime:
                 shutdown.join(STOP_GRACE)
         if self._thread is not None:
             self._thread.join(5)
-
-    @contextlib.contextmanager
-    def offline(self) -> Iterator[None]:
-        self.stop()
-        try:
-            yield
-        finally:
-            self.start()
-
-    def __enter__(self) -> FakeRealtime:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
