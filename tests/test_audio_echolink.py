@@ -91,10 +91,14 @@ def _no_library(*args: object, **kwargs: object) -> None:
     raise OSError("no such library")
 
 
-WAKE_AT = 24.0
-"""Seconds into the input when the user says the wake word. The input plays from
-the microphone's start, the answer from READY, which a loaded machine may reach
-10 s later: the canceller has still heard over 10 s of the answer by then."""
+WAKE_AT = (24.0, 34.0)
+"""Seconds into the input when the user says the wake word and the question, and
+says them again 10 s later if the speaker went on talking, as people do: one
+take of one voice is missed now and then (about 3 % while playing and idle alike
+in bench_echo), and what is tested here is the interruption. The input plays
+from the microphone's start, the answer from READY, which a loaded machine may
+reach 10 s later: the canceller has still heard over 10 s of the answer by then,
+and the five answers play for about 45 s."""
 COMMAND = "what time is it in Tokyo"
 
 
@@ -109,13 +113,19 @@ def _user(text: str) -> np.ndarray:
 
 async def voice_barge_in(tmp: Path) -> dict[str, float]:
     """The user says "hey jarvis" and a question while the speaker answers, in
-    the self-hearing room with cancellation. Figures: from the end of the wake
-    word to silence at the speaker (the barge-in, plus the stop latency the
-    player measured), and how much of the question the STT request correlates with."""
+    the self-hearing room with cancellation. Figures: which attempt was heard,
+    from the end of that wake word to silence at the speaker (the barge-in, plus
+    the stop latency the player measured), and how much of the question the STT
+    request correlates with."""
     wake, command = _user("hey jarvis"), _user(COMMAND)
     spoken = np.flatnonzero(np.abs(wake.astype(np.int32)) > 0.05 * np.abs(wake).max())
-    wake_end = int(WAKE_AT * 16000) + int(spoken[-1]) + 1  # the synthesizer's tail is silence
-    audio = np.concatenate([silence(WAKE_AT), wake, silence(0.15), command, silence(4.0)])
+    # Where each wake word ends (the synthesizer's tail is silence).
+    wake_ends = [int(at * 16000) + int(spoken[-1]) + 1 for at in WAKE_AT]
+    parts, length = [], 0
+    for at in WAKE_AT:
+        parts += [silence(at - length / 16000), wake, silence(0.15), command]
+        length = sum(len(p) for p in parts)
+    audio = np.concatenate([*parts, silence(4.0)])
     uploads: list[np.ndarray] = []
 
     def transcript(samples: np.ndarray) -> str:
@@ -125,7 +135,14 @@ async def voice_barge_in(tmp: Path) -> dict[str, float]:
     with FakeCloud(speech=_speech_24k, transcript=transcript) as fake:
         async with Harness(tmp, fake, audio, extra=_room(True)) as h:
             say = asyncio.create_task(h.daemon.agent.say(" ".join([ANSWER] * 5)))
-            barge = await h.wait_event("barge_in", within=60)
+            try:
+                barge = await h.wait_event("barge_in", within=75)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; wake: {h.daemon.agent.status()['wake']}; "
+                                     f"echo: {h.daemon.echo.status()}") from None
+            heard_at = h.daemon.ring.total
+            attempt = max(k for k, end in enumerate(wake_ends) if end <= heard_at)
+            wake_end = wake_ends[attempt]
             await h.at_input_second(wake_end / 16000 + 0.1)
             wake_end_t = h.daemon.ring.time_of(wake_end)
             silent_at = barge.t + (h.daemon.player.last_stop_latency or 0.0)
@@ -133,7 +150,8 @@ async def voice_barge_in(tmp: Path) -> dict[str, float]:
             await asyncio.to_thread(fake.wait_for_request, "stt", 1, 30)
             with contextlib.suppress(asyncio.CancelledError):
                 await say
-    return {"wake_end_to_silence_ms": round((silent_at - wake_end_t) * 1000, 1),
+    return {"attempt": attempt + 1,
+            "wake_end_to_silence_ms": round((silent_at - wake_end_t) * 1000, 1),
             "question_correlation": round(_correlation(uploads[0], command), 3),
             "question_seconds": round(len(command) / 16000, 2),
             "uploaded_seconds": round(len(uploads[0]) / 16000, 2)}

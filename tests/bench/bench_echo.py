@@ -25,8 +25,9 @@ the capture as a device buffer would be), the wake word the shipped detector.
   cancellation at the normal and at the raised threshold.
 - ``voice_barge_in``: the daemon in the self-hearing room with cancellation; the
   user (a CMU voice, at the speaker's level) says "hey jarvis" and a question
-  during an answer: from the end of the wake word to silence at the speaker,
-  and the question's correlation with what the STT request carried.
+  during an answer (and again 10 s later if it was not heard): from the end of
+  the wake word heard to silence at the speaker, how many runs heard the first
+  attempt, and the question's correlation with what the STT request carried.
 - ``candidates``: the same ERLE, convergence, CPU and the near talker's
   signal-to-echo ratio before and after, for each AEC binding installed
   (speexdsp-aec: the one shipped; pyaec: pip install pyaec to compare).
@@ -342,6 +343,7 @@ def voice_barge_in_figures(runs: int) -> dict[str, Any]:
     return {"wake_end_to_silence_ms": {"median": float(np.median(latency)),
                                        "worst": float(max(latency))},
             "question_correlation_min": min(f["question_correlation"] for f in found),
+            "heard_at_the_first_attempt": sum(f["attempt"] == 1 for f in found),
             "runs": found}
 
 
