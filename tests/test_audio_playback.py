@@ -48,6 +48,8 @@ async def play(player: Player, pcm: bytes, rate: int, engine: str = "piper") -> 
     stream.end()
     await asyncio.wait_for(stream.drained(), 20)
     assert stream.first_frame_at is not None
+    # Queued first, then taken by the device at its next period.
+    assert stream.first_queued_at is not None and stream.first_queued_at <= stream.first_frame_at
     assert not stream.stopped
 
 

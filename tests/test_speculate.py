@@ -74,6 +74,9 @@ async def test_a_held_answer_is_prepared_but_plays_only_once_confirmed(
         result = await asyncio.wait_for(task, 30)
     assert result.spoken
     assert result.reply == "It is sunny and warm today."
+    # Its audio, ready before the confirmation, was queued for the speaker after it.
+    t = result.timings
+    assert t["tts_first_byte"] < t["confirmed"] <= t["audio_queued"] <= t["first_audio"]
     assert [e.fields["text"] for e in rig.named("transcript")] == [
         "what is the weather like today"]
     assert len(rig.conversation) == 1

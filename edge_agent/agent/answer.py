@@ -193,8 +193,7 @@ class SpokenAnswer:
         if self._stream is not None:
             self._stream.end()
             await self._stream.drained()
-            if self._stream.first_frame_at is not None:
-                self.timings["first_audio"] = self._stream.first_frame_at
+            self._note_first_audio(self._stream)
 
     async def cancel(self) -> None:
         """Stop synthesizing and close every TTS stream. The queued audio is the
@@ -209,8 +208,15 @@ class SpokenAnswer:
                         [t.get_name() for t in stuck])
         if self._stream is not None:
             self._stream.end()
-            if self._stream.first_frame_at is not None:
-                self.timings["first_audio"] = self._stream.first_frame_at
+            self._note_first_audio(self._stream)
+
+    def _note_first_audio(self, stream: PlaybackStream) -> None:
+        """When the answer's first audio was queued for the device, and when the
+        device took it: the device's period lies between the two."""
+        if stream.first_queued_at is not None:
+            self.timings["audio_queued"] = stream.first_queued_at
+        if stream.first_frame_at is not None:
+            self.timings["first_audio"] = stream.first_frame_at
 
     @property
     def spoken(self) -> bool:
@@ -295,6 +301,7 @@ class SpokenAnswer:
     async def _held(self) -> None:
         if self._hold is not None:
             await asyncio.shield(self._hold)  # shared: our cancellation must not cancel it
+            self.timings["confirmed"] = time.monotonic()
 
     async def _play_all(self) -> None:
         await self._held()

@@ -96,7 +96,8 @@ class TurnResult:
     offline notice because the cloud could not answer)."""
     timings: dict[str, float] = field(default_factory=dict)
     """Monotonic timestamps: end_of_speech, stt_done, llm_first_token,
-    first_sentence, tts_first_byte, first_audio, done (those that happened)."""
+    first_sentence, tts_first_byte, confirmed (a speculative answer released),
+    audio_queued, first_audio, done (those that happened)."""
     spoken: bool = False
     """Some speech reached the speaker."""
 

@@ -57,6 +57,8 @@ class PlaybackStream:
         self.engine = engine
         self.events = events
         self.first_frame_at: float | None = None
+        self.first_queued_at: float | None = None
+        """When its first audio was queued: up to a device period before first_frame_at."""
         self.stopped = False
         self._player = player
         self._loop = loop
@@ -457,6 +459,8 @@ class Player:
                 self._drop(stream)
                 raise AudioDeviceError(f"output {self.spec!r} is not open or unavailable")
             if len(samples) and not stream.stopped:
+                if stream.first_queued_at is None:
+                    stream.first_queued_at = time.monotonic()
                 stream._chunks.append(samples)
                 stream._queued += len(samples)
 
