@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.bench import read_pauses
 from edge_agent.text import SentenceChunker
 from tests.bench import spoken_turn
 from tests.bench.spoken_turn import NaiveTurns
@@ -130,6 +131,7 @@ async def _measure_all(turns: int) -> dict[str, Any]:
                                         reply=REPLY, latency=INJECTED, question=question()),
         }
         figures["natural_pauses"] = await spoken_turn.pauses(Path(tmp), latency=INJECTED)
+    figures["read_request_pauses"] = read_pauses.measure()
     return figures
 
 

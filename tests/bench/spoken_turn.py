@@ -48,12 +48,13 @@ AFTER = 3.8
 AUDIBLE = 100
 """A sample above this (about -50 dBFS) is still voice: where the question ends."""
 MODES = {"today": "speculative = false", "speculative": "speculative = true",
-         "speculative_pause_0.2": "speculative = true\nspeculative_pause = 0.2",
+         "speculative_pause_0.25": "speculative = true\nspeculative_pause = 0.25",
          "streaming": "speculative = true", "streaming_speculative_off": "speculative = false",
          "naive": "speculative = false"}
-"""(a) end_silence then STT, (b) speculative turns (at the default pause and at a
-shorter one), (c) streaming recognition (cloud.stt_streaming; with speculative turns
-the stream is committed at the pause), (d) the naive cascade: [turn] settings of each."""
+"""(a) end_silence then STT, (b) speculative turns (at the default pause, 0.2 s, and
+at the former default, 0.25 s), (c) streaming recognition (cloud.stt_streaming;
+with speculative turns the stream is committed at the pause), (d) the naive
+cascade: [turn] settings of each."""
 STREAMING_MODES = frozenset({"streaming", "streaming_speculative_off"})
 STREAM_COMMIT_TO_TRANSCRIPT = 0.100
 """Injected into streaming recognition from the commit to the completed transcript
@@ -200,8 +201,16 @@ def _device_steps(timings: dict[str, float], requests: list[Request],
         steps["sentence_to_tts_request_s"] = tts[0].received_at + clock - timings[
             "first_sentence"]
         if tts[0].responded_at is not None:
-            steps["tts_first_byte_to_audio_s"] = timings["first_audio"] - (
-                tts[0].responded_at + clock)
+            first_byte = tts[0].responded_at + clock
+            steps["tts_first_byte_to_audio_s"] = timings["first_audio"] - first_byte
+            if "audio_queued" in timings:
+                # Split at the player: the device's software, from the first byte (or
+                # the confirmation a held answer waits for) to the audio queued; then
+                # the wait for the output's next period (20 ms on the .wav speaker).
+                ready = max(first_byte, timings.get("confirmed", first_byte))
+                steps["tts_first_byte_to_player_s"] = timings["audio_queued"] - ready
+                steps["player_to_output_period_s"] = (timings["first_audio"]
+                                                      - timings["audio_queued"])
     return steps
 
 
@@ -216,7 +225,8 @@ def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
     turns = [t for t in turns if "missed" not in t]
     first, rest = turns[0], turns[1:]
     steps = ("transcript_to_llm_request_s", "sentence_to_tts_request_s",
-             "tts_first_byte_to_audio_s")
+             "tts_first_byte_to_audio_s", "tts_first_byte_to_player_s",
+             "player_to_output_period_s")
     out: dict[str, Any] = {
         "first_turn_ms": _ms(first["latency_s"]),
         "median_ms": _ms(statistics.median(t["latency_s"] for t in rest)),
