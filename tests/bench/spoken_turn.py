@@ -211,6 +211,10 @@ def _device_steps(timings: dict[str, float], requests: list[Request],
                 steps["tts_first_byte_to_player_s"] = timings["audio_queued"] - ready
                 steps["player_to_output_period_s"] = (timings["first_audio"]
                                                       - timings["audio_queued"])
+            if "confirmed" in timings:
+                # Above zero: end_silence had confirmed the turn before the answer's
+                # first audio arrived, so a shorter wait would not have played sooner.
+                steps["confirmed_before_first_byte_s"] = first_byte - timings["confirmed"]
     return steps
 
 
@@ -226,7 +230,7 @@ def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
     first, rest = turns[0], turns[1:]
     steps = ("transcript_to_llm_request_s", "sentence_to_tts_request_s",
              "tts_first_byte_to_audio_s", "tts_first_byte_to_player_s",
-             "player_to_output_period_s")
+             "player_to_output_period_s", "confirmed_before_first_byte_s")
     out: dict[str, Any] = {
         "first_turn_ms": _ms(first["latency_s"]),
         "median_ms": _ms(statistics.median(t["latency_s"] for t in rest)),
@@ -240,6 +244,8 @@ def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
             out[f"first_turn_{name}_ms"] = _ms(first[step])
             out[f"median_{name}_ms"] = _ms(statistics.median(t[step] for t in rest))
             out[f"max_{name}_ms"] = _ms(max(t[step] for t in turns))
+            if step == "confirmed_before_first_byte_s":  # its least is what counts
+                out[f"min_{name}_ms"] = _ms(min(t[step] for t in turns))
     return out
 
 
