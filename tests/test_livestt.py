@@ -20,8 +20,10 @@ import pytest
 from edge_agent.agent.livestt import LiveCloudSTT
 from edge_agent.agent.turn import TurnResult
 from edge_agent.audio import RingBuffer
+from edge_agent.cloud import realtime as realtime_module
 from edge_agent.cloud.realtime import RealtimeSTT
-from edge_agent.config import Secret
+from edge_agent.config import CloudSettings, Secret
+from edge_agent.errors import SttCloudError
 from tests.fakecloud import FakeCloud
 from tests.fakerealtime import FakeRealtime
 from tests.speech import piper, silence
@@ -227,3 +229,46 @@ def test_no_speech_after_the_wake_word_closes_the_stream_without_a_commit(
         assert h.named("transcript_partial") == []
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+@sync
+async def test_a_provider_without_realtime_is_asked_again_only_much_later(
+        tmp_path: Path, cloud: FakeCloud, realtime: FakeRealtime,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(realtime_module, "ASK_AGAIN_SECONDS", 0.3)  # ten minutes, shortened
+    realtime.fail("status", status=404)
+    client = RealtimeSTT(CloudSettings(stt_streaming_url=realtime.url), Secret("sk-test-key"))
+    with pytest.raises(SttCloudError, match="HTTP 404"):
+        await client.open()
+    assert not client.offered
+    assert "no Realtime transcription" in caplog.text
+    await asyncio.sleep(0.35)
+    assert client.offered  # later, it asks again
+    # A refused key or a server error is a fault, not a missing endpoint: asked every turn.
+    for status in (401, 500):
+        other = RealtimeSTT(CloudSettings(stt_streaming_url=realtime.url), Secret("sk-x"))
+        realtime.fail("status", status=status)
+        with pytest.raises(SttCloudError):
+            await other.open()
+        assert other.offered
+    assert len(realtime.sessions) == 3
+
+
+@pytest.mark.slow
+def test_the_daemon_stops_streaming_to_a_provider_without_realtime(
+        tmp_path: Path, realtime: FakeRealtime) -> None:
+    audio = np.concatenate([wake_then("what time is it", after=4.0),
+                            wake_then("what is the weather like today", after=4.0)])
+    realtime.fail("status", status=404, times=None)
+
+    async def scenario() -> None:
+        with FakeCloud(transcript=UPLOADED, reply="Sunny.") as fake:
+            async with streaming_harness(tmp_path, fake, realtime, audio) as h:
+                await h.wait_event("turn_done", count=2, within=60)
+            assert len(fake.requests_for("stt")) == 2
+        assert [e.fields["spoken"] for e in h.named("turn_done")] == [True, True]
+        # One handshake and one failover, on the first turn; the second uploads at once.
+        assert len(realtime.sessions) == 1
+        assert len(h.named("failover")) == 1
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))

@@ -502,7 +502,7 @@ class Agent:
     def _live_cloud(self, start: int) -> LiveCloudSTT | None:
         """With cloud.stt_streaming, the cloud hears the utterance while it is spoken."""
         client = self.cloud_stream
-        if client is None or not self.settings.cloud.stt_streaming or (
+        if client is None or not self.settings.cloud.stt_streaming or not client.offered or (
                 self.connectivity is not None and not self.connectivity.allow("stt")):
             return None
         return LiveCloudSTT(client, self.ring, start, self.bus,

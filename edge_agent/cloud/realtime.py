@@ -14,6 +14,7 @@ import asyncio
 import base64
 import json
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -39,6 +40,12 @@ CLOSE_TIMEOUT = 0.3
 """Closing waits this long for the server's close frame, then drops the connection
 (one round trip is plenty; a cancelled turn must unwind well within a second)."""
 
+NOT_OFFERED = frozenset({404, 405, 501})
+"""Handshake answers meaning the provider has no Realtime endpoint (not a fault)."""
+ASK_AGAIN_SECONDS = 600.0
+"""After such an answer, turns upload without trying the stream for this long:
+otherwise every turn would pay a failed handshake and log a failover."""
+
 Partial = Callable[[str], None]
 """Called with the text of the segment being transcribed so far."""
 
@@ -60,6 +67,12 @@ class RealtimeSTT:
     def __init__(self, settings: CloudSettings, api_key: Secret | None) -> None:
         self.settings = settings
         self._key = api_key
+        self._not_offered_until = 0.0
+
+    @property
+    def offered(self) -> bool:
+        """False for ASK_AGAIN_SECONDS after the provider said it has no such endpoint."""
+        return time.monotonic() >= self._not_offered_until
 
     async def open(self, on_partial: Partial | None = None) -> RealtimeSession:
         """Connect and configure a session (within ``timeouts.connect``)."""
@@ -74,6 +87,12 @@ class RealtimeSTT:
                 max_size=MAX_EVENT_BYTES, ping_interval=None)
         except InvalidStatus as exc:
             code = exc.response.status_code
+            if code in NOT_OFFERED:
+                self._not_offered_until = time.monotonic() + ASK_AGAIN_SECONDS
+                log.warning("the provider has no Realtime transcription at %s (HTTP %d): "
+                            "turns upload each utterance instead and try the stream again "
+                            "in %.0f min (cloud.stt_streaming = false stops trying)",
+                            url, code, ASK_AGAIN_SECONDS / 60)
             raise SttCloudError(f"{url} refused the stream: HTTP {code}",
                                 offline=code >= 500) from exc
         except (OSError, TimeoutError) as exc:
