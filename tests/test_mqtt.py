@@ -540,3 +540,45 @@ def test_retained_commands_and_announcements_are_ignored_live_ones_act(
         assert any(f"on {topic}:" in line and f"mosquitto_pub -r -n -t {topic}" in line
                    for line in ignored), topic
     assert not logged("refused")
+
+
+@pytest.mark.slow
+def test_mute_from_home_assistant_silences_an_announcement_and_drops_the_next(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    announce, command = "edge-agent/hall/announce", "edge-agent/hall/command"
+
+    def logged(text: str) -> bool:
+        return any(text in r.getMessage() for r in caplog.records)
+
+    async def scenario() -> tuple[FakeCloud, float]:
+        with Broker(tmp_path) as broker, FakeCloud() as fake:
+            async with Fleet(tmp_path, fake, broker, ["hall"], group="", extra=QUIET) as fleet:
+                speaker = fleet.speakers[0]
+                await fleet.connected()
+                # The fake speaks 30 ms per character: about 12 s, and one waits behind it.
+                await publish(broker, announce, "a long notice " * 30)
+                await publish(broker, announce, "The door is open.")
+                async with asyncio.timeout(30):
+                    while not speaker.named("audio_out_start"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                muted_at = time.monotonic()
+                await publish(broker, command, '{"command": "mute"}')
+                async with asyncio.timeout(10):
+                    while not speaker.named("audio_out_end"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                silent_after = time.monotonic() - muted_at
+                async with asyncio.timeout(10):
+                    while not logged("1 announcement(s) dropped: muted"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                (end,) = speaker.named("audio_out_end")
+                assert end.fields["interrupted"] is True
+                assert speaker.daemon.agent.muted
+                assert len(speaker.named("audio_out_start")) == 1
+        return fake, silent_after
+
+    fake, silent_after = run(scenario())
+    assert silent_after < 2.0
+    assert logged("announcement cut off")
+    texts = tts_texts(fake)  # the long one in chunks (the next fetched ahead); not the door
+    assert texts and not any("door" in text for text in texts), texts
