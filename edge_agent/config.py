@@ -32,6 +32,7 @@ microWakeWord models (json, naming its tflite beside it)."""
 WAKE_ENGINES = ("openwakeword", "microwakeword")
 AGENT_LED_STATES = ("idle", "listening", "thinking", "speaking", "offline", "muted", "error")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_MQTT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 def setting(
@@ -601,9 +602,9 @@ def _cross_checks(s: Settings, where: str) -> list[str]:
             parse_pattern(pattern)
         except ValueError as exc:
             problems.append(f"{where}: gpio.patterns.{state}: {exc}")
-    if s.cloud.api_key_file:
-        key_file = Path(s.cloud.api_key_file)
-        problems.extend(_unsafe_permissions(str(key_file), key_file.stat()))
+    problems.extend(f"{where}: {problem}" for problem in mqtt_name_problems(s.mqtt))
+    for secret_file in filter(None, (s.cloud.api_key_file, s.mqtt.password_file)):
+        problems.extend(_unsafe_permissions(secret_file, Path(secret_file).stat()))
     if s.log.events:
         problems.extend(_event_log_problems(Path(s.log.events).expanduser(), where))
     for name in ("wake", "end", "error", "offline"):
@@ -611,6 +612,20 @@ def _cross_checks(s: Settings, where: str) -> list[str]:
         if value not in ("builtin", "off") and not Path(value).expanduser().is_file():
             problems.append(f"{where}: earcons.{name}: expected \"builtin\", \"off\" "
                             f"or an existing .wav file, got {_show(value)}")
+    return problems
+
+
+def mqtt_name_problems(m: MqttSettings) -> list[str]:
+    """What in ``m`` would break a topic (+, #, / or spaces), as "key: expected ...":
+    the one rule, read by check-config and by the daemon's topics."""
+    problems = [f"mqtt.{key}: expected letters, digits, _ and - only (at most 64), "
+                f"got {_show(value)}"
+                for key, value in (("device_id", m.device_id), ("group", m.group))
+                if value and not _MQTT_NAME.match(value)]
+    prefix = m.discovery_prefix
+    if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/"):
+        problems.append(f"mqtt.discovery_prefix: expected a topic like 'homeassistant', "
+                        f"got {_show(prefix)}")
     return problems
 
 

@@ -57,6 +57,10 @@ def _read_paths(s: Settings) -> Iterator[tuple[str, str]]:
     yield "offline.vosk_model", s.offline.vosk_model
     yield "offline.piper_voice", s.offline.piper_voice
     yield "cloud.api_key_file", s.cloud.api_key_file
+    if s.mqtt.host:  # the service opens these only with MQTT on (and the CA only with TLS)
+        yield "mqtt.password_file", s.mqtt.password_file
+        if s.mqtt.tls:
+            yield "mqtt.ca_file", s.mqtt.ca_file
     for model in s.wake.models:
         if model != wake_model_name(model):  # a file, not a bundled name
             yield "wake.models", model

@@ -252,3 +252,21 @@ def test_say_offline_with_a_bad_config_fails_with_its_problems(
                  "--output", str(out), "hi"]) == 2
     assert "no such file" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_mqtt_names_that_would_break_topics_fail_check_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Found before the daemon starts, each with its line, like every config problem."""
+    config = write(tmp_path, '[mqtt]\nhost = "broker.lan"\ndevice_id = "kitchen/#"\n'
+                             'group = "a b"\ndiscovery_prefix = "+bad"\n')
+    code, out, err = check(config, capsys)
+    assert code == 2 and "OK" not in out
+    for line, words in (
+            (3, "mqtt.device_id: expected letters, digits, _ and - only (at most 64), "
+                "got 'kitchen/#'"),
+            (4, "mqtt.group: expected letters, digits, _ and - only (at most 64), got 'a b'"),
+            (5, "mqtt.discovery_prefix: expected a topic like 'homeassistant', got '+bad'")):
+        assert f"{config}:{line}: {words}" in err, err
+    good = write(tmp_path, '[mqtt]\nhost = "broker.lan"\ndevice_id = "kitchen-pi_2"\n'
+                           'group = "home"\ndiscovery_prefix = "ha/discovery"\n', "good.toml")
+    assert check(good, capsys)[0] == 0

@@ -151,3 +151,20 @@ control_socket = "{tmp_path}/control.sock"
     log = "".join(lines) + (rest or "")
     assert "API key file is readable by every user" in log, log[-3000:]
     assert KEY not in log
+
+
+@pytest.mark.parametrize("mode", [0o666, 0o662, 0o620])
+def test_an_mqtt_password_file_others_can_write_fails_check_config(
+    tmp_path: Path, mode: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused at config load like the API key file, not only when the daemon reads it."""
+    password = write(tmp_path / "mqtt.pass", KEY + "\n", mode)
+    config = write(tmp_path / "config.toml",
+                   f"[mqtt]\nhost = 'broker.lan'\npassword_file = '{password}'\n", 0o600)
+    assert main(["check-config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{password}: writable by other users (mode {mode:o}); run: chmod go-w {password}" \
+        in err
+    assert KEY not in err
+    with pytest.raises(ConfigError, match="writable by other users"):
+        load_config(config)

@@ -128,3 +128,22 @@ def test_default_routed_to_a_desktop_sound_server_is_a_warning(
     assert f"config.toml:2: audio.input: ALSA's default goes to {server}" in warnings[0]
     assert f"config.toml:3: audio.output: ALSA's default goes to {server}" in warnings[1]
     assert "plughw:CARD=" in warnings[0]
+
+
+def test_mqtt_files_under_tmp_are_warnings_while_mqtt_is_on(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The service reads the broker password and CA itself, through the same sandbox."""
+    for name in ("mqtt.pass", "ca.pem"):
+        (tmp_path / name).write_text("x\n")
+        (tmp_path / name).chmod(0o600)
+    files = f"password_file = '{tmp_path}/mqtt.pass'\nca_file = '{tmp_path}/ca.pem'\n"
+    code, out, warnings = check(tmp_path, f"[mqtt]\nhost = 'broker.lan'\ntls = true\n{files}",
+                                capsys)
+    assert code == 0 and out.strip().endswith("OK (2 warnings)"), warnings
+    assert f"config.toml:4: mqtt.password_file: {tmp_path}/mqtt.pass is under /tmp" \
+        in warnings[0]
+    assert f"config.toml:5: mqtt.ca_file: {tmp_path}/ca.pem is under /tmp" in warnings[1]
+    # MQTT off (no host), or no TLS for the CA: the service opens neither file.
+    assert check(tmp_path, f"[mqtt]\n{files}", capsys)[2] == []
+    warnings = check(tmp_path, f"[mqtt]\nhost = 'broker.lan'\n{files}", capsys)[2]
+    assert len(warnings) == 1 and "mqtt.password_file:" in warnings[0], warnings

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import subprocess
 import time
 from pathlib import Path
 
@@ -488,3 +489,96 @@ def test_stop_from_home_assistant_cuts_an_announcement_short(
                         await asyncio.sleep(0.02)
 
     run(scenario())
+
+
+@pytest.mark.slow
+def test_retained_commands_and_announcements_are_ignored_live_ones_act(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="edge_agent")
+    command, announce = "edge-agent/porch/command", "edge-agent/porch/announce"
+
+    def logged(text: str) -> list[str]:
+        return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+    async def scenario() -> FakeCloud:
+        with Broker(tmp_path) as broker, FakeCloud() as fake:
+            # An automation that published with retain=true, before the speaker starts.
+            async with aiomqtt.Client("127.0.0.1", broker.port) as client:
+                await client.publish(command, '{"command": "listen"}', qos=1, retain=True)
+                await client.publish(announce, "Stale news.", qos=1, retain=True)
+            async with Fleet(tmp_path, fake, broker, ["porch"], group="", extra=QUIET) as fleet:
+                speaker = fleet.speakers[0]
+                await fleet.connected()
+                async with asyncio.timeout(10):
+                    while len(logged("ignored a retained message")) < 2:  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                await asyncio.sleep(1.0)  # a replayed turn or announcement would show by now
+                assert not speaker.named("state", state="listening")
+                assert not fake.requests_for("tts")
+                # Clearing them as the log line says reaches the speaker as an empty
+                # live message: nothing to refuse.
+                for topic in (command, announce):
+                    await asyncio.to_thread(subprocess.run, [
+                        "mosquitto_pub", "-p", str(broker.port), "-r", "-n", "-t", topic],
+                        check=True, timeout=10)
+                await publish(broker, announce, "Fresh news.")
+                await asyncio.to_thread(fake.wait_for_request, "tts", 1, 30.0)
+                async with asyncio.timeout(30):
+                    while not speaker.named("audio_out_end"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                await publish(broker, command, '{"command": "listen"}')
+                async with asyncio.timeout(10):
+                    while not speaker.named("state", state="listening"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+        return fake
+
+    fake = run(scenario())
+    assert tts_texts(fake) == ["Fresh news."]
+    ignored = logged("ignored a retained message")
+    assert len(ignored) == 2, ignored
+    for topic in (command, announce):
+        assert any(f"on {topic}:" in line and f"mosquitto_pub -r -n -t {topic}" in line
+                   for line in ignored), topic
+    assert not logged("refused")
+
+
+@pytest.mark.slow
+def test_mute_from_home_assistant_silences_an_announcement_and_drops_the_next(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    announce, command = "edge-agent/hall/announce", "edge-agent/hall/command"
+
+    def logged(text: str) -> bool:
+        return any(text in r.getMessage() for r in caplog.records)
+
+    async def scenario() -> tuple[FakeCloud, float]:
+        with Broker(tmp_path) as broker, FakeCloud() as fake:
+            async with Fleet(tmp_path, fake, broker, ["hall"], group="", extra=QUIET) as fleet:
+                speaker = fleet.speakers[0]
+                await fleet.connected()
+                # The fake speaks 30 ms per character: about 12 s, and one waits behind it.
+                await publish(broker, announce, "a long notice " * 30)
+                await publish(broker, announce, "The door is open.")
+                async with asyncio.timeout(30):
+                    while not speaker.named("audio_out_start"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                muted_at = time.monotonic()
+                await publish(broker, command, '{"command": "mute"}')
+                async with asyncio.timeout(10):
+                    while not speaker.named("audio_out_end"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.02)
+                silent_after = time.monotonic() - muted_at
+                async with asyncio.timeout(10):
+                    while not logged("1 announcement(s) dropped: muted"):  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                (end,) = speaker.named("audio_out_end")
+                assert end.fields["interrupted"] is True
+                assert speaker.daemon.agent.muted
+                assert len(speaker.named("audio_out_start")) == 1
+        return fake, silent_after
+
+    fake, silent_after = run(scenario())
+    assert silent_after < 2.0
+    assert logged("announcement cut off")
+    texts = tts_texts(fake)  # the long one in chunks (the next fetched ahead); not the door
+    assert texts and not any("door" in text for text in texts), texts

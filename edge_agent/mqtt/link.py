@@ -152,7 +152,7 @@ class MqttLink:
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             try:
-                self._dispatch(str(message.topic), message.payload)
+                self._dispatch(str(message.topic), message.payload, retained=message.retain)
             except Exception:  # one message never takes the link down
                 log.exception("MQTT message on %s not handled", message.topic)
 
@@ -181,9 +181,19 @@ class MqttLink:
 
     # --- incoming ----------------------------------------------------------------------
 
-    def _dispatch(self, topic: str, payload: Any) -> None:
+    def _dispatch(self, topic: str, payload: Any, *, retained: bool) -> None:
+        if retained:
+            # The broker hands a retained message to every new subscription: acting
+            # on it would replay a stale "listen" or "say" at every (re)connect.
+            log.warning("ignored a retained message on %s: commands, announcements and "
+                        "claims act only when sent live; clear it with: "
+                        "mosquitto_pub -r -n -t %s", topic, topic)
+            return
         if not isinstance(payload, bytes | bytearray):
             payload = str(payload).encode()
+        if not payload:
+            log.debug("empty message on %s (a retained message being cleared)", topic)
+            return
         topics = self.topics
         if topic == topics.claims and self.arbiter is not None:
             self.arbiter.on_claim(bytes(payload))

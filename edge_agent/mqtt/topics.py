@@ -11,11 +11,10 @@ import re
 import socket
 from dataclasses import dataclass
 
-from edge_agent.config import MqttSettings
+from edge_agent.config import MqttSettings, mqtt_name_problems
 from edge_agent.errors import ConfigError
 
 ROOT = "edge-agent"
-_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 STATE_TOPICS = ("state", "muted", "volume", "transcript", "reply", "near_miss", "timers",
                 "network")
@@ -36,18 +35,13 @@ class Topics:
 
     @classmethod
     def from_settings(cls, settings: MqttSettings) -> Topics:
-        """Raises ConfigError for names that would break topics (+, #, / or spaces)."""
-        device_id = settings.device_id or default_device_id()
-        problems = [f"mqtt.{key}: expected letters, digits, _ and - only, got {value!r}"
-                    for key, value in (("device_id", device_id), ("group", settings.group))
-                    if value and not _NAME.match(value)]
-        prefix = settings.discovery_prefix
-        if not prefix or any(c in prefix for c in "+#") or prefix.startswith("/"):
-            problems.append(f"mqtt.discovery_prefix: expected a topic like "
-                            f"'homeassistant', got {prefix!r}")
+        """Raises ConfigError for names that would break topics (config validation
+        reports the same; settings built in code meet the rule here)."""
+        problems = mqtt_name_problems(settings)
         if problems:
             raise ConfigError(problems)
-        return cls(device_id, prefix, settings.group)
+        return cls(settings.device_id or default_device_id(), settings.discovery_prefix,
+                   settings.group)
 
     @property
     def base(self) -> str:
