@@ -117,6 +117,15 @@ def cloud_unavailable(settings: Settings, cloud: _Cloud | None) -> CloudError | 
     return None
 
 
+async def probe_cloud(cloud: _Cloud | None) -> bool:
+    """Connectivity's probe: True when the service answers and takes the key; raises
+    CloudError with the cause otherwise (kept for status and the notices)."""
+    if cloud is None:
+        return False
+    await cloud.client.check()
+    return True
+
+
 def build_offline(settings: Settings) -> _Offline:
     """Vosk (if a model is installed) and Piper, side by side (neither needs the
     other); slow loads, so call it in a thread."""
@@ -401,12 +410,7 @@ class Daemon:
             log.error("the microphone is not delivering audio yet; still trying")
 
     async def _probe(self) -> bool:
-        """True when the service answers and takes the key; raises CloudError with the
-        cause otherwise (kept for status)."""
-        if self.cloud is None:
-            return False
-        await self.cloud.client.check()
-        return True
+        return await probe_cloud(self.cloud)
 
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
