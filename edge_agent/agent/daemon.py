@@ -26,6 +26,7 @@ from edge_agent.agent.turn import TurnRunner
 from edge_agent.audio import Microphone, Player, RingBuffer
 from edge_agent.audio.echolink import NO_ECHO, EchoLink
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
+from edge_agent.cloud.stt import close_encoder
 from edge_agent.config import GpioSettings, Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import CAUSES, CloudError, ConfigError, EdgeAgentError
@@ -535,6 +536,7 @@ class Daemon:
             _within(self.control.close() if self.control else asyncio.sleep(0), 0.3),
             _within(self.cloud.client.aclose() if self.cloud else asyncio.sleep(0), 0.3),
         )
+        self._end_workers()
         self._stop_controls()
         if hasattr(self, "player"):
             await asyncio.to_thread(self.player.close)
@@ -544,6 +546,14 @@ class Daemon:
             self._event_log.close()
         self._stop_recordings()
         log.info("stopped")
+
+    def _end_workers(self) -> None:
+        """The engines' idle worker threads (the start-up rehearsal and prewarm start
+        them even if no turn ran) would outlive the loop and be reported stuck."""
+        close_encoder()
+        offline = getattr(self, "offline", None)  # absent if stopped while loading
+        if offline is not None and offline.piper is not None:
+            offline.piper.close()
 
     # --- reload ----------------------------------------------------------------------------
 
