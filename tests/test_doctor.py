@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edge_agent import cli, doctor
-from edge_agent.doctor import cloud, system
+from edge_agent.doctor import audio, cloud, system
 from edge_agent.offline import models
 from tests.alsa import asoundrc
 from tests.fakecloud import FakeCloud
@@ -263,3 +263,21 @@ def test_a_missing_echo_canceller_library_is_named_with_its_fix(
     assert code == 1
     assert list(failed) == ["echo"], text
     assert "apt-get install libspeexdsp1" in text
+
+
+def test_each_wake_engine_is_held_to_its_own_threshold() -> None:
+    from edge_agent.config import WakeSettings
+    from edge_agent.wake import WakeDetector
+
+    wake = WakeDetector(WakeSettings(models=["hey_jarvis"], threshold=0.5,
+                                     thresholds={"hey_jarvis:microwakeword": 0.9}))
+    # microWakeWord's 0.7 beats openWakeWord's threshold, not its own: no wake.
+    peaks = {("hey_jarvis", "openwakeword"): 0.3, ("hey_jarvis", "microwakeword"): 0.7}
+    [finding] = audio.wake_findings(peaks, wake.threshold)
+    assert finding.ok is False, finding
+    assert "0.70 < threshold 0.90 (microwakeword)" in finding.detail
+    assert '"hey_jarvis:microwakeword" toward 0.70' in finding.fix
+    # Either engine over its own threshold wakes the fused detector.
+    peaks["hey_jarvis", "openwakeword"] = 0.6
+    [finding] = audio.wake_findings(peaks, wake.threshold)
+    assert finding.ok is True, finding
