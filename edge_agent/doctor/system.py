@@ -40,8 +40,9 @@ def check_config(path: Path | None) -> tuple[Settings, Finding]:
                                          "(start from config/edge-agent.toml)")
     if not os.access(path, os.R_OK):
         return Settings(), fail("config", f"{path}: this user may not read it",
-                                 "sudo edge-agent doctor, or join its group: sudo usermod "
-                                 "-aG edge-agent $USER, then log out and in again")
+                                 "sudo edge-agent doctor (scripts/install lets only root "
+                                 "and the service's own group read it; operators are in "
+                                 "edge-agent-control, not in that group)")
     try:
         settings = load_config(path)
     except ConfigError as exc:
