@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from edge_agent import __version__
 from edge_agent.config import (
+    CONFIG_ENV,
     Settings,
     WakeSettings,
     default_config_path,
@@ -393,21 +395,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help(sys.stderr)
         return EXIT_CONFIG
-    if _missing_config(getattr(args, "config", None)):
+    if _missing_config(args):
         return EXIT_CONFIG
     return func(args)
 
 
-def _missing_config(path: Path | None) -> bool:
-    """A --config given on purpose that is not there is an error on every verb:
-    falling back to another file would act on settings the owner did not mean."""
-    if path is None:
-        return False
+def _missing_config(args: argparse.Namespace) -> bool:
+    """A config named on purpose (--config, else $EDGE_AGENT_CONFIG) that is not there
+    is an error on every verb that reads one: falling back to another file or to the
+    defaults would act on settings the owner did not mean."""
+    if not hasattr(args, "config"):
+        return False  # the verb reads no config
+    if args.config is not None:
+        return _absent(args.config, f"--config {args.config}")
+    named = os.environ.get(CONFIG_ENV, "")
+    if named and getattr(args, "path", None) is None:  # check-config PATH wins over it
+        return _absent(Path(named), f"${CONFIG_ENV}={named}",
+                       f"; correct the path, or unset {CONFIG_ENV}")
+    return False
+
+
+def _absent(path: Path, given: str, fix: str = "") -> bool:
+    """True (after saying so) when ``path`` does not exist; an unreadable file is
+    each verb's to report in its own terms."""
     try:
         path.stat()
     except FileNotFoundError:
-        print(f"edge-agent: --config {path}: no such file", file=sys.stderr)
+        print(f"edge-agent: {given}: no such file{fix}", file=sys.stderr)
         return True
     except OSError:
-        return False  # unreadable: each verb says so in its own terms
+        pass
     return False

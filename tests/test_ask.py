@@ -4,6 +4,7 @@ daemon, no microphone and no network, and against the fake cloud."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from edge_agent.agent.ask import ask
 from edge_agent.config import CloudSettings, OfflineSettings, Settings
+from edge_agent.errors import CAUSES
 from tests.fakecloud import FakeCloud
 from tests.speech import read_wav
 
@@ -96,3 +98,24 @@ def test_ask_offline_without_a_local_answer_gives_the_offline_notice() -> None:
         ask(settings, "what is the capital of France", speak=False), 30))
     assert result.reply_engine == "offline"
     assert result.reply
+
+
+@pytest.mark.parametrize("key", ["missing", "refused"])
+def test_ask_names_the_key_problem_as_the_daemon_does(
+        key: str, fake_cloud: FakeCloud, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    if key == "missing":
+        monkeypatch.delenv("OPENAI_API_KEY")
+    else:
+        fake_cloud.fail("models", "status", status=401, times=None)
+    settings = Settings(cloud=fake_cloud.settings())
+    with caplog.at_level(logging.WARNING):
+        result = asyncio.run(asyncio.wait_for(
+            ask(settings, "what is the weather", speak=False), 30))
+    cause = CAUSES["no_key" if key == "missing" else "key_refused"]
+    assert result.reply_engine == "offline"
+    assert cause in result.reply  # what the speaker would say, not "I'm offline"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(w.startswith("cloud unavailable") and cause in w for w in warnings), warnings
+    if key == "missing":
+        assert "$OPENAI_API_KEY" in " ".join(warnings)  # where to put it

@@ -13,12 +13,20 @@ from edge_agent.errors import AudioDeviceError
 
 
 @pytest.mark.parametrize("verb", [["run"], ["status"], ["say", "hi"], ["mute"], ["ask", "hi"],
-                                  ["doctor"], ["models", "list"]])
+                                  ["doctor"], ["models", "list"], ["check-config"],
+                                  ["wake-test", "x.wav"]])
+@pytest.mark.parametrize("named_by", ["--config", "$EDGE_AGENT_CONFIG"])
 def test_a_missing_config_file_is_an_error_on_every_verb(
-        verb: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        verb: list[str], named_by: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.toml"
-    assert cli.main([*verb, "--config", str(missing)]) == cli.EXIT_CONFIG
-    assert str(missing) in capsys.readouterr().err
+    if named_by == "--config":
+        verb = [*verb, "--config", str(missing)]
+    else:
+        monkeypatch.setenv("EDGE_AGENT_CONFIG", str(missing))
+    assert cli.main(verb) == cli.EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert str(missing) in err and named_by.lstrip("$") in err
 
 
 def test_devices_without_a_sound_card_fails_with_a_hint(

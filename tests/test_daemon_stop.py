@@ -98,3 +98,23 @@ def test_second_sigterm_and_sighup_during_stop_do_not_kill_it(tmp_path: Path) ->
     assert run.proc.returncode == 0, log
     assert any("stopped" in line for line in run.stderr), log
     assert not any("config reloaded" in line for line in run.stderr), log
+
+
+def test_a_stop_without_turns_reports_no_stuck_thread(tmp_path: Path) -> None:
+    """The start-up rehearsal (cloud STT's upload encoder) and Piper's prewarm start
+    worker threads even with no key and no turn: the stop ends them instead of
+    calling them stuck."""
+    write_wav(tmp_path / "in.wav", silence(30.0))
+    config = config_text(tmp_path, str(tmp_path / "in.wav")).replace(
+        "[cloud]\nenabled = false", "[cloud]\nenabled = true")
+    run = ServiceRun(tmp_path, config, env={"OPENAI_API_KEY": ""})
+    try:
+        run.wait_for("READY", "1", timeout=START_TIMEOUT)
+        time.sleep(3.0)  # the rehearsal and the prewarm run after READY=1
+        run.terminate()
+    finally:
+        run.close()
+    log = "\n".join(run.stderr)
+    assert run.proc.returncode == 0, log
+    assert "API key is missing" in log  # the case reported: no key
+    assert not any("stuck" in line for line in run.stderr), log

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edge_agent import cli, doctor
-from edge_agent.doctor import cloud, system
+from edge_agent.doctor import audio, cloud, system
 from edge_agent.offline import models
 from tests.alsa import asoundrc
 from tests.fakecloud import FakeCloud
@@ -190,7 +190,9 @@ def test_a_missing_vosk_model(setup: Setup) -> None:
     assert models.INSTALL_COMMAND in text
 
 
-def test_an_unreadable_secrets_file(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+def unreadable_secrets(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The service's secrets file as install leaves it (0600 root:root), seen by an
+    operator who is not root."""
     monkeypatch.delenv(KEY_ENV)
     secrets = setup.tmp / "secrets"
     secrets.write_text(f"{KEY_ENV}={KEY}\n")
@@ -204,7 +206,20 @@ def test_an_unreadable_secrets_file(setup: Setup, monkeypatch: pytest.MonkeyPatc
             return real(self, *args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(pathlib.Path, "read_text", read_text)
-    setup.run_daemon()
+    return secrets
+
+
+def daemon_cloud(state: str, cause: str = "", reason: str = "") -> dict:
+    """A `status` reply from a daemon with working devices and this cloud state."""
+    return {"ok": True, "result": {"state": "idle", "microphone": True, "speaker": True,
+                                   "cloud": {"enabled": True, "state": state,
+                                             "online": state == "online", "cause": cause,
+                                             "reason": reason}}}
+
+
+def test_an_unreadable_secrets_file(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = unreadable_secrets(setup, monkeypatch)
+    setup.run_daemon(daemon_cloud("offline", "no_key", "the API key is missing"))
     code, failed, text = setup.doctor()
     assert code == 1
     assert list(failed) == ["API"], text
@@ -219,7 +234,7 @@ def test_a_key_file_every_user_can_read(setup: Setup) -> None:
     code, failed, text = setup.doctor()
     assert code == 1
     assert list(failed) == ["permissions"], text
-    assert "chmod 640" in text
+    assert "chmod 600" in text and "chown root:root" in text  # as scripts/install sets it
 
 
 def test_no_sound_card(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,3 +278,50 @@ def test_a_missing_echo_canceller_library_is_named_with_its_fix(
     assert code == 1
     assert list(failed) == ["echo"], text
     assert "apt-get install libspeexdsp1" in text
+
+
+def test_each_wake_engine_is_held_to_its_own_threshold() -> None:
+    from edge_agent.config import WakeSettings
+    from edge_agent.wake import WakeDetector
+
+    wake = WakeDetector(WakeSettings(models=["hey_jarvis"], threshold=0.5,
+                                     thresholds={"hey_jarvis:microwakeword": 0.9}))
+    # microWakeWord's 0.7 beats openWakeWord's threshold, not its own: no wake.
+    peaks = {("hey_jarvis", "openwakeword"): 0.3, ("hey_jarvis", "microwakeword"): 0.7}
+    [finding] = audio.wake_findings(peaks, wake.threshold)
+    assert finding.ok is False, finding
+    assert "0.70 < threshold 0.90 (microwakeword)" in finding.detail
+    assert '"hey_jarvis:microwakeword" toward 0.70' in finding.fix
+    # Either engine over its own threshold wakes the fused detector.
+    peaks["hey_jarvis", "openwakeword"] = 0.6
+    [finding] = audio.wake_findings(peaks, wake.threshold)
+    assert finding.ok is True, finding
+
+
+@pytest.mark.parametrize(("cloud", "verdict"), [
+    (("online",), None),
+    (("offline", "key_refused", "the API key was refused (401)"), "refused"),
+])
+def test_an_operator_gets_the_key_check_from_the_running_daemon(
+        cloud: tuple[str, ...], verdict: str | None, setup: Setup,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    unreadable_secrets(setup, monkeypatch)
+    setup.run_daemon(daemon_cloud(*cloud))
+    code, failed, text = setup.doctor()
+    if verdict is None:
+        assert (code, failed) == (0, {}), text
+        assert "key is accepted" in text
+    else:
+        assert code == 1
+        assert list(failed) == ["API"], text
+        assert verdict in failed["API"][0] and "systemctl restart" in text
+    assert KEY not in text
+
+
+def test_an_unreadable_secrets_file_without_a_daemon_is_not_a_failure(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = unreadable_secrets(setup, monkeypatch)
+    code, failed, text = setup.doctor()
+    assert (code, failed) == (0, {}), text
+    [line] = [line for line in text.splitlines() if line.startswith("skip  API key")]
+    assert str(secrets) in line and "as root" in line and "sudo" in line

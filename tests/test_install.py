@@ -220,3 +220,22 @@ def test_dry_run_moves_operators_out_of_the_service_group(tmp_path: Path,
         assert f"would run: usermod --append --groups edge-agent-control {user}" in result.stdout
         assert f"would run: gpasswd --delete {user} edge-agent" in result.stdout
     assert "gpasswd --delete edge-agent" not in result.stdout
+
+
+def test_the_cli_is_linked_onto_path_and_unlinked_on_uninstall(
+        tmp_path: Path, checkout: Path) -> None:
+    """`edge-agent status` and `sudo edge-agent doctor`, as the README and doctor's
+    fixes write them, reach the service's CLI."""
+    root = tmp_path / "root"
+    script("install", checkout, "--prefix", str(root), "--no-deps")
+    link = root / "usr" / "local" / "bin" / "edge-agent"
+    assert str(link.readlink()) == "/opt/edge-agent/bin/edge-agent"  # where it runs
+    assert os.access(root / "opt" / "edge-agent" / "bin" / "edge-agent", os.X_OK)
+    script("uninstall", checkout, "--prefix", str(root))
+    assert not link.is_symlink()
+
+    link.write_text("#!/bin/sh\n")  # someone else's edge-agent: left alone
+    out = script("install", checkout, "--prefix", str(root), "--no-deps")
+    assert link.read_text() == "#!/bin/sh\n" and "kept" in out
+    script("uninstall", checkout, "--prefix", str(root))
+    assert link.read_text() == "#!/bin/sh\n"

@@ -14,6 +14,7 @@ import numpy as np
 from tests.speech import piper, silence, write_wav
 
 RATE = 16000
+SHIPPED_CONFIG = Path(__file__).parent.parent / "config" / "edge-agent.toml"  # not /etc's
 
 
 def wake_test(*args: str | Path, config: Path | None = None) -> subprocess.CompletedProcess:
@@ -21,7 +22,7 @@ def wake_test(*args: str | Path, config: Path | None = None) -> subprocess.Compl
     return subprocess.run([sys.executable, "-m", "edge_agent", "wake-test", *extra,
                            *map(str, args)], capture_output=True, text=True, timeout=300,
                           check=False,
-                          env={**os.environ, "EDGE_AGENT_CONFIG": "/nonexistent.toml"})
+                          env={**os.environ, "EDGE_AGENT_CONFIG": str(SHIPPED_CONFIG)})
 
 
 def two_takes(path: Path) -> Path:

@@ -2,7 +2,8 @@
 microphone or speech recognition.
 
 The text goes through the daemon's own TurnRunner: local intents, the cloud LLM
-(if the cloud answers one probe), or the offline notice, exactly as after STT,
+(if the cloud answers one probe), or the offline notice naming the cause the
+daemon would (no key, key refused, DNS...), exactly as after STT,
 then to the configured speaker (a .wav output works) with cloud TTS or Piper.
 With ``speak=False`` no voice is loaded and only the answer's text comes back.
 """
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.agent.daemon import build_cloud
+from edge_agent.agent.daemon import build_cloud, cloud_unavailable, probe_cloud
 from edge_agent.agent.turn import TurnResult, TurnRunner
 from edge_agent.audio import Player
 from edge_agent.cloud import Conversation
@@ -81,10 +82,9 @@ async def ask(settings: Settings, text: str, *, output: str | None = None,
 
             piper = PiperTTS(default_piper_voice(settings.offline))
 
-        async def probe() -> bool:
-            return cloud is not None and await cloud.client.probe()
-
-        connectivity = Connectivity(settings, bus, probe, online=await probe())
+        connectivity = Connectivity(settings, bus, lambda: probe_cloud(cloud),
+                                    unavailable=cloud_unavailable(settings, cloud))
+        await connectivity.first_check()
         with tempfile.TemporaryDirectory(prefix="edge-agent-ask-") as scratch:
             # Timers set from here cannot ring (this process ends): keep them out of
             # the daemon's state directory.

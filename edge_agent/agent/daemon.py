@@ -26,6 +26,7 @@ from edge_agent.agent.turn import TurnRunner
 from edge_agent.audio import Microphone, Player, RingBuffer
 from edge_agent.audio.echolink import NO_ECHO, EchoLink
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS, Conversation
+from edge_agent.cloud.stt import close_encoder
 from edge_agent.config import GpioSettings, Settings, load_api_key, load_config
 from edge_agent.controls import Earcons, PushButton, StatusLeds, make_pin_factory
 from edge_agent.errors import CAUSES, CloudError, ConfigError, EdgeAgentError
@@ -115,6 +116,15 @@ def cloud_unavailable(settings: Settings, cloud: _Cloud | None) -> CloudError | 
         return CloudError(f"{CAUSES['no_key']} (set it in {where})", offline=True,
                           cause="no_key")
     return None
+
+
+async def probe_cloud(cloud: _Cloud | None) -> bool:
+    """Connectivity's probe: True when the service answers and takes the key; raises
+    CloudError with the cause otherwise (kept for status and the notices)."""
+    if cloud is None:
+        return False
+    await cloud.client.check()
+    return True
 
 
 def build_offline(settings: Settings) -> _Offline:
@@ -401,12 +411,7 @@ class Daemon:
             log.error("the microphone is not delivering audio yet; still trying")
 
     async def _probe(self) -> bool:
-        """True when the service answers and takes the key; raises CloudError with the
-        cause otherwise (kept for status)."""
-        if self.cloud is None:
-            return False
-        await self.cloud.client.check()
-        return True
+        return await probe_cloud(self.cloud)
 
     def _on_event(self, event: Event) -> None:
         # systemctl status shows the line; keep it true when the network or mute changes.
@@ -531,6 +536,7 @@ class Daemon:
             _within(self.control.close() if self.control else asyncio.sleep(0), 0.3),
             _within(self.cloud.client.aclose() if self.cloud else asyncio.sleep(0), 0.3),
         )
+        self._end_workers()
         self._stop_controls()
         if hasattr(self, "player"):
             await asyncio.to_thread(self.player.close)
@@ -540,6 +546,14 @@ class Daemon:
             self._event_log.close()
         self._stop_recordings()
         log.info("stopped")
+
+    def _end_workers(self) -> None:
+        """The engines' idle worker threads (the start-up rehearsal and prewarm start
+        them even if no turn ran) would outlive the loop and be reported stuck."""
+        close_encoder()
+        offline = getattr(self, "offline", None)  # absent if stopped while loading
+        if offline is not None and offline.piper is not None:
+            offline.piper.close()
 
     # --- reload ----------------------------------------------------------------------------
 

@@ -19,11 +19,29 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 
-_ENCODER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-upload")
+_encoder: ThreadPoolExecutor | None = None
 """Builds the upload (WAV and multipart body) off the event loop: copying a long
 utterance stalled the loop (the wake word, timeouts) by up to 130 ms on a loaded
-machine. A worker of its own, so a busy default pool never delays a turn; its
-thread starts on first use."""
+machine. A worker of its own, so a busy default pool never delays a turn; shared
+by every CloudSTT, so the start-up rehearsal (edge_agent.cloud.warm) starts the
+thread the first turn uses."""
+
+
+def _encoder_pool() -> ThreadPoolExecutor:
+    global _encoder
+    if _encoder is None:
+        _encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stt-upload")
+    return _encoder
+
+
+def close_encoder() -> None:
+    """Let the encoder's thread end once idle (call at stop): an executor's thread
+    outlives the event loop, so the exit would wait for it or call it stuck. An
+    upload after this starts a new one."""
+    global _encoder
+    pool, _encoder = _encoder, None
+    if pool is not None:
+        pool.shutdown(wait=False)
 
 
 def wav_bytes(audio: np.ndarray, rate: int = SAMPLE_RATE) -> bytes:
@@ -54,7 +72,7 @@ class CloudSTT:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                request = await loop.run_in_executor(_ENCODER, self._upload, audio)
+                request = await loop.run_in_executor(_encoder_pool(), self._upload, audio)
                 async with self._client.send(request, SttCloudError) as response:
                     body = await read_body(response, MAX_BODY_BYTES)
             text = json.loads(body)["text"]

@@ -59,22 +59,24 @@ def _run(config: Path | None, socket_path: Path | None, listen_seconds: float,
 
     settings, finding = check_config(config)
     report(finding)
-    key, key_source, finding = find_key(settings)
-    report(finding)
-    report(check_cloud(settings, key, key_source))
     socket_path = socket_path or control.find_socket(settings.service.control_socket)
+    status: dict | None = None
+    unanswered: control.ControlError | None = None
     try:
         status = control.request(socket_path, "status")
     except control.ControlError as exc:
-        status = None
-        # Anything but "nothing listens there" means a daemon holds the devices.
-        if "not running" not in str(exc):
-            report(fail("daemon", f"a daemon at {socket_path} does not answer: {exc}",
-                         "sudo edge-agent doctor; if it hangs: sudo systemctl restart "
-                         "edge-agent"),
-                   *(skip(check, "held by the daemon") for check in
-                     ("microphone", "speaker", "wake word")))
-            socket_path = None
+        unanswered = exc
+    key, key_source, finding = find_key(settings, status)
+    report(finding)
+    report(check_cloud(settings, key, key_source))
+    # Anything but "nothing listens there" means a daemon holds the devices.
+    if unanswered is not None and "not running" not in str(unanswered):
+        report(fail("daemon", f"a daemon at {socket_path} does not answer: {unanswered}",
+                     "sudo edge-agent doctor; if it hangs: sudo systemctl restart "
+                     "edge-agent"),
+               *(skip(check, "held by the daemon") for check in
+                 ("microphone", "speaker", "wake word")))
+        socket_path = None
     if status is not None:
         report(ok("daemon", f"running, answering on {socket_path}"),
                *daemon_audio(status, socket_path))

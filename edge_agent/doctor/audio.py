@@ -98,15 +98,15 @@ async def check_microphone_and_wake(settings: Settings, seconds: float,
         out(f"speak now: say {words.replace('_', ' ')}, then a sentence "
             f"({seconds:g} s)")
         meter = LevelMeter()
-        scores: dict[str, float] = dict.fromkeys(wake.model_names, 0.0) if wake else {}
+        peaks: dict[tuple[str, str], float] = {}  # by (model, engine)
         tty = sys.stdout.isatty()
         for step in range(max(1, round(seconds * 16000 / FRAME))):
             frame = await asyncio.wait_for(reader.read(FRAME), 2.0)
             level = meter.add(frame)
             if wake is not None:
                 await asyncio.to_thread(wake.process, frame, (step + 1) * FRAME)
-                for name, score in wake.last_scores.items():
-                    scores[name] = max(scores[name], score)
+                for scorer, score in wake.engine_scores.items():
+                    peaks[scorer] = max(peaks.get(scorer, 0.0), score)
             if tty:
                 print(f"\r  {_bar(level)} {level:6.1f} dBFS", end="", flush=True)
         if tty:
@@ -121,17 +121,33 @@ async def check_microphone_and_wake(settings: Settings, seconds: float,
     findings = [microphone_finding(settings, meter)]
     if wake is None:
         findings.append(fail("wake word", wake_problem, "check wake.models"))
-    for name, peak in scores.items():
-        threshold = wake.threshold(name) if wake else 0.0
-        if peak >= threshold:
-            findings.append(ok("wake word", f"{name}: peak score {peak:.2f} >= threshold "
-                                             f"{threshold:.2f}"))
-        else:
-            findings.append(fail(
-                "wake word", f"{name}: peak score {peak:.2f} < threshold {threshold:.2f}",
-                f"say {name.replace('_', ' ')} clearly within 1-3 m of the microphone and run "
-                f"doctor again; if it never reaches the threshold, lower wake.thresholds."
-                f"{name} toward {max(0.1, peak):.2f} (more false wakes)"))
+    else:
+        findings += wake_findings(peaks, wake.threshold)
+    return findings
+
+
+def wake_findings(peaks: dict[tuple[str, str], float],
+                  threshold: Callable[[str, str], float]) -> list[Finding]:
+    """One finding per wake word: each engine's peak against that engine's own
+    threshold (``wake.thresholds`` may set one per "model:engine"). It passes if
+    any engine passes, as the detector wakes when either does."""
+    findings = []
+    for name in dict.fromkeys(model for model, _ in peaks):
+        scored = [(engine, peak, threshold(name, engine))
+                  for (model, engine), peak in sorted(peaks.items()) if model == name]
+        detail = f"{name}: peak score " + ", ".join(
+            f"{peak:.2f} {'>=' if peak >= limit else '<'} threshold {limit:.2f} ({engine})"
+            for engine, peak, limit in scored)
+        if any(peak >= limit for _, peak, limit in scored):
+            findings.append(ok("wake word", detail))
+            continue
+        # The engine nearest its own threshold is the one to lower first.
+        engine, peak, _ = max(scored, key=lambda s: s[1] / s[2] if s[2] else 1.0)
+        findings.append(fail(
+            "wake word", detail,
+            f"say {name.replace('_', ' ')} clearly within 1-3 m of the microphone and run "
+            f"doctor again; if it never reaches the threshold, lower wake.thresholds."
+            f'"{name}:{engine}" toward {max(0.1, peak):.2f} (more false wakes)'))
     return findings
 
 

@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 from pathlib import Path
+from typing import Any
 
 from edge_agent.audio.echo import FRAME, speex_filter
 from edge_agent.config import (
@@ -21,8 +22,9 @@ from edge_agent.config import (
     writable_by_others,
 )
 from edge_agent.doctor.findings import Finding, fail, ok, skip
-from edge_agent.errors import AudioDeviceError, ConfigError
+from edge_agent.errors import CAUSES, AudioDeviceError, ConfigError
 from edge_agent.offline.models import check_piper, check_vosk
+from edge_agent.service.report import cloud_words
 
 SECRETS_FILE = Path("/etc/edge-agent/secrets")
 """The service's EnvironmentFile (systemd/edge-agent.service), where its key lives."""
@@ -38,8 +40,9 @@ def check_config(path: Path | None) -> tuple[Settings, Finding]:
                                          "(start from config/edge-agent.toml)")
     if not os.access(path, os.R_OK):
         return Settings(), fail("config", f"{path}: this user may not read it",
-                                 "sudo edge-agent doctor, or join its group: sudo usermod "
-                                 "-aG edge-agent $USER, then log out and in again")
+                                 "sudo edge-agent doctor (scripts/install lets only root "
+                                 "and the service's own group read it; operators are in "
+                                 "edge-agent-control, not in that group)")
     try:
         settings = load_config(path)
     except ConfigError as exc:
@@ -48,9 +51,12 @@ def check_config(path: Path | None) -> tuple[Settings, Finding]:
     return settings, ok("config", f"{path}: valid")
 
 
-def find_key(settings: Settings) -> tuple[Secret | None, str, Finding]:
+def find_key(settings: Settings,
+             daemon: dict[str, Any] | None) -> tuple[Secret | None, str, Finding]:
     """The key the daemon would send, where it comes from, and the finding. The
-    service reads SECRETS_FILE as its environment, so doctor looks there too."""
+    service reads SECRETS_FILE as its environment, so doctor looks there too; an
+    operator may not read it (root only), and then the running daemon's status
+    (``daemon``, None if none answered) says how its key fares."""
     cloud = settings.cloud
     name = cloud.api_key_env
     if cloud.api_key_file:
@@ -71,10 +77,12 @@ def find_key(settings: Settings) -> tuple[Secret | None, str, Finding]:
     except FileNotFoundError:
         lines = []
     except OSError as exc:
-        return None, "", fail(
-            "API key", f"${name} is not set and {SECRETS_FILE} cannot be read "
-                       f"({exc.strerror or exc})",
-            f"run doctor as a user who may read it (sudo edge-agent doctor), or put {where}")
+        if daemon is not None:
+            return None, "", key_from_daemon(daemon, name)
+        return None, "", skip(
+            "API key", f"cannot read {SECRETS_FILE} as {_user(os.geteuid())} "
+                       f"({exc.strerror or exc}; the service reads it as root); run doctor "
+                       "with sudo to check the key")
     for line in lines:
         key, sep, value = line.strip().partition("=")
         if sep and key.strip().removeprefix("export ").strip() == name:
@@ -86,6 +94,30 @@ def find_key(settings: Settings) -> tuple[Secret | None, str, Finding]:
                                       f"no {name}", f"put {where}")
 
 
+
+
+def key_from_daemon(status: dict[str, Any], name: str) -> Finding:
+    """The key check as the running daemon knows it, for a caller who may not read
+    SECRETS_FILE: missing, refused or working (the key itself never leaves it)."""
+    cloud = status.get("cloud")
+    edit = f"sudoedit {SECRETS_FILE}, then sudo systemctl restart {UNIT}"
+    if not isinstance(cloud, dict):
+        return skip("API key", f"cannot read {SECRETS_FILE} and the running daemon does not "
+                               "say how its key fares; run doctor with sudo to check the key")
+    cause = cloud.get("cause")
+    if cause == "disabled":
+        return skip("API key", "the running daemon's cloud is disabled (cloud.enabled)")
+    if cause == "no_key":
+        return fail("API key", f"the running daemon has none: {SECRETS_FILE} sets no {name}",
+                    f"add {name}=... with {edit}")
+    if cause == "key_refused":
+        return fail("API key", f"the running daemon's key was refused "
+                               f"({cloud.get('reason') or CAUSES['key_refused']})",
+                    f"check the key with your provider and replace {name} with {edit}")
+    if cloud.get("state") == "online":
+        return ok("API key", "the running daemon's key is accepted, as its status says "
+                             f"(this user may not read {SECRETS_FILE})")
+    return ok("API key", f"the running daemon has one, not yet accepted: {cloud_words(cloud)}")
 
 
 def check_echo(settings: Settings) -> Finding:
@@ -139,9 +171,13 @@ def check_file_modes(settings: Settings) -> list[Finding]:
     """The config must not be writable by others; a key file must not be readable
     by every user either."""
     findings = []
-    files = [(settings.source, False), (SECRETS_FILE, True)]
+    # A secret's fix: the modes scripts/install sets. systemd reads SECRETS_FILE as
+    # root; the service reads a cloud.api_key_file itself, as its group.
+    files: list[tuple[Path | None, str]] = [(settings.source, ""),
+                                            (SECRETS_FILE, "600 {0}; sudo chown root:root {0}")]
     if settings.cloud.api_key_file:
-        files.append((Path(settings.cloud.api_key_file), True))
+        files.append((Path(settings.cloud.api_key_file),
+                      "640 {0}; sudo chown root:edge-agent {0}"))
     for path, secret in files:
         if path is None:
             continue
@@ -161,7 +197,7 @@ def check_file_modes(settings: Settings) -> list[Finding]:
         elif secret and mode & stat.S_IROTH:
             findings.append(fail("permissions", f"{path}: the API key is readable by every "
                                                  f"user (mode {mode:o}, {owner})",
-                                  f"sudo chmod 640 {path}; sudo chown root:edge-agent {path}"))
+                                  "sudo chmod " + secret.format(path)))
         else:
             findings.append(ok("permissions", f"{path}: mode {mode:o}, {owner}"))
     return findings

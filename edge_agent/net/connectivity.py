@@ -176,14 +176,19 @@ class Connectivity:
             self._note_cause(*self._failed_probe)
         return answered
 
-    async def run(self) -> None:
-        """Probe once at start (the device may boot with no network), then, each
-        time it goes offline, probe with a doubling wait until the service answers."""
+    async def first_check(self) -> None:
+        """One probe, unless the cloud is known to be unavailable: online, or offline
+        with the probe's cause (logged as the daemon logs it at start)."""
         if self._online:
             if await self._probe_once():
                 log.info("cloud online: the service answered")
             elif self._online:
                 self._go_offline(*self._failed_probe)
+
+    async def run(self) -> None:
+        """Probe once at start (the device may boot with no network), then, each
+        time it goes offline, probe with a doubling wait until the service answers."""
+        await self.first_check()
         while True:
             await self._offline.wait()
             wait = self._interval

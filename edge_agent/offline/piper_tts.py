@@ -128,6 +128,11 @@ class PiperTTS:
         except Exception as exc:  # espeak or onnxruntime: the voice cannot speak this
             raise ModelError(f"Piper failed to speak {text[:40]!r}: {exc}") from exc
 
+    def close(self) -> None:
+        """Let the worker thread end (at stop): idle, it would outlive the event loop
+        and the exit would take it for stuck. Speaking afterwards raises ModelError."""
+        self._worker.shutdown(wait=False, cancel_futures=True)
+
     async def synthesize(self, text: str) -> AsyncIterator[bytes]:
         """PCM chunks, one per sentence, each as soon as it is made; ModelError if
         the voice fails."""
