@@ -15,8 +15,8 @@ import pytest
 from edge_agent.cli import main
 from edge_agent.intents import Device
 from edge_agent.logsetup import setup_logging
-from tests.fakecloud import FakeCloud, Latency
-from tests.speech import RATE, piper, silence
+from edge_agent.testbed.fakecloud import FakeCloud, Latency
+from edge_agent.tools.voices import RATE, piper, silence
 from tests.test_e2e import (
     NO_EARCONS,
     STORY,

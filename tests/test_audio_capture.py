@@ -14,8 +14,8 @@ import soxr
 from edge_agent import cli
 from edge_agent.audio import Microphone, RingBuffer, list_devices
 from edge_agent.events import Event, EventBus
-from tests.alsa import FifoFeed, asoundrc, write_raw
-from tests.speech import espeak, write_wav
+from edge_agent.testbed.alsa import FifoFeed, asoundrc, write_raw
+from edge_agent.tools.voices import espeak, write_wav
 
 RATE = 16000
 

@@ -13,9 +13,9 @@ import soxr
 from edge_agent.audio.echolink import EchoLink
 from edge_agent.audio.ring import RingBuffer
 from edge_agent.config import AudioSettings, EchoSettings
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud
+from edge_agent.tools.voices import piper, silence
 from edge_agent.tools.wake_eval import FAMILIES
-from tests.fakecloud import TTS_RATE, FakeCloud
-from tests.speech import piper, silence
 from tests.test_e2e import NO_EARCONS, Harness, run
 
 ANSWER = ("The weather today is mostly sunny with a light breeze from the west. "

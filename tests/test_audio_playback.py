@@ -13,8 +13,8 @@ import soxr
 from edge_agent.audio import Player
 from edge_agent.errors import AudioDeviceError
 from edge_agent.events import EventBus
-from tests.alsa import FifoListener, asoundrc, read_raw
-from tests.speech import espeak, read_wav
+from edge_agent.testbed.alsa import FifoListener, asoundrc, read_raw
+from edge_agent.tools.voices import espeak, read_wav
 from tests.test_audio_capture import Recorder, snr_db, until
 
 RATE = 16000

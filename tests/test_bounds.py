@@ -23,7 +23,7 @@ from edge_agent.cloud import llm as llm_module
 from edge_agent.cloud import tts as tts_module
 from edge_agent.errors import LlmCloudError
 from edge_agent.intents import Tool, Toolbox
-from tests.fakecloud import TTS_RATE, FakeCloud
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud
 from tests.test_turn import loud_seconds, make_rig, sync
 
 MEMORY_BOUND = 50 * 2**20
@@ -262,7 +262,7 @@ def test_300_overdue_timers_ring_as_one_announcement_and_says_are_capped(
     from edge_agent.agent.agent import MAX_SAYS
     from edge_agent.errors import BusyError
     from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
-    from tests.speech import silence
+    from edge_agent.tools.voices import silence
     from tests.test_e2e import Harness, run
 
     state = tmp_path / "state"
@@ -312,7 +312,7 @@ def test_a_timer_and_say_flood_is_voiced_one_bounded_piece_at_a_time(
     from edge_agent.agent.agent import MAX_SAYS
     from edge_agent.intents.timers import MAX_TIMERS
     from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
-    from tests.speech import silence
+    from edge_agent.tools.voices import silence
     from tests.test_e2e import Harness, run
 
     async def scenario() -> None:

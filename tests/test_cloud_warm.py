@@ -13,7 +13,7 @@ import pytest
 from edge_agent.cloud import warm
 from edge_agent.cloud.warm import rehearse
 from edge_agent.intents import Timers, device_tools
-from tests.fakecloud import FakeCloud
+from edge_agent.testbed.fakecloud import FakeCloud
 from tests.test_turn import Speaker
 
 

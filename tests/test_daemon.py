@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 
 from edge_agent.cli import main
-from tests.fakecloud import FakeCloud
-from tests.speech import RATE, piper, silence, write_wav
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.tools.voices import RATE, piper, silence, write_wav
 from tests.test_e2e import Harness, config_text, poll_until, run
 
 pytestmark = pytest.mark.slow

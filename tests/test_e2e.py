@@ -25,9 +25,9 @@ from gpiozero.pins.mock import MockFactory, MockPWMPin
 from edge_agent.agent.daemon import Daemon
 from edge_agent.config import load_config
 from edge_agent.events import Event
-from tests.fakecloud import FakeCloud, Latency, Request
-from tests.recorder import EventRecorder
-from tests.speech import RATE, piper, read_wav, silence, write_wav
+from edge_agent.testbed.fakecloud import FakeCloud, Latency, Request
+from edge_agent.testbed.recorder import EventRecorder
+from edge_agent.tools.voices import RATE, piper, read_wav, silence, write_wav
 
 BUTTON_PIN = 17
 LOUD = 1000

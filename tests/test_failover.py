@@ -14,8 +14,8 @@ import pytest
 from edge_agent.agent.failover import timed
 from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT, STT_HEDGE_SECONDS
 from edge_agent.errors import LlmCloudError, SttCloudError
+from edge_agent.testbed.fakecloud import FakeCloud
 from edge_agent.text import SentenceChunker
-from tests.fakecloud import FakeCloud
 from tests.test_turn import loud_seconds, make_rig, sync
 
 REPLY = "It is sunny and warm today. Tomorrow will bring some rain."

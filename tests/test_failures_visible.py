@@ -23,7 +23,7 @@ import soxr
 from edge_agent.agent.supervisor import Supervisor
 from edge_agent.audio import Microphone, Player, RingBuffer, WavReader, wavfile
 from edge_agent.events import EventBus, EventLog
-from tests.speech import write_wav
+from edge_agent.tools.voices import write_wav
 from tests.test_audio_capture import Recorder, until
 
 RATE = 16000
@@ -134,7 +134,7 @@ def test_event_log_is_rotated_at_its_cap(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_daemon_with_an_event_log_on_a_full_disk_shows_it_and_stops_cleanly(
         tmp_path: Path) -> None:
-    from tests.speech import silence
+    from edge_agent.tools.voices import silence
     from tests.test_control_daemon import status
     from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
 

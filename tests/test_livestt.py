@@ -22,9 +22,9 @@ from edge_agent.agent.turn import TurnResult
 from edge_agent.audio import RingBuffer
 from edge_agent.cloud.realtime import RealtimeSTT
 from edge_agent.config import Secret
-from tests.fakecloud import FakeCloud
-from tests.fakerealtime import FakeRealtime
-from tests.speech import piper, silence
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.fakerealtime import FakeRealtime
+from edge_agent.tools.voices import piper, silence
 from tests.test_e2e import NO_EARCONS, Harness, config_text, wake_then
 from tests.test_turn import Rig, loud_seconds, make_rig, question, sync
 

@@ -27,11 +27,11 @@ from edge_agent.mqtt.commands import (
     parse_command,
 )
 from edge_agent.mqtt.topics import Topics
+from edge_agent.testbed.broker import Broker
+from edge_agent.testbed.fakecloud import FakeCloud, Latency
+from edge_agent.testbed.fleet import QUIET, Fleet, Watcher
+from edge_agent.tools.voices import piper, read_wav, silence
 from edge_agent.wake import WakeDetection
-from tests.broker import Broker
-from tests.fakecloud import FakeCloud, Latency
-from tests.fleet import QUIET, Fleet, Watcher
-from tests.speech import piper, read_wav, silence
 
 # --- payloads, without a broker ------------------------------------------------------
 

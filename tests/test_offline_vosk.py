@@ -13,7 +13,7 @@ import pytest
 from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
 from edge_agent.offline import VoskSTT, find_vosk_model
-from tests.speech import espeak, silence
+from edge_agent.tools.voices import espeak, silence
 
 GRAMMAR = ["안녕하세요", "서울", "음악 틀어 줘"]
 

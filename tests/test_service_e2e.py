@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.alsa import asoundrc
-from tests.speech import noise, silence, write_wav
+from edge_agent.testbed.alsa import asoundrc
+from edge_agent.tools.voices import noise, silence, write_wav
 
 pytestmark = pytest.mark.slow
 

@@ -35,9 +35,9 @@ from edge_agent.events import Event, EventBus
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.net import Connectivity
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice
-from tests.fakecloud import TTS_RATE, FakeCloud, Latency, ToolCall, tone
-from tests.speech import piper as piper_speech
-from tests.speech import read_wav
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, Latency, ToolCall, tone
+from edge_agent.tools.voices import piper as piper_speech
+from edge_agent.tools.voices import read_wav
 
 # Small timeouts so injected stalls resolve in a fraction of a second.
 FAST_TIMEOUTS = {"connect": 0.5, "stt": 1.0, "llm_first_token": 1.0, "llm_idle": 0.8,

@@ -30,7 +30,7 @@ import numpy as np
 from edge_agent.audio import SAMPLE_RATE, Microphone, Player, RingBuffer
 from edge_agent.audio.convert import CaptureConverter
 from edge_agent.events import EventBus
-from tests.alsa import asoundrc, write_raw
+from edge_agent.testbed.alsa import asoundrc, write_raw
 from tests.test_audio_capture import until
 
 FORMATS = ((16000, 1), (48000, 2))

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from tests.fakecloud import FakeCloud
-from tests.speech import silence
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.tools.voices import silence
 from tests.test_e2e import NO_EARCONS, Harness, poll_until
 
 IDLE_SECONDS = 9.0

@@ -23,8 +23,8 @@ import numpy as np
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS
 from edge_agent.config import Secret
 from edge_agent.intents.tools import Toolbox
+from edge_agent.testbed.fakecloud import FAKE_KEY, FakeCloud, Latency, Request, tokens
 from edge_agent.text import SentenceChunker
-from tests.fakecloud import FAKE_KEY, FakeCloud, Latency, Request, tokens
 
 INJECTED = Latency(stt=0.300, llm_first_token=0.250, llm_tokens_per_second=40,
                    tts_first_byte=0.150)

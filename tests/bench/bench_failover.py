@@ -36,7 +36,7 @@ import numpy as np
 
 from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT
 from edge_agent.config import CloudTimeouts
-from tests.fakecloud import TTS_RATE, FakeCloud, tone
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, tone
 from tests.test_failover import CASES, REPLY
 from tests.test_turn import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
 

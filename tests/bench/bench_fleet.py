@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from tests.broker import Broker
-from tests.fakecloud import FakeCloud
-from tests.fleet import QUIET, Fleet, Watcher
-from tests.speech import piper, silence
+from edge_agent.testbed.broker import Broker
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.fleet import QUIET, Fleet, Watcher
+from edge_agent.tools.voices import piper, silence
 
 SPEAKERS = ("hall", "kitchen", "den")
 GAINS = (1.0, 0.6, 0.35)

@@ -30,8 +30,8 @@ import numpy as np
 
 from edge_agent.footprint import process_memory
 from edge_agent.service.control import request
-from tests.fakecloud import FakeCloud
-from tests.speech import piper, silence, write_wav
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.tools.voices import piper, silence, write_wav
 from tests.test_service_e2e import START_TIMEOUT, ServiceRun
 
 TURNS = 10

@@ -31,7 +31,7 @@ import numpy as np
 from edge_agent.config import OfflineSettings
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.offline import PiperTTS, VoskStream, VoskSTT, default_piper_voice
-from tests.speech import espeak, silence
+from edge_agent.tools.voices import espeak, silence
 from tests.test_offline_vosk import GRAMMAR, ko_model_dir
 
 RATE = 16000

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.speech import noise, silence, write_wav
+from edge_agent.tools.voices import noise, silence, write_wav
 from tests.test_service_e2e import WATCHDOG_USEC, ServiceRun, config_text
 
 

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from tests.fakecloud import FakeCloud
-from tests.speech import silence, write_wav
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.tools.voices import silence, write_wav
 from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
 from tests.test_turn import make_rig
 

@@ -33,9 +33,9 @@ import numpy as np
 from edge_agent.config import BUILTIN_WAKE_MODELS, TurnSettings, WakeSettings
 from edge_agent.tools import wake_eval
 from edge_agent.tools.texts import docstring_sentences
+from edge_agent.tools.voices import espeak, mix_snr, noise, piper, silence
 from edge_agent.vad import EndOfTurnDetector, Outcome
 from edge_agent.wake import WakeDetector, bundled_models_dir
-from tests.speech import espeak, mix_snr, noise, piper, silence
 
 RATE = 16000
 FRAME = WakeDetector.FRAME_SAMPLES

@@ -31,9 +31,9 @@ import numpy as np
 
 from edge_agent.agent.turn import TurnResult, TurnRunner
 from edge_agent.audio import Player
-from tests.fakecloud import FakeCloud, Latency, Request
-from tests.fakerealtime import FakeRealtime
-from tests.speech import RATE, piper, silence
+from edge_agent.testbed.fakecloud import FakeCloud, Latency, Request
+from edge_agent.testbed.fakerealtime import FakeRealtime
+from edge_agent.tools.voices import RATE, piper, silence
 from tests.test_e2e import NO_EARCONS, Harness, poll_until
 
 START_SECONDS = 20.0

@@ -38,6 +38,7 @@ import numpy as np
 
 from edge_agent.tools import wake_eval
 from edge_agent.tools.texts import docstring_sentences, stdlib_modules
+from edge_agent.tools.voices import espeak, piper, silence
 from edge_agent.wake._features import CHUNK, StreamingFeatures
 from edge_agent.wake._head import flushed, save_head
 from edge_agent.wake._scoring import WakeWordScorer
@@ -49,7 +50,6 @@ from tests.bench.bench_wake import (
     sentences,
     spoken_span,
 )
-from tests.speech import espeak, piper, silence
 
 RATE = 16000
 WINDOWS = 16
