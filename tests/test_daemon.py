@@ -23,8 +23,9 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.harness import Harness, config_text, run
+from edge_agent.testbed.wait import poll_until
 from edge_agent.tools.voices import RATE, piper, silence, write_wav
-from tests.test_e2e import Harness, config_text, poll_until, run
 
 pytestmark = pytest.mark.slow
 

@@ -13,7 +13,7 @@ import pytest
 
 from edge_agent.cli import main
 from edge_agent.testbed.fakecloud import FakeCloud
-from tests.test_e2e import Harness, run, wake_then
+from edge_agent.testbed.harness import Harness, run, wake_then
 
 pytestmark = pytest.mark.slow
 

@@ -31,7 +31,7 @@ from edge_agent.audio import SAMPLE_RATE, Microphone, Player, RingBuffer
 from edge_agent.audio.convert import CaptureConverter
 from edge_agent.events import EventBus
 from edge_agent.testbed.alsa import asoundrc, write_raw
-from tests.test_audio_capture import until
+from edge_agent.testbed.wait import until
 
 FORMATS = ((16000, 1), (48000, 2))
 

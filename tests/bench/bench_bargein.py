@@ -27,8 +27,9 @@ from typing import Any
 import numpy as np
 
 from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.harness import NO_EARCONS, Harness
+from edge_agent.testbed.wait import poll_until
 from edge_agent.tools.voices import silence
-from tests.test_e2e import NO_EARCONS, Harness, poll_until
 
 IDLE_SECONDS = 9.0
 SAY = "This is a long announcement that keeps the speaker busy for a while. " * 3

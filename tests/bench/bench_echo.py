@@ -333,7 +333,7 @@ def voice_barge_in_figures(runs: int) -> dict[str, Any]:
     import asyncio
     import tempfile
 
-    from tests.test_audio_echolink import voice_barge_in
+    from edge_agent.testbed.echo_room import voice_barge_in
 
     found = []
     for _ in range(runs):

@@ -37,8 +37,8 @@ import numpy as np
 from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT
 from edge_agent.config import CloudTimeouts
 from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, tone
-from tests.test_failover import CASES, REPLY
-from tests.test_turn import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
+from edge_agent.testbed.fault_cases import CASES, REPLY
+from edge_agent.testbed.rig import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
 
 WINDOW = 320  # samples of the 16 kHz output per 20 ms tick of its clock
 RATE = 16000

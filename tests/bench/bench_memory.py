@@ -31,8 +31,8 @@ import numpy as np
 from edge_agent.footprint import process_memory
 from edge_agent.service.control import request
 from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.service import START_TIMEOUT, ServiceRun
 from edge_agent.tools.voices import piper, silence, write_wav
-from tests.test_service_e2e import START_TIMEOUT, ServiceRun
 
 TURNS = 10
 QUESTION = "what time is it"

@@ -31,8 +31,8 @@ import numpy as np
 from edge_agent.config import OfflineSettings
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.offline import PiperTTS, VoskStream, VoskSTT, default_piper_voice
+from edge_agent.testbed.vosk_ko import GRAMMAR, ko_model_dir
 from edge_agent.tools.voices import espeak, silence
-from tests.test_offline_vosk import GRAMMAR, ko_model_dir
 
 RATE = 16000
 FRAME = 1280  # 80 ms, the wake detector's frame: what the ring hands out

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.testbed.service import WATCHDOG_USEC, ServiceRun, config_text
 from edge_agent.tools.voices import noise, silence, write_wav
-from tests.test_service_e2e import WATCHDOG_USEC, ServiceRun, config_text
 
 
 def _timed_reload(service: ServiceRun, config: str) -> float:

@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.rig import make_rig
+from edge_agent.testbed.service import START_TIMEOUT, ServiceRun, config_text
 from edge_agent.tools.voices import silence, write_wav
-from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
-from tests.test_turn import make_rig
 
 SEED = 9
 CLEAN_WARMUP_TURNS = 3

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 
 from edge_agent.testbed.fakecloud import FakeCloud, Latency, tokens
+from edge_agent.testbed.rig import Rig, make_rig, question
 from edge_agent.text import SentenceChunker
 from tests.bench import spoken_turn
 from tests.bench.spoken_turn import NaiveTurns
-from tests.test_turn import Rig, make_rig, question
 
 INJECTED = Latency(stt=0.300, llm_first_token=0.250, llm_tokens_per_second=40,
                    tts_first_byte=0.150)

@@ -33,8 +33,9 @@ from edge_agent.agent.turn import TurnResult, TurnRunner
 from edge_agent.audio import Player
 from edge_agent.testbed.fakecloud import FakeCloud, Latency, Request
 from edge_agent.testbed.fakerealtime import FakeRealtime
+from edge_agent.testbed.harness import NO_EARCONS, Harness
+from edge_agent.testbed.wait import poll_until
 from edge_agent.tools.voices import RATE, piper, silence
-from tests.test_e2e import NO_EARCONS, Harness, poll_until
 
 START_SECONDS = 20.0
 """Silence before the first question: the start-up prewarm (connection, cloud
