@@ -224,7 +224,7 @@ def test_three_speakers_hear_one_wake_word_and_only_the_loudest_answers(
 
     async def scenario() -> None:
         with Broker(tmp_path) as broker, FakeCloud(transcript="tell me a joke") as fake:
-            # A wide window: this is about who answers; bench_fleet measures the latency.
+            # A wide window: this is about who answers; the fleet bench measures the latency.
             async with Fleet(tmp_path, fake, broker, list(gains), window=0.5,
                              extra=QUIET) as fleet:
                 await fleet.connected()

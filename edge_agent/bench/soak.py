@@ -13,7 +13,7 @@ Rest: the real daemon (`edge-agent run`, .wav microphone of silence, no cloud)
 for a while after READY: CPU from /proc/<pid>/stat, peak and current RSS,
 threads and descriptors from /proc/<pid>.
 
-    python -m tests.bench.bench_soak [--quick]
+    python -m edge_agent.bench.soak [--quick]
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ worker thread, read_range); the player's stop latency (median / max over many
 stops: on the real-time .wav output, and on PortAudio including the device's
 reported output latency); .wav input pacing; peak RSS.
 
-    python -m tests.bench.bench_audio [--quick]
+    python -m edge_agent.bench.audio [--quick]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the loudest, and arbitration should add at most its window to that speaker's
 time from detection to listening. Then the broker is killed and restarted:
 how long until every speaker is "online" in Home Assistant again.
 
-    python -m tests.bench.bench_fleet [--quick]
+    python -m edge_agent.bench.fleet [--quick]
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ connection: when it was refused). Stalls use the small timeouts listed. STT
 faults run twice: offline.stt_mode "fallback" (Vosk decodes the utterance after
 the failure) and "parallel" (Vosk's result is ready at the end of speech).
 
-    python -m tests.bench.bench_failover [--quick]
+    python -m edge_agent.bench.failover [--quick]
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ models on ordinary speech, confusable phrases and noise; detection delay and
 second of idle audio for our detector (gated and not), pyopen-wakeword's
 engine and openwakeword.Model on the same audio; end-of-turn delay.
 
-    python -m tests.bench.bench_wake [--quick]
+    python -m edge_agent.bench.wake [--quick]
 
 The speech is synthetic (no recordings on this machine): real voices differ,
 so treat the rates as a regression baseline, not a field figure.
@@ -297,8 +297,8 @@ def cpu_figures(quick: bool) -> dict:
             np.save(path, audio)
             for engine in ENGINES:
                 done = subprocess.run(
-                    [sys.executable, "-m", "tests.bench.bench_wake", "--cpu", engine, str(path)],
-                    capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+                    [sys.executable, "-m", "edge_agent.bench.wake", "--cpu", engine, str(path)],
+                    capture_output=True, text=True, check=True)
                 out.setdefault(room, {})[engine] = float(done.stdout.split()[-1])
             base = out[room]["pyopen_wakeword"]
             out[room]["ours_gated_vs_pyopen"] = round(out[room]["ours_gated"] / base, 3)

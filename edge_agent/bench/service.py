@@ -6,7 +6,7 @@ one that rebuilds the wake detector and one that reopens the microphone; SIGTERM
 to exit (the issue's budget is 2 s); the spacing of watchdog pings (the daemon
 aims for half of WatchdogSec); resident memory once ready.
 
-    python -m tests.bench.bench_service [--quick]
+    python -m edge_agent.bench.service [--quick]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ to the first audio of a one-sentence answer and real-time factor; local intent
 answer time; and end of speech to first audio for a local intent answered
 fully offline (Vosk final + intent + Piper's first sentence).
 
-    python -m tests.bench.bench_offline [--quick]
+    python -m edge_agent.bench.offline [--quick]
 
 The only Vosk model on PyPI is Korean, heard through espeak-ng's Korean voice.
 It is bigger than the English small model (253 MB on disk against 68 MB), so

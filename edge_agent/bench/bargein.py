@@ -11,7 +11,7 @@ audio frame". Target: at most 50 ms.
 Also: the whole daemon's CPU while idle (listening for the wake word on
 silence), as percent of one core, measured in this process over a few seconds.
 
-    python -m tests.bench.bench_bargein [--quick]
+    python -m edge_agent.bench.bargein [--quick]
 """
 
 from __future__ import annotations

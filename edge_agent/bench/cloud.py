@@ -3,7 +3,7 @@ cloud injects (STT 300 ms, LLM first token 250 ms at 40 tokens/s, TTS first byte
 150 ms), what a cold connection costs against a prewarmed one, and the CPU cost
 of the sentence chunker per delta.
 
-    python -m tests.bench.bench_cloud [--quick]
+    python -m edge_agent.bench.cloud [--quick]
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Targets (issue 20): READY <= 200 MB RSS; <= 250 MB after 10 turns and a Piper
 failover; under 400 MB with a Vosk model. PSS depends on what else runs (shared
 libraries are split among the processes that map them), so RSS is the budget.
 
-    python -m tests.bench.bench_memory [--quick]
+    python -m edge_agent.bench.memory [--quick]
 """
 
 from __future__ import annotations
