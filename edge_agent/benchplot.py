@@ -22,7 +22,7 @@ from edge_agent.benchmark import FIGURES_PER_BENCHMARK, case_label, figures
 
 log = logging.getLogger(__name__)
 
-# bench_turn's per-stage medians, each measured from the end of speech.
+# The turn bench's per-stage medians, each measured from the end of speech.
 STAGE_LABELS = {
     "stt_done": "STT",
     "llm_first_token": "LLM first token",
@@ -35,7 +35,7 @@ COLORS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3", "#937860")
 
 def _waterfall(ax: Axes, turn: dict[str, Any]) -> None:
     """One horizontal bar per pipeline, each stage a segment starting where the
-    previous one ended. bench_turn times every stage of the streaming turn but only
+    previous one ended. The turn bench times every stage of the streaming turn but only
     the total of the naive cascade; its STT is the same request, so the naive bar
     is that STT and then one "whole reply, then all its audio" segment. The title
     says the cloud was the fake one, so nobody reads it as their own latency."""

@@ -221,7 +221,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from edge_agent import benchmark  # imports the checkout's tests/bench
+    from edge_agent import benchmark  # imports edge_agent.bench and its test bed
 
     try:
         names = benchmark.select(args.only)
@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from edge_agent import benchmark  # the list only; the benchmarks load when run
 
-    bench = verbs.add_parser("bench", help="run the benchmarks (from a source checkout); "
+    bench = verbs.add_parser("bench", help="run the benchmarks (with the test and bench extras); "
                              "writes bench-report.json and bench-report.png",
                              formatter_class=argparse.RawDescriptionHelpFormatter,
                              description="benchmarks (all by default, in this order):\n"

@@ -15,17 +15,11 @@ import pytest
 from edge_agent.cli import main
 from edge_agent.intents import Device
 from edge_agent.logsetup import setup_logging
-from tests.fakecloud import FakeCloud, Latency
-from tests.speech import RATE, piper, silence
-from tests.test_e2e import (
-    NO_EARCONS,
-    STORY,
-    Harness,
-    loud_seconds,
-    poll_until,
-    run,
-    wake_then,
-)
+from edge_agent.testbed.fakecloud import FakeCloud, Latency
+from edge_agent.testbed.harness import NO_EARCONS, Harness, run, wake_then
+from edge_agent.testbed.wait import poll_until
+from edge_agent.tools.voices import RATE, piper, silence
+from tests.test_e2e import STORY, loud_seconds
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ import pytest
 from edge_agent.agent.ask import ask
 from edge_agent.config import CloudSettings, OfflineSettings, Settings
 from edge_agent.errors import CAUSES
-from tests.fakecloud import FakeCloud
-from tests.speech import read_wav
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.tools.voices import read_wav
 
 TIME = re.compile(r"It's \d{1,2}:\d{2} [AP]M\.")
 LOUD = 500.0  # RMS over 20 ms above this is sound, not the output's silence

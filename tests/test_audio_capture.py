@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +13,9 @@ import soxr
 from edge_agent import cli
 from edge_agent.audio import Microphone, RingBuffer, list_devices
 from edge_agent.events import Event, EventBus
-from tests.alsa import FifoFeed, asoundrc, write_raw
-from tests.speech import espeak, write_wav
+from edge_agent.testbed.alsa import FifoFeed, asoundrc, write_raw
+from edge_agent.testbed.wait import until
+from edge_agent.tools.voices import espeak, write_wav
 
 RATE = 16000
 
@@ -44,16 +44,6 @@ def snr_db(got: np.ndarray, expected: np.ndarray) -> float:
     error = got.astype(np.float64) - expected
     return float(10 * np.log10(np.mean(expected.astype(np.float64) ** 2)
                                / (np.mean(error**2) + 1e-9)))
-
-
-async def until(condition: Callable[[], bool], seconds: float = 20.0) -> None:
-    """Poll ``condition`` (state that another thread changes) under a deadline."""
-
-    async def poll() -> None:
-        while not condition():  # noqa: ASYNC110 - no event to wait on across threads
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(poll(), seconds)
 
 
 async def capture_through_fifo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -8,7 +8,7 @@ import numpy as np
 from edge_agent.audio.echo import FRAME, EchoCanceller
 from edge_agent.audio.ring import RingBuffer
 from edge_agent.audio.room import RoomResponse, hear
-from tests.speech import espeak, noise, piper, silence
+from edge_agent.tools.voices import espeak, noise, piper, silence
 
 BLOCK = 320
 AHEAD = 2

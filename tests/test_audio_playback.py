@@ -13,9 +13,10 @@ import soxr
 from edge_agent.audio import Player
 from edge_agent.errors import AudioDeviceError
 from edge_agent.events import EventBus
-from tests.alsa import FifoListener, asoundrc, read_raw
-from tests.speech import espeak, read_wav
-from tests.test_audio_capture import Recorder, snr_db, until
+from edge_agent.testbed.alsa import FifoListener, asoundrc, read_raw
+from edge_agent.testbed.wait import until
+from edge_agent.tools.voices import espeak, read_wav
+from tests.test_audio_capture import Recorder, snr_db
 
 RATE = 16000
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_agent.audio.room import EchoPath, Room, RoomResponse, hear
-from tests.speech import piper, silence
+from edge_agent.tools.voices import piper, silence
 
 DRY = RoomResponse(delay_s=0.02, rt60_s=0.0)
 """A room without reverberation: the echo is the played signal, 320 samples late."""

@@ -23,8 +23,8 @@ from edge_agent.cloud import llm as llm_module
 from edge_agent.cloud import tts as tts_module
 from edge_agent.errors import LlmCloudError
 from edge_agent.intents import Tool, Toolbox
-from tests.fakecloud import TTS_RATE, FakeCloud
-from tests.test_turn import loud_seconds, make_rig, sync
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud
+from edge_agent.testbed.rig import loud_seconds, make_rig, sync
 
 MEMORY_BOUND = 50 * 2**20
 """Growth over the idle rig any hostile stream may cause (the issue's acceptance)."""
@@ -262,8 +262,8 @@ def test_300_overdue_timers_ring_as_one_announcement_and_says_are_capped(
     from edge_agent.agent.agent import MAX_SAYS
     from edge_agent.errors import BusyError
     from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
-    from tests.speech import silence
-    from tests.test_e2e import Harness, run
+    from edge_agent.testbed.harness import Harness, run
+    from edge_agent.tools.voices import silence
 
     state = tmp_path / "state"
     state.mkdir()
@@ -312,8 +312,8 @@ def test_a_timer_and_say_flood_is_voiced_one_bounded_piece_at_a_time(
     from edge_agent.agent.agent import MAX_SAYS
     from edge_agent.intents.timers import MAX_TIMERS
     from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
-    from tests.speech import silence
-    from tests.test_e2e import Harness, run
+    from edge_agent.testbed.harness import Harness, run
+    from edge_agent.tools.voices import silence
 
     async def scenario() -> None:
         fake = FakeCloud().start()
@@ -344,7 +344,7 @@ def test_the_wake_word_is_heard_while_the_default_pool_is_saturated(tmp_path: Pa
     """Finding 4: wake detection shared the default thread pool with Piper, the
     microphone and the player, so work queued there delayed it for seconds. With a
     worker of its own, the wake word is heard while the pool is fully blocked."""
-    from tests.test_e2e import Harness, run, wake_then
+    from edge_agent.testbed.harness import Harness, run, wake_then
 
     async def scenario() -> None:
         with FakeCloud(transcript="what is the weather", reply="It is sunny.") as fake:

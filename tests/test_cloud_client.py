@@ -18,7 +18,7 @@ from edge_agent.cloud.client import retry_after
 from edge_agent.config import CloudSettings, CloudTimeouts, Secret
 from edge_agent.errors import CloudError
 from edge_agent.intents.tools import Tool, Toolbox
-from tests.fakecloud import FakeCloud, ToolCall, run
+from edge_agent.testbed.fakecloud import FakeCloud, ToolCall, run
 
 KEY = Secret("sk-live-DO-NOT-LEAK-4f9a1c")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from edge_agent.cloud import CloudClient, CloudLLM, Conversation
 from edge_agent.config import CloudSettings, Secret
 from edge_agent.intents.tools import Toolbox
-from tests.fakecloud import FAKE_KEY, FakeCloud, run
+from edge_agent.testbed.fakecloud import FAKE_KEY, FakeCloud, run
 
 
 class Clock:

@@ -15,7 +15,7 @@ from edge_agent.cloud.llm import MAX_TOOL_ROUNDS
 from edge_agent.config import CloudSettings, CloudTimeouts, Secret
 from edge_agent.errors import LlmCloudError
 from edge_agent.intents.tools import Tool, Toolbox
-from tests.fakecloud import FakeCloud, Latency, ToolCall, run
+from edge_agent.testbed.fakecloud import FakeCloud, Latency, ToolCall, run
 
 KEY = Secret("sk-test-llm-0123456789")
 QUESTION = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}]

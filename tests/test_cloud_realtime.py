@@ -18,8 +18,8 @@ from edge_agent.cloud.realtime import RealtimeSTT, realtime_url
 from edge_agent.config import CloudSettings, CloudTimeouts, Secret
 from edge_agent.errors import SttCloudError
 from edge_agent.events import Event, EventBus
-from tests.fakecloud import run, tone
-from tests.fakerealtime import FakeRealtime
+from edge_agent.testbed.fakecloud import run, tone
+from edge_agent.testbed.fakerealtime import FakeRealtime
 
 KEY = Secret("sk-test-key")
 

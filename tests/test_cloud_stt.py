@@ -14,8 +14,8 @@ from edge_agent.cloud import CloudClient, CloudSTT
 from edge_agent.cloud.client import MAX_BODY_BYTES
 from edge_agent.config import Secret
 from edge_agent.errors import SttCloudError
-from tests.fakecloud import FakeCloud, Latency, run
-from tests.speech import piper
+from edge_agent.testbed.fakecloud import FakeCloud, Latency, run
+from edge_agent.tools.voices import piper
 
 KEY = Secret("sk-test-stt-0123456789")
 FAST = {"stt": 2.0, "connect": 1.0}

@@ -13,7 +13,7 @@ import pytest
 from edge_agent.cloud import CloudClient, CloudTTS
 from edge_agent.config import Secret
 from edge_agent.errors import TtsCloudError
-from tests.fakecloud import TTS_RATE, FakeCloud, Latency, run, tone
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, Latency, run, tone
 
 KEY = Secret("sk-test-tts-0123456789")
 FAST = {"tts_first_byte": 2.0, "connect": 1.0}

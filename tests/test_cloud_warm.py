@@ -13,8 +13,8 @@ import pytest
 from edge_agent.cloud import warm
 from edge_agent.cloud.warm import rehearse
 from edge_agent.intents import Timers, device_tools
-from tests.fakecloud import FakeCloud
-from tests.test_turn import Speaker
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.rig import Speaker
 
 
 def test_rehearsal_runs_every_engine_without_a_request(

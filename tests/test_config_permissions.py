@@ -16,7 +16,7 @@ import pytest
 from edge_agent.cli import main
 from edge_agent.config import CloudSettings, load_api_key, load_config
 from edge_agent.errors import ConfigError
-from tests.speech import silence, write_wav
+from edge_agent.tools.voices import silence, write_wav
 
 KEY = "sk-permissions-test-NEVER-PRINTED-42"
 

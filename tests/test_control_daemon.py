@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.speech import RATE, read_wav, silence, write_wav
-from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
+from edge_agent.testbed.service import START_TIMEOUT, ServiceRun, config_text
+from edge_agent.tools.voices import RATE, read_wav, silence, write_wav
 
 pytestmark = pytest.mark.slow
 

@@ -176,8 +176,8 @@ def test_deeply_nested_json_gets_an_error_reply(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_second_edge_agent_run_exits_naming_the_running_one(tmp_path: Path) -> None:
-    from tests.speech import silence, write_wav
-    from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
+    from edge_agent.testbed.service import START_TIMEOUT, ServiceRun, config_text
+    from edge_agent.tools.voices import silence, write_wav
 
     write_wav(tmp_path / "silence.wav", silence(1.0))
     first = ServiceRun(tmp_path, config_text(tmp_path, str(tmp_path / "silence.wav")))

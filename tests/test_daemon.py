@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 from edge_agent.cli import main
-from tests.fakecloud import FakeCloud
-from tests.speech import RATE, piper, silence, write_wav
-from tests.test_e2e import Harness, config_text, poll_until, run
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.harness import Harness, config_text, run
+from edge_agent.testbed.wait import poll_until
+from edge_agent.tools.voices import RATE, piper, silence, write_wav
 
 pytestmark = pytest.mark.slow
 

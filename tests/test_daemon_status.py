@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli import main
-from tests.fakecloud import FakeCloud
-from tests.test_e2e import Harness, run, wake_then
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.harness import Harness, run, wake_then
 
 pytestmark = pytest.mark.slow
 

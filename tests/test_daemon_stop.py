@@ -15,8 +15,8 @@ import pytest
 from edge_agent.agent import daemon as daemon_module
 from edge_agent.agent.daemon import Daemon
 from edge_agent.config import load_config
-from tests.speech import silence, write_wav
-from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
+from edge_agent.testbed.service import START_TIMEOUT, ServiceRun, config_text
+from edge_agent.tools.voices import silence, write_wav
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,9 @@ import pytest
 from edge_agent import cli, doctor
 from edge_agent.doctor import audio, cloud, system
 from edge_agent.offline import models
-from tests.alsa import asoundrc
-from tests.fakecloud import FakeCloud
-from tests.speech import piper, silence, write_wav
+from edge_agent.testbed.alsa import asoundrc
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.tools.voices import piper, silence, write_wav
 
 KEY_ENV = "DOCTOR_TEST_KEY"
 KEY = "sk-doctor-test-0123456789"

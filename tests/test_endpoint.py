@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from edge_agent.config import TurnSettings, WakeSettings
+from edge_agent.tools.voices import espeak, mix_snr, noise, piper, silence
 from edge_agent.vad import EndOfTurnDetector, Outcome, TurnBounds
 from edge_agent.wake import WakeDetector
-from tests.speech import espeak, mix_snr, noise, piper, silence
 
 RATE = 16000
 CLOCK = 7_000_000  # absolute index of the stream's first sample (~7 min of uptime)

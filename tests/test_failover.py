@@ -1,6 +1,6 @@
 """The failover matrix: every fault of the fake cloud at every stage ends in audible
 speech in the output WAV, with one ``failover`` event naming the switch, and no
-crash. Real engines throughout (see tests/test_turn.py for the rig)."""
+crash. Real engines throughout (see edge_agent/testbed/rig.py for the rig)."""
 
 from __future__ import annotations
 
@@ -14,42 +14,12 @@ import pytest
 from edge_agent.agent.failover import timed
 from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT, STT_HEDGE_SECONDS
 from edge_agent.errors import LlmCloudError, SttCloudError
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.fault_cases import CASES, REPLY
+from edge_agent.testbed.rig import loud_seconds, make_rig, sync
 from edge_agent.text import SentenceChunker
-from tests.fakecloud import FakeCloud
-from tests.test_turn import loud_seconds, make_rig, sync
 
-REPLY = "It is sunny and warm today. Tomorrow will bring some rain."
 FIRST_SENTENCE = "It is sunny and warm today."
-# LLM faults "mid" strike after this many tokens: the first sentence is complete
-# (the chunker confirms it on the next word) and on its way to the speaker.
-MID = 7
-
-# (stage, fault kind or "refused", fault parameters)
-BEFORE_ANY_TEXT = [
-    ("refused", {}),
-    ("status", {"status": 500}),
-    ("status", {"status": 503}),
-    ("rate_limit", {"retry_after": 1}),
-    ("disconnect", {}),
-    ("stall_first", {}),
-]
-CASES = [
-    *[("stt", kind, params) for kind, params in BEFORE_ANY_TEXT],
-    ("stt", "stall_mid", {}),
-    ("stt", "reset_mid", {}),
-    ("stt", "malformed_json", {}),
-    *[("llm", kind, params) for kind, params in BEFORE_ANY_TEXT],
-    ("llm", "malformed_sse", {"after": 0}),
-    ("llm", "stall_mid", {"after": MID}),
-    ("llm", "reset_mid", {"after": MID}),
-    ("llm", "malformed_sse", {"after": MID}),
-    ("llm", "malformed_json", {"after": MID}),
-    *[("tts", kind, params) for kind, params in BEFORE_ANY_TEXT],
-    ("tts", "stall_mid", {"after": 2}),
-    ("tts", "reset_mid", {"after": 2}),
-    ("tts", "wrong_format", {"variant": "wav"}),
-    ("tts", "wrong_format", {"variant": "mp3"}),
-]
 
 
 def _id(case: tuple[str, str, dict[str, Any]]) -> str:

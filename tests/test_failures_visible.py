@@ -23,8 +23,9 @@ import soxr
 from edge_agent.agent.supervisor import Supervisor
 from edge_agent.audio import Microphone, Player, RingBuffer, WavReader, wavfile
 from edge_agent.events import EventBus, EventLog
-from tests.speech import write_wav
-from tests.test_audio_capture import Recorder, until
+from edge_agent.testbed.wait import until
+from edge_agent.tools.voices import write_wav
+from tests.test_audio_capture import Recorder
 
 RATE = 16000
 
@@ -134,9 +135,9 @@ def test_event_log_is_rotated_at_its_cap(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_daemon_with_an_event_log_on_a_full_disk_shows_it_and_stops_cleanly(
         tmp_path: Path) -> None:
-    from tests.speech import silence
+    from edge_agent.testbed.service import START_TIMEOUT, ServiceRun, config_text
+    from edge_agent.tools.voices import silence
     from tests.test_control_daemon import status
-    from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
 
     write_wav(tmp_path / "in.wav", silence(30.0))
     (tmp_path / "full.jsonl").symlink_to("/dev/full")

@@ -12,7 +12,7 @@ import httpx2
 import numpy as np
 import pytest
 
-from tests.fakecloud import TTS_RATE, FakeCloud, Latency, ToolCall, tokens, tone
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, Latency, ToolCall, tokens, tone
 
 AUTH = {"Authorization": "Bearer sk-fake"}
 

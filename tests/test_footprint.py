@@ -38,11 +38,12 @@ def test_heap_calls_are_safe_to_repeat() -> None:
     release_freed_heap()
 
 
-# Packages the daemon must not load: test/bench tools, what only the vosk
-# package's Python module (model downloads, subtitles) would pull in, and the
-# openai SDK (the cloud speaks HTTP itself).
+# Packages the daemon must not load: test/bench tools (our own test bed and
+# benchmarks among them), what only the vosk package's Python module (model
+# downloads, subtitles) would pull in, and the openai SDK (the cloud speaks HTTP itself).
 NOT_AT_RUNTIME = ("openwakeword", "scipy", "sklearn", "tqdm", "requests", "srt", "vosk",
-                  "matplotlib", "pytest", "openai", "pydantic")
+                  "matplotlib", "pytest", "openai", "pydantic", "edge_agent.testbed",
+                  "edge_agent.bench")
 
 
 def test_the_daemon_imports_none_of_the_test_or_download_tools() -> None:

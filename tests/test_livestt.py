@@ -2,8 +2,8 @@
 while the user spoke replaces the upload, and every fault of the stream ends in
 speech through the upload of the same utterance, with the socket closed.
 
-Through the real TurnRunner (tests/test_turn.py's rig: real HTTP fake cloud,
-Piper, Vosk, a .wav speaker) and the real daemon (tests/test_e2e.py's Harness:
+Through the real TurnRunner (edge_agent/testbed/rig.py: real HTTP fake cloud,
+Piper, Vosk, a .wav speaker) and the real daemon (edge_agent/testbed/harness.py:
 a .wav microphone, the wake word, the end-of-turn detector, speculative turns).
 """
 
@@ -24,11 +24,11 @@ from edge_agent.cloud import realtime as realtime_module
 from edge_agent.cloud.realtime import RealtimeSTT
 from edge_agent.config import CloudSettings, Secret
 from edge_agent.errors import SttCloudError
-from tests.fakecloud import FakeCloud
-from tests.fakerealtime import FakeRealtime
-from tests.speech import piper, silence
-from tests.test_e2e import NO_EARCONS, Harness, config_text, wake_then
-from tests.test_turn import Rig, loud_seconds, make_rig, question, sync
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.fakerealtime import FakeRealtime
+from edge_agent.testbed.harness import NO_EARCONS, Harness, config_text, wake_then
+from edge_agent.testbed.rig import Rig, loud_seconds, make_rig, question, sync
+from edge_agent.tools.voices import piper, silence
 
 STREAMED = "what time is it"
 UPLOADED = "what is the weather like today"

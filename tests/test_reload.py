@@ -134,10 +134,10 @@ def daemon_scenario(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: Any,
     the config text it starts with."""
     import asyncio
 
-    from tests.fakecloud import FakeCloud
-    from tests.speech import silence
+    from edge_agent.testbed.fakecloud import FakeCloud
+    from edge_agent.testbed.harness import Harness, run
+    from edge_agent.tools.voices import silence
     from tests.test_daemon import notify_socket, receive
-    from tests.test_e2e import Harness, run
 
     async def scenario(sock: Any) -> None:
         with FakeCloud() as fake:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.speech import RATE, read_wav
+from edge_agent.tools.voices import RATE, read_wav
 
 SHORT = "Hello."
 LONG = "Hello. The kitchen timer is done, and the tea is ready in the pot."

@@ -20,11 +20,11 @@ import pytest
 from edge_agent.agent.speculate import Speculator
 from edge_agent.config import TurnSettings
 from edge_agent.events import Event, EventBus
+from edge_agent.testbed.fakecloud import FakeCloud, Latency, ToolCall
+from edge_agent.testbed.harness import NO_EARCONS, Harness, run, wake_then
+from edge_agent.testbed.rig import Rig, loud_seconds, make_rig, question, sync
+from edge_agent.tools.voices import piper, silence
 from edge_agent.vad import Outcome, Pause, TurnBounds
-from tests.fakecloud import FakeCloud, Latency, ToolCall
-from tests.speech import piper, silence
-from tests.test_e2e import NO_EARCONS, Harness, run, wake_then
-from tests.test_turn import Rig, loud_seconds, make_rig, question, sync
 
 
 @pytest.fixture

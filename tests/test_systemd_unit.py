@@ -161,7 +161,7 @@ import systemd.daemon, systemd.journal
 from edge_agent.config import OfflineSettings, WakeSettings
 from edge_agent.offline import PiperTTS, VoskSTT, default_piper_voice
 from edge_agent.wake import WakeDetector
-from tests.speech import piper, silence
+from edge_agent.tools.voices import piper, silence
 
 async def main():
     audio = np.concatenate([silence(0.5), piper("hey jarvis"), silence(1.0)])

@@ -7,8 +7,8 @@ import pytest
 
 from edge_agent.config import TurnSettings
 from edge_agent.errors import ModelError
+from edge_agent.tools.voices import espeak, mix_snr, noise, piper, silence
 from edge_agent.vad import TAIL_SECONDS, EndOfTurnDetector, Outcome, TurnBounds, VoiceActivity
-from tests.speech import espeak, mix_snr, noise, piper, silence
 
 RATE = 16000
 START = 50_000  # an arbitrary absolute index where the turn starts

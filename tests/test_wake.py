@@ -12,6 +12,7 @@ import pytest
 
 from edge_agent.config import BUILTIN_WAKE_MODELS, WakeSettings
 from edge_agent.errors import ModelError
+from edge_agent.tools.voices import espeak, mix_snr, noise, piper, silence
 from edge_agent.wake import (
     DEFAULT_LAG,
     WakeDetection,
@@ -19,7 +20,6 @@ from edge_agent.wake import (
     bundled_models_dir,
     strip_wake_phrase,
 )
-from tests.speech import espeak, mix_snr, noise, piper, silence
 
 RATE = 16000
 PHRASES = {"hey_jarvis": "hey jarvis", "alexa": "alexa", "hey_mycroft": "hey mycroft",

@@ -13,10 +13,10 @@ import pytest
 
 from edge_agent.config import WakeSettings, parse_settings
 from edge_agent.errors import ConfigError, ModelError
+from edge_agent.tools.voices import espeak, noise, piper, silence
 from edge_agent.wake import WakeDetector
 from edge_agent.wake._diagnostics import MARGIN
 from edge_agent.wake._micro import BACKLOG, MicroScorer, bundled_micro_dir, calibrated
-from tests.speech import espeak, noise, piper, silence
 from tests.test_wake import feed, spoken_end
 
 RATE = 16000

@@ -8,12 +8,12 @@ import pytest
 
 from edge_agent.config import WakeSettings
 from edge_agent.errors import ModelError
+from edge_agent.tools import train_wake
+from edge_agent.tools.voices import espeak, piper, silence
 from edge_agent.wake import WakeDetector
 from edge_agent.wake._head import NumpyHead, save_head
 from edge_agent.wake._models import bundled_head
 from edge_agent.wake._scoring import WakeWordScorer
-from tests.bench import train_wake
-from tests.speech import espeak, piper, silence
 from tests.test_wake import feed
 
 RATE = 16000

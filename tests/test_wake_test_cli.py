@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.speech import piper, silence, write_wav
+from edge_agent.tools.voices import piper, silence, write_wav
 
 RATE = 16000
 SHIPPED_CONFIG = Path(__file__).parent.parent / "config" / "edge-agent.toml"  # not /etc's

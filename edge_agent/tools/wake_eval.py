@@ -8,7 +8,7 @@ Piper's joe voice and espeak-ng, so for it only the CMU family (flite and
 festival voices built from recorded speakers) is held out; the stock engines
 were trained by others and use none of our data. The phrases after the wake
 word, the sound-alikes and the read speech share no text with the trainer
-(tests/bench/train_wake.py checks it), and the read speech is the Python
+(edge_agent/tools/train_wake.py checks it), and the read speech is the Python
 language reference and the licence texts Debian ships, which nothing else here
 reads.
 

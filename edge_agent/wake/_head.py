@@ -3,7 +3,7 @@ speech embeddings, stored as .npz.
 
 A head reads the same [1, windows, 96] embeddings as a bundled classifier, so
 it runs beside one for the price of two small matrix products per 80 ms.
-tests/bench/train_wake.py trains them; ``save_head`` and ``NumpyHead`` are the
+edge_agent/tools/train_wake.py trains them; ``save_head`` and ``NumpyHead`` are the
 file format's two ends.
 """
 

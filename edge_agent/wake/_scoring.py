@@ -4,7 +4,7 @@ where edge-agent ships one, its own head.
 The head's vote is the lowest of its last ``sustain`` scores: a true "hey
 jarvis" keeps it high for several 80 ms steps, a passing sound-alike in
 ordinary speech mostly for one. ``sustain`` comes with the head, chosen on
-held-out clips when it was trained (tests/bench/train_wake.py).
+held-out clips when it was trained (edge_agent/tools/train_wake.py).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DETECTION_LAG = {"hey_jarvis": 0.16, "alexa": 0.04, "hey_mycroft": 0.22,
                  "hey_rhasspy": 0.07, "okay_nabu": 0.40}
 """Seconds from the end of the spoken wake phrase to the end of the frame whose
 score (openWakeWord's model alone) first crosses 0.5: about the medians over
-Piper and espeak-ng voices at several speeds (tests/bench/bench_wake.py
+Piper and espeak-ng voices at several speeds (edge_agent/bench/wake.py
 prints them as "lag_s"), rounded down a little: starting the utterance early
 only hands STT the wake word's tail (strip_wake_phrase removes it), starting
 late clips the command. The detector subtracts the scorer's lag to place

@@ -31,10 +31,11 @@ import numpy as np
 
 from edge_agent.agent.turn import TurnResult, TurnRunner
 from edge_agent.audio import Player
-from tests.fakecloud import FakeCloud, Latency, Request
-from tests.fakerealtime import FakeRealtime
-from tests.speech import RATE, piper, silence
-from tests.test_e2e import NO_EARCONS, Harness, poll_until
+from edge_agent.testbed.fakecloud import FakeCloud, Latency, Request
+from edge_agent.testbed.fakerealtime import FakeRealtime
+from edge_agent.testbed.harness import NO_EARCONS, Harness
+from edge_agent.testbed.wait import poll_until
+from edge_agent.tools.voices import RATE, piper, silence
 
 START_SECONDS = 20.0
 """Silence before the first question: the start-up prewarm (connection, cloud

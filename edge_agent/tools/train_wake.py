@@ -12,12 +12,12 @@ vote is chosen on them, so they are no held-out figure. The held-out figure is
 leave-one-family-out: edge_agent/tools/wake_eval.py on the CMU voices of flite
 and festival, a family no training clip uses, printed at the end.
 
-Nothing here overlaps the evaluation in tests/bench/bench_wake.py: other
+Nothing here overlaps the evaluation in edge_agent/bench/wake.py: other
 espeak-ng voice variants, speeds, pitches and Piper settings, other sentences
 (docstrings of other standard modules), other confusable phrases, commands
 and noise seeds. ``check_disjoint`` asserts it and a test calls it.
 
-    python -m tests.bench.train_wake [--out edge_agent/wake/models/hey_jarvis.npz]
+    python -m edge_agent.tools.train_wake [--out edge_agent/wake/models/hey_jarvis.npz]
 
 Deterministic for a given seed: re-running it rebuilds the shipped file.
 """
@@ -36,12 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.tools import wake_eval
-from edge_agent.tools.texts import docstring_sentences, stdlib_modules
-from edge_agent.wake._features import CHUNK, StreamingFeatures
-from edge_agent.wake._head import flushed, save_head
-from edge_agent.wake._scoring import WakeWordScorer
-from tests.bench.bench_wake import (
+from edge_agent.bench.wake import (
     COMMANDS,
     CONFUSABLE,
     ESPEAK_VOICES,
@@ -49,7 +44,12 @@ from tests.bench.bench_wake import (
     sentences,
     spoken_span,
 )
-from tests.speech import espeak, piper, silence
+from edge_agent.tools import wake_eval
+from edge_agent.tools.texts import docstring_sentences, stdlib_modules
+from edge_agent.tools.voices import espeak, piper, silence
+from edge_agent.wake._features import CHUNK, StreamingFeatures
+from edge_agent.wake._head import flushed, save_head
+from edge_agent.wake._scoring import WakeWordScorer
 
 RATE = 16000
 WINDOWS = 16
@@ -85,7 +85,7 @@ NEGATIVE_BEFORE = 0.35
 
 
 def check_disjoint() -> None:
-    """The training material shares nothing with bench_wake's evaluation."""
+    """The training material shares nothing with edge_agent.bench.wake's evaluation."""
     eval_variants = {v.split("+")[1] for v in ESPEAK_VOICES if "+" in v}
     assert not eval_variants & set(VARIANTS), eval_variants & set(VARIANTS)
     assert not set(TRAIN_CONFUSABLE) & set(CONFUSABLE)

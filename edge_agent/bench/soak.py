@@ -13,7 +13,7 @@ Rest: the real daemon (`edge-agent run`, .wav microphone of silence, no cloud)
 for a while after READY: CPU from /proc/<pid>/stat, peak and current RSS,
 threads and descriptors from /proc/<pid>.
 
-    python -m tests.bench.bench_soak [--quick]
+    python -m edge_agent.bench.soak [--quick]
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ from typing import Any
 
 import numpy as np
 
-from tests.fakecloud import FakeCloud
-from tests.speech import silence, write_wav
-from tests.test_service_e2e import START_TIMEOUT, ServiceRun, config_text
-from tests.test_turn import make_rig
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.rig import make_rig
+from edge_agent.testbed.service import START_TIMEOUT, ServiceRun, config_text
+from edge_agent.tools.voices import silence, write_wav
 
 SEED = 9
 CLEAN_WARMUP_TURNS = 3

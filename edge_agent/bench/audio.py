@@ -7,7 +7,7 @@ worker thread, read_range); the player's stop latency (median / max over many
 stops: on the real-time .wav output, and on PortAudio including the device's
 reported output latency); .wav input pacing; peak RSS.
 
-    python -m tests.bench.bench_audio [--quick]
+    python -m edge_agent.bench.audio [--quick]
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ import numpy as np
 from edge_agent.audio import SAMPLE_RATE, Microphone, Player, RingBuffer
 from edge_agent.audio.convert import CaptureConverter
 from edge_agent.events import EventBus
-from tests.alsa import asoundrc, write_raw
-from tests.test_audio_capture import until
+from edge_agent.testbed.alsa import asoundrc, write_raw
+from edge_agent.testbed.wait import until
 
 FORMATS = ((16000, 1), (48000, 2))
 

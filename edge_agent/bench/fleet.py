@@ -5,7 +5,7 @@ the loudest, and arbitration should add at most its window to that speaker's
 time from detection to listening. Then the broker is killed and restarted:
 how long until every speaker is "online" in Home Assistant again.
 
-    python -m tests.bench.bench_fleet [--quick]
+    python -m edge_agent.bench.fleet [--quick]
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from tests.broker import Broker
-from tests.fakecloud import FakeCloud
-from tests.fleet import QUIET, Fleet, Watcher
-from tests.speech import piper, silence
+from edge_agent.testbed.broker import Broker
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.fleet import QUIET, Fleet, Watcher
+from edge_agent.tools.voices import piper, silence
 
 SPEAKERS = ("hall", "kitchen", "den")
 GAINS = (1.0, 0.6, 0.35)

@@ -19,7 +19,7 @@ connection: when it was refused). Stalls use the small timeouts listed. STT
 faults run twice: offline.stt_mode "fallback" (Vosk decodes the utterance after
 the failure) and "parallel" (Vosk's result is ready at the end of speech).
 
-    python -m tests.bench.bench_failover [--quick]
+    python -m edge_agent.bench.failover [--quick]
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import numpy as np
 
 from edge_agent.agent.turn import CLOUD_TROUBLE, LOST_CONNECTION, ONE_MOMENT
 from edge_agent.config import CloudTimeouts
-from tests.fakecloud import TTS_RATE, FakeCloud, tone
-from tests.test_failover import CASES, REPLY
-from tests.test_turn import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
+from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, tone
+from edge_agent.testbed.fault_cases import CASES, REPLY
+from edge_agent.testbed.rig import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
 
 WINDOW = 320  # samples of the 16 kHz output per 20 ms tick of its clock
 RATE = 16000

@@ -6,7 +6,7 @@ over many presses on gpiozero's mock pins; ``StatusLeds.show`` call time when
 switching patterns (it must never wait on the LED); time to build the
 earcons, built-in and from a custom WAV.
 
-    python -m tests.bench.bench_controls [--quick]
+    python -m edge_agent.bench.controls [--quick]
 """
 
 from __future__ import annotations

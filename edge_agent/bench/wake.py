@@ -10,7 +10,7 @@ models on ordinary speech, confusable phrases and noise; detection delay and
 second of idle audio for our detector (gated and not), pyopen-wakeword's
 engine and openwakeword.Model on the same audio; end-of-turn delay.
 
-    python -m tests.bench.bench_wake [--quick]
+    python -m edge_agent.bench.wake [--quick]
 
 The speech is synthetic (no recordings on this machine): real voices differ,
 so treat the rates as a regression baseline, not a field figure.
@@ -33,9 +33,9 @@ import numpy as np
 from edge_agent.config import BUILTIN_WAKE_MODELS, TurnSettings, WakeSettings
 from edge_agent.tools import wake_eval
 from edge_agent.tools.texts import docstring_sentences
+from edge_agent.tools.voices import espeak, mix_snr, noise, piper, silence
 from edge_agent.vad import EndOfTurnDetector, Outcome
 from edge_agent.wake import WakeDetector, bundled_models_dir
-from tests.speech import espeak, mix_snr, noise, piper, silence
 
 RATE = 16000
 FRAME = WakeDetector.FRAME_SAMPLES
@@ -297,8 +297,8 @@ def cpu_figures(quick: bool) -> dict:
             np.save(path, audio)
             for engine in ENGINES:
                 done = subprocess.run(
-                    [sys.executable, "-m", "tests.bench.bench_wake", "--cpu", engine, str(path)],
-                    capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
+                    [sys.executable, "-m", "edge_agent.bench.wake", "--cpu", engine, str(path)],
+                    capture_output=True, text=True, check=True)
                 out.setdefault(room, {})[engine] = float(done.stdout.split()[-1])
             base = out[room]["pyopen_wakeword"]
             out[room]["ours_gated_vs_pyopen"] = round(out[room]["ours_gated"] / base, 3)

@@ -1,6 +1,6 @@
-"""A real Mosquitto broker for tests: its own process on a free loopback port,
-a temporary config, no persistence and no system service. ``kill`` and
-``start`` again on the same port play a broker that dies and comes back."""
+"""A real Mosquitto broker for tests and benchmarks: its own process on a free
+loopback port, a temporary config, no persistence and no system service. ``kill``
+and ``start`` again on the same port play a broker that dies and comes back."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
+from edge_agent.testbed import UnavailableError
 
 START_TIMEOUT = 10.0
 
@@ -31,7 +31,7 @@ class Broker:
     def __init__(self, tmp: Path, *, port: int | None = None) -> None:
         binary = mosquitto_path()
         if binary is None:
-            pytest.fail("mosquitto is not installed (scripts/setup installs it)")
+            raise UnavailableError("mosquitto is not installed (scripts/setup installs it)")
         self.binary = binary
         self.port = port or free_port()
         self.config = tmp / "mosquitto.conf"

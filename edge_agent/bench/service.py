@@ -6,7 +6,7 @@ one that rebuilds the wake detector and one that reopens the microphone; SIGTERM
 to exit (the issue's budget is 2 s); the spacing of watchdog pings (the daemon
 aims for half of WatchdogSec); resident memory once ready.
 
-    python -m tests.bench.bench_service [--quick]
+    python -m edge_agent.bench.service [--quick]
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from tests.speech import noise, silence, write_wav
-from tests.test_service_e2e import WATCHDOG_USEC, ServiceRun, config_text
+from edge_agent.testbed.service import WATCHDOG_USEC, ServiceRun, config_text
+from edge_agent.tools.voices import noise, silence, write_wav
 
 
 def _timed_reload(service: ServiceRun, config: str) -> float:

@@ -32,7 +32,7 @@ the capture as a device buffer would be), the wake word the shipped detector.
   signal-to-echo ratio before and after, for each AEC binding installed
   (speexdsp-aec: the one shipped; pyaec: pip install pyaec to compare).
 
-    python -m tests.bench.bench_echo [--quick] [--out docs/bench-echo.json]
+    python -m edge_agent.bench.echo [--quick] [--out docs/bench-echo.json]
 """
 
 from __future__ import annotations
@@ -333,7 +333,7 @@ def voice_barge_in_figures(runs: int) -> dict[str, Any]:
     import asyncio
     import tempfile
 
-    from tests.test_audio_echolink import voice_barge_in
+    from edge_agent.testbed.echo_room import voice_barge_in
 
     found = []
     for _ in range(runs):

@@ -8,7 +8,7 @@ to the first audio of a one-sentence answer and real-time factor; local intent
 answer time; and end of speech to first audio for a local intent answered
 fully offline (Vosk final + intent + Piper's first sentence).
 
-    python -m tests.bench.bench_offline [--quick]
+    python -m edge_agent.bench.offline [--quick]
 
 The only Vosk model on PyPI is Korean, heard through espeak-ng's Korean voice.
 It is bigger than the English small model (253 MB on disk against 68 MB), so
@@ -31,8 +31,8 @@ import numpy as np
 from edge_agent.config import OfflineSettings
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.offline import PiperTTS, VoskStream, VoskSTT, default_piper_voice
-from tests.speech import espeak, silence
-from tests.test_offline_vosk import GRAMMAR, ko_model_dir
+from edge_agent.testbed.vosk_ko import GRAMMAR, ko_model_dir
+from edge_agent.tools.voices import espeak, silence
 
 RATE = 16000
 FRAME = 1280  # 80 ms, the wake detector's frame: what the ring hands out

@@ -11,7 +11,7 @@ audio frame". Target: at most 50 ms.
 Also: the whole daemon's CPU while idle (listening for the wake word on
 silence), as percent of one core, measured in this process over a few seconds.
 
-    python -m tests.bench.bench_bargein [--quick]
+    python -m edge_agent.bench.bargein [--quick]
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from tests.fakecloud import FakeCloud
-from tests.speech import silence
-from tests.test_e2e import NO_EARCONS, Harness, poll_until
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.harness import NO_EARCONS, Harness
+from edge_agent.testbed.wait import poll_until
+from edge_agent.tools.voices import silence
 
 IDLE_SECONDS = 9.0
 SAY = "This is a long announcement that keeps the speaker busy for a while. " * 3

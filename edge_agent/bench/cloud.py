@@ -3,7 +3,7 @@ cloud injects (STT 300 ms, LLM first token 250 ms at 40 tokens/s, TTS first byte
 150 ms), what a cold connection costs against a prewarmed one, and the CPU cost
 of the sentence chunker per delta.
 
-    python -m tests.bench.bench_cloud [--quick]
+    python -m edge_agent.bench.cloud [--quick]
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import numpy as np
 from edge_agent.cloud import CloudClient, CloudLLM, CloudSTT, CloudTTS
 from edge_agent.config import Secret
 from edge_agent.intents.tools import Toolbox
+from edge_agent.testbed.fakecloud import FAKE_KEY, FakeCloud, Latency, Request, tokens
 from edge_agent.text import SentenceChunker
-from tests.fakecloud import FAKE_KEY, FakeCloud, Latency, Request, tokens
 
 INJECTED = Latency(stt=0.300, llm_first_token=0.250, llm_tokens_per_second=40,
                    tts_first_byte=0.150)

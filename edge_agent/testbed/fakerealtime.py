@@ -38,7 +38,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from tests.fakecloud import Fault, LoopbackServer
+from edge_agent.testbed.fakecloud import Fault, LoopbackServer
 
 RATE = 24000
 FAULTS = (

@@ -20,10 +20,10 @@ import numpy as np
 
 from edge_agent.agent.daemon import Daemon
 from edge_agent.config import load_config
-from tests.broker import Broker
-from tests.fakecloud import FakeCloud
-from tests.recorder import EventRecorder
-from tests.speech import silence, write_wav
+from edge_agent.testbed.broker import Broker
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.recorder import EventRecorder
+from edge_agent.tools.voices import silence, write_wav
 
 QUIET = '''
 [earcons]

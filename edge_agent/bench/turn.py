@@ -11,7 +11,7 @@ chunking, queueing and the output device's 20 ms period, also given step by step
 llm_first_token = chat request, first_sentence = chunking, tts_first_byte = the
 speech request, first_audio = our queue and the device's period).
 
-    python -m tests.bench.bench_turn [--quick]
+    python -m edge_agent.bench.turn [--quick]
 """
 
 from __future__ import annotations
@@ -27,12 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.bench import read_pauses
+from edge_agent.bench import read_pauses, spoken_turn
+from edge_agent.bench.spoken_turn import NaiveTurns
+from edge_agent.testbed.fakecloud import FakeCloud, Latency, tokens
+from edge_agent.testbed.rig import Rig, make_rig, question
 from edge_agent.text import SentenceChunker
-from tests.bench import spoken_turn
-from tests.bench.spoken_turn import NaiveTurns
-from tests.fakecloud import FakeCloud, Latency, tokens
-from tests.test_turn import Rig, make_rig, question
 
 INJECTED = Latency(stt=0.300, llm_first_token=0.250, llm_tokens_per_second=40,
                    tts_first_byte=0.150)

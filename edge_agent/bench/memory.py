@@ -13,7 +13,7 @@ Targets (issue 20): READY <= 200 MB RSS; <= 250 MB after 10 turns and a Piper
 failover; under 400 MB with a Vosk model. PSS depends on what else runs (shared
 libraries are split among the processes that map them), so RSS is the budget.
 
-    python -m tests.bench.bench_memory [--quick]
+    python -m edge_agent.bench.memory [--quick]
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import numpy as np
 
 from edge_agent.footprint import process_memory
 from edge_agent.service.control import request
-from tests.fakecloud import FakeCloud
-from tests.speech import piper, silence, write_wav
-from tests.test_service_e2e import START_TIMEOUT, ServiceRun
+from edge_agent.testbed.fakecloud import FakeCloud
+from edge_agent.testbed.service import START_TIMEOUT, ServiceRun
+from edge_agent.tools.voices import piper, silence, write_wav
 
 TURNS = 10
 QUESTION = "what time is it"
