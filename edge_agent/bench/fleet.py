@@ -69,7 +69,7 @@ async def _fleet(tmp: Path, rounds: int) -> dict[str, Any]:
 
 def _score(fleet: Fleet, began: float, starts: list[float], segment_s: float,
            loudest: list[int]) -> dict[str, Any]:
-    answers = wrong = detections = unanswered = several = 0
+    answers = wrong = detections = unanswered = several = unarbitrated = 0
     extra_ms: list[float] = []
     for k, start in enumerate(starts):
         lo, hi = began + start, began + start + segment_s
@@ -77,14 +77,17 @@ def _score(fleet: Fleet, began: float, starts: list[float], segment_s: float,
         for i, speaker in enumerate(fleet.speakers):
             wakes = [e for e in speaker.named("wake") if lo <= e.t < hi]
             detections += len(wakes)
-            for verdict in speaker.named("wake_arbitration", won=True):
-                if not lo <= verdict.t < hi:
-                    continue
-                answered.append(i)
-                listening = [e.t for e in speaker.named("state", state="listening")
-                             if lo <= e.t < hi]
-                if wakes and listening:
-                    extra_ms.append((listening[0] - wakes[0].t) * 1000)
+            # An answer is a turn that started listening, whatever the arbiter said:
+            # a speaker that skipped arbitration (disconnected, a failed claim) counts.
+            listening = [e.t for e in speaker.named("state", state="listening")
+                         if lo <= e.t < hi]
+            if not listening:
+                continue
+            answered.append(i)
+            won = [v for v in speaker.named("wake_arbitration", won=True) if lo <= v.t < hi]
+            unarbitrated += not won
+            if wakes:
+                extra_ms.append((listening[0] - wakes[0].t) * 1000)
         answers += len(answered)
         wrong += sum(1 for i in answered if i != loudest[k])
         unanswered += not answered
@@ -93,6 +96,7 @@ def _score(fleet: Fleet, began: float, starts: list[float], segment_s: float,
         "speakers": len(fleet.speakers), "window_ms": WINDOW * 1000,
         "wakes": len(starts), "detections": detections, "answers": answers,
         "wrong_speaker": wrong, "unanswered": unanswered, "answered_twice_or_more": several,
+        "answered_without_winning_arbitration": unarbitrated,
         "extra_latency_ms": {
             "median": round(statistics.median(extra_ms), 1) if extra_ms else None,
             "max": round(max(extra_ms), 1) if extra_ms else None,
