@@ -222,7 +222,28 @@ class LoopbackServer:
         self.stop()
 
 
-class FakeCloud(LoopbackServer):
+class ScriptedRecognizer:
+    """What a fake recognizer answers: queued transcripts first, in order, then
+    ``transcript`` (a text, or a function of the audio). The batch and the
+    streaming fake share it; each sets the three attributes."""
+
+    transcript: str | Callable[[np.ndarray], str]
+    _transcripts: list[str]
+    _lock: threading.Lock
+
+    def queue_transcripts(self, *texts: str) -> None:
+        """The next transcriptions answer these, in order, then ``transcript`` again."""
+        with self._lock:
+            self._transcripts.extend(texts)
+
+    def _next_transcript(self, audio: np.ndarray) -> str:
+        with self._lock:
+            if self._transcripts:
+                return self._transcripts.pop(0)
+        return self.transcript(audio) if callable(self.transcript) else self.transcript
+
+
+class FakeCloud(LoopbackServer, ScriptedRecognizer):
     """The scripted server. Attributes may be changed between requests."""
 
     def __init__(
@@ -329,11 +350,6 @@ class FakeCloud(LoopbackServer):
 
     # --- scripting ------------------------------------------------------------------
 
-    def queue_transcripts(self, *texts: str) -> None:
-        """The next STT requests answer these, in order, then ``transcript`` again."""
-        with self._lock:
-            self._transcripts.extend(texts)
-
     def queue_replies(self, *replies: Reply) -> None:
         """The next LLM requests answer these (text or tool calls), then ``reply``."""
         with self._lock:
@@ -388,12 +404,6 @@ class FakeCloud(LoopbackServer):
                         fault.times -= 1
                     return fault
         return None
-
-    def _next_transcript(self, audio: np.ndarray) -> str:
-        with self._lock:
-            if self._transcripts:
-                return self._transcripts.pop(0)
-        return self.transcript(audio) if callable(self.transcript) else self.transcript
 
     def _next_reply(self, body: dict[str, Any]) -> Reply:
         with self._lock:

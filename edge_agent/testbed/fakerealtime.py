@@ -38,7 +38,7 @@ from websockets.http11 import Request as HttpRequest
 from websockets.http11 import Response
 from websockets.sync.server import Server, ServerConnection, serve
 
-from edge_agent.testbed.fakecloud import Fault, LoopbackServer
+from edge_agent.testbed.fakecloud import Fault, LoopbackServer, ScriptedRecognizer
 
 RATE = 24000
 FAULTS = (
@@ -78,7 +78,7 @@ class Session:
         return np.concatenate(self.segments) if self.segments else np.zeros(0, np.int16)
 
 
-class FakeRealtime(LoopbackServer):
+class FakeRealtime(LoopbackServer, ScriptedRecognizer):
     """The scripted server. Attributes may be changed between sessions."""
 
     def __init__(self, *, transcript: str | Callable[[np.ndarray], str] = "what time is it",
@@ -141,11 +141,6 @@ class FakeRealtime(LoopbackServer):
 
     # --- scripting ----------------------------------------------------------------------
 
-    def queue_transcripts(self, *texts: str) -> None:
-        """The next commits answer these, in order, then ``transcript`` again."""
-        with self._lock:
-            self._transcripts.extend(texts)
-
     def fail(self, kind: str, *, times: int | None = 1, **params: Any) -> None:
         """Break the next ``times`` sessions with ``kind`` (None: all of them)."""
         if kind not in FAULTS:
@@ -188,12 +183,6 @@ class FakeRealtime(LoopbackServer):
             return conn.respond(fault.status, json.dumps(
                 {"error": {"message": f"fake status {fault.status}", "code": "fake"}}))
         return None
-
-    def _next_transcript(self, audio: np.ndarray) -> str:
-        with self._lock:
-            if self._transcripts:
-                return self._transcripts.pop(0)
-        return self.transcript(audio) if callable(self.transcript) else self.transcript
 
     def _handle(self, conn: ServerConnection) -> None:
         session: Session = conn.fake_session  # type: ignore[attr-defined]
