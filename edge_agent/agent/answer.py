@@ -301,7 +301,8 @@ class SpokenAnswer:
     async def _held(self) -> None:
         if self._hold is not None:
             await asyncio.shield(self._hold)  # shared: our cancellation must not cancel it
-            self.timings["confirmed"] = time.monotonic()
+            # The first to see it (the answer or the wait notice) says when it was released.
+            self.timings.setdefault("confirmed", time.monotonic())
 
     async def _play_all(self) -> None:
         await self._held()
