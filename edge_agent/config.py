@@ -603,7 +603,9 @@ def _cross_checks(s: Settings, where: str) -> list[str]:
         except ValueError as exc:
             problems.append(f"{where}: gpio.patterns.{state}: {exc}")
     problems.extend(f"{where}: {problem}" for problem in mqtt_name_problems(s.mqtt))
-    for secret_file in filter(None, (s.cloud.api_key_file, s.mqtt.password_file)):
+    # The password file is read only with MQTT on, as the sandbox warnings assume.
+    mqtt_password = s.mqtt.password_file if s.mqtt.host else ""
+    for secret_file in filter(None, (s.cloud.api_key_file, mqtt_password)):
         problems.extend(_unsafe_permissions(secret_file, Path(secret_file).stat()))
     if s.log.events:
         problems.extend(_event_log_problems(Path(s.log.events).expanduser(), where))

@@ -168,3 +168,9 @@ def test_an_mqtt_password_file_others_can_write_fails_check_config(
     assert KEY not in err
     with pytest.raises(ConfigError, match="writable by other users"):
         load_config(config)
+
+
+def test_an_mqtt_password_file_is_not_checked_while_mqtt_is_off(tmp_path: Path) -> None:
+    password = write(tmp_path / "mqtt.pass", KEY + "\n", 0o666)
+    config = write(tmp_path / "config.toml", f"[mqtt]\npassword_file = '{password}'\n", 0o600)
+    assert load_config(config).mqtt.password_file == str(password)
