@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.config import TurnSettings
-from edge_agent.tools.voices import RATE, noise, silence
+from edge_agent.tools.voices import RATE, audible_end, noise, silence
 from edge_agent.tools.wake_eval import FAMILIES
 from edge_agent.vad._turn import EndOfTurnDetector
 
@@ -38,7 +38,6 @@ PAUSES = (0.15, 0.2, 0.25, 0.3)
 """The speculative_pause values compared (seconds)."""
 FLOOR = {"as synthesized": 0.0, "noise floor -60 dBFS": 33.0}
 """Background added under each reading (noise level: RMS in int16 units)."""
-AUDIBLE = 100
 
 
 def pauses(audio: np.ndarray, turn: TurnSettings) -> tuple[list[float], int | None]:
@@ -80,8 +79,7 @@ def measure() -> dict[str, Any]:
                     readings += 1
                     for p in PAUSES:
                         guesses[p] += sum(s >= p for s in mid)
-                    loud = np.flatnonzero(np.abs(speech.astype(np.int32)) > AUDIBLE)
-                    spoken_end = len(lead) + int(loud[-1]) + 1
+                    spoken_end = len(lead) + audible_end(speech)
                     cut += ended is not None and ended < spoken_end - int(0.2 * RATE)
             per_family[family] = {
                 "readings": readings,

@@ -35,7 +35,7 @@ from edge_agent.testbed.fakecloud import FakeCloud, Latency, Request
 from edge_agent.testbed.fakerealtime import FakeRealtime
 from edge_agent.testbed.harness import NO_EARCONS, Harness
 from edge_agent.testbed.wait import poll_until
-from edge_agent.tools.voices import RATE, piper, silence
+from edge_agent.tools.voices import RATE, audible_end, piper, silence
 
 START_SECONDS = 20.0
 """Silence before the first question: the start-up prewarm (connection, cloud
@@ -46,8 +46,6 @@ BEFORE = 0.6
 """The turn is triggered this long before the question starts."""
 AFTER = 3.8
 """Silence after a question: its answer (under 2 s of audio) has played by then."""
-AUDIBLE = 100
-"""A sample above this (about -50 dBFS) is still voice: where the question ends."""
 MODES = {"today": "speculative = false", "speculative": "speculative = true",
          "speculative_pause_0.25": "speculative = true\nspeculative_pause = 0.25",
          "streaming": "speculative = true", "streaming_speculative_off": "speculative = false",
@@ -98,11 +96,6 @@ class NaiveTurns:
 
     async def prewarm(self) -> None:
         await self.runner.prewarm()
-
-
-def audible_end(audio: np.ndarray) -> int:
-    """One past the last audible sample."""
-    return int(np.nonzero(np.abs(audio.astype(np.int32)) > AUDIBLE)[0][-1]) + 1
 
 
 @dataclass(frozen=True)

@@ -114,6 +114,15 @@ def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(seconds * RATE), dtype=np.int16)
 
 
+AUDIBLE = 100
+"""A sample above this (about -50 dBFS) is still voice."""
+
+
+def audible_end(audio: np.ndarray) -> int:
+    """One past the last audible sample: where a synthesized utterance ends."""
+    return int(np.nonzero(np.abs(audio.astype(np.int32)) > AUDIBLE)[0][-1]) + 1
+
+
 def noise(seconds: float, *, level: float = 300.0, seed: int = 0) -> np.ndarray:
     """White noise with standard deviation ``level`` (20 reads -64 dBFS)."""
     rng = np.random.default_rng(seed)
