@@ -83,7 +83,9 @@ async def test_every_fault_ends_in_speech(tmp_path: Path, cloud: FakeCloud,
         assert result.reply == REPLY
         assert rig.named("audio_out_end")[-1].fields["engine"] == "piper"
         if kind != "refused":
-            assert FIRST_SENTENCE in [r.json["input"] for r in cloud.requests_for("tts")]
+            # A look-ahead request cut off by the failover may arrive without its body.
+            asked = [r.json["input"] for r in cloud.requests_for("tts") if r.json]
+            assert FIRST_SENTENCE in asked
 
 
 @pytest.mark.slow
