@@ -140,9 +140,9 @@ async def test_a_failing_stream_and_upload_still_end_in_speech_with_vosk(
 
 
 def streaming_harness(tmp_path: Path, fake: FakeCloud, realtime: FakeRealtime,
-                      audio: np.ndarray) -> Harness:
+                      audio: np.ndarray, extra: str = "") -> Harness:
     h = Harness(tmp_path, fake, audio, extra=NO_EARCONS, gpio=False)
-    h.config.write_text(config_text(tmp_path, fake, NO_EARCONS).replace(
+    h.config.write_text(config_text(tmp_path, fake, NO_EARCONS + extra).replace(
         "[cloud]\n",
         f'[cloud]\nstt_streaming = true\nstt_streaming_url = "{realtime.url}"\n'))
     return h
@@ -166,6 +166,32 @@ def test_the_daemon_streams_while_listening_and_answers_from_the_stream(
         assert session.events.count("input_audio_buffer.commit") == 1
         assert [e.fields["outcome"] for e in h.named("speculation")] == ["used"]
         assert h.named("failover") == []
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
+
+
+@pytest.mark.slow
+def test_the_stream_commits_at_the_first_short_pause_not_at_the_end_of_the_turn(
+        tmp_path: Path, realtime: FakeRealtime) -> None:
+    """Without speculative turns the end of the turn (end_silence) finds the words
+    already committed at the first short pause: one commit, of less audio than
+    the utterance (the tail after it is silence), and no upload."""
+    audio = wake_then("what time is it", after=4.0)
+
+    async def scenario() -> None:
+        with FakeCloud(transcript=UPLOADED, reply="It is noon.") as fake:
+            async with streaming_harness(tmp_path, fake, realtime, audio,
+                                         extra="[turn]\nspeculative = false\n") as h:
+                await h.wait_event("turn_done", within=40)
+                session = await asyncio.to_thread(realtime.wait_closed, 1, 10)
+            assert fake.requests_for("stt") == []
+        assert [e.fields["text"] for e in h.named("transcript")] == [STREAMED]
+        assert h.named("speculation") == []
+        assert session.events.count("input_audio_buffer.commit") == 1
+        [utterance] = h.named("utterance")
+        committed = len(session.segments[0]) * 2 // 3  # 24 kHz back to 16 kHz samples
+        utterance_samples = utterance.fields["end_index"] - utterance.fields["start_index"]
+        assert utterance_samples - committed >= 0.08 * 16000
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
 

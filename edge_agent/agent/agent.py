@@ -434,7 +434,8 @@ class Agent:
         try:
             try:
                 bounds = await self._listen(start, lead=lead, push_to_talk=push_to_talk,
-                                            follow_up=follow_up, speculator=speculator)
+                                            follow_up=follow_up, speculator=speculator,
+                                            stream=stream)
             except AudioDeviceError as exc:
                 self.report_error("listen", str(exc))
                 return False
@@ -445,7 +446,8 @@ class Agent:
                 live[1].set_result(bounds.end_index)
             speculation = speculator.take(bounds) if speculator is not None else None
             if stream is not None:  # a confirmed guess already has its transcript
-                streamed = stream.end(None if speculation else bounds.end_index)
+                streamed = stream.end(None if speculation else bounds.end_index,
+                                      bounds.voiced_end_index)
             return await self._answer(source, bounds, live[0] if live is not None else None,
                                       speculation, streamed)
         finally:
@@ -470,8 +472,10 @@ class Agent:
             # Shielded: a discarded guess must not cancel the live Vosk the turn shares.
             vosk = asyncio.shield(live[0]) if live is not None else None
             turn_id = self._last_turn_id + 1  # the id the turn gets if this is confirmed
-            # The stream commits at the pause; if the user goes on, only the rest later.
-            streamed = stream.transcript(pause.end_index) if stream is not None else None
+            # The stream committed at its own shorter pause (the same words, none
+            # since); if the user goes on, only the rest is committed later.
+            streamed = (stream.transcript(pause.end_index, pause.voiced_end_index)
+                        if stream is not None else None)
 
             async def answer() -> Any:
                 result = await turns.run(
@@ -522,11 +526,13 @@ class Agent:
             reader.close()
 
     async def _listen(self, start: int, *, lead: float, push_to_talk: bool,
-                      follow_up: bool, speculator: Speculator | None = None) -> TurnBounds:
+                      follow_up: bool, speculator: Speculator | None = None,
+                      stream: LiveCloudSTT | None = None) -> TurnBounds:
         """Feed the end-of-turn detector from ``start`` until it decides, or until the
         button is released (push-to-talk: the release ends the turn, pauses do not).
         ``lead`` is audio before the trigger (pre-roll, wake detection lag): the
-        timeouts start at the trigger, so it is added to them."""
+        timeouts start at the trigger, so it is added to them. Every pause goes to
+        the speculator and to the live ``stream`` (which commits at a short one)."""
         turn = self.settings.turn
         turn = dataclasses.replace(turn, no_speech_timeout=turn.no_speech_timeout + lead,
                                    max_seconds=turn.max_seconds + lead)
@@ -553,8 +559,11 @@ class Agent:
                 bounds = detector.process(frame, reader.position)
                 if bounds is not None:
                     return bounds
+                pause = detector.pause()
+                if stream is not None:
+                    stream.observe(pause)
                 if speculator is not None:
-                    speculator.observe(detector.pause())
+                    speculator.observe(pause)
         finally:
             reader.close()
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from edge_agent.errors import SttCloudError
 from edge_agent.events import EventBus
+from edge_agent.vad import Pause
 
 from .supervisor import cancel_within
 
@@ -36,6 +37,14 @@ MIN_SEGMENT_SECONDS = 0.1
 """OpenAI refuses to commit less audio than this; less new audio adds no segment."""
 CLOSE_DEADLINE = 1.0
 """A closed stream unwinds (its socket closed) within this."""
+COMMIT_PAUSE = 0.1
+"""Silence after speech (as the end-of-turn detector counts it) at which the audio
+so far is committed. Committing costs nothing the stream has not already sent; a
+shorter pause only cuts the transcript into more segments."""
+
+Request = tuple[int | None, int | None, "asyncio.Future[list[asyncio.Future[str]]]"]
+"""(index to commit up to, or None: no more audio; index of the last speech the
+transcript must hold, if known; who waits for the segments)."""
 
 
 class LiveCloudSTT:
@@ -47,28 +56,38 @@ class LiveCloudSTT:
         self._ring = ring
         self._bus = bus
         self._turn_id = turn_id
-        self._requests: deque[tuple[int | None, asyncio.Future[list[asyncio.Future[str]]]]] = (
-            deque())
-        """(index to commit up to, or None: no more audio) and who waits for the segments."""
+        self._requests: deque[Request] = deque()
+        self._early_for: int | None = None
+        """The speech end (voiced_end_index) the last early commit was made for."""
         self._segments: list[asyncio.Future[str]] = []
         self._committed = start
         self._error: SttCloudError | None = None
         self._reading: asyncio.Future | None = None
         self._task = asyncio.create_task(self._run(start), name="cloud-stt-live")
 
-    def transcript(self, end: int) -> asyncio.Task[str]:
-        """The transcript of the utterance up to ring index ``end`` (committing
-        the audio not committed yet); cancelling it leaves the stream alone."""
-        return asyncio.create_task(self._joined(self._request(end)))
+    def observe(self, pause: Pause | None) -> None:
+        """Called after every judged frame with the detector's current pause:
+        commits once per pause, when it reaches ``COMMIT_PAUSE``."""
+        if (pause is not None and pause.seconds >= COMMIT_PAUSE
+                and pause.voiced_end_index != self._early_for):
+            self._early_for = pause.voiced_end_index
+            self._request(pause.end_index, None)
 
-    def end(self, end: int | None) -> asyncio.Task[str] | None:
+    def transcript(self, end: int, speech_end: int | None = None) -> asyncio.Task[str]:
+        """The transcript of the utterance up to ring index ``end``, committing the
+        audio not committed yet, unless what is committed already reaches
+        ``speech_end`` (the last voiced frame: the rest is silence). Cancelling it
+        leaves the stream alone."""
+        return asyncio.create_task(self._joined(self._request(end, speech_end)))
+
+    def end(self, end: int | None, speech_end: int | None = None) -> asyncio.Task[str] | None:
         """No more audio after ``end`` (None: nothing more is needed); the stream
-        closes once its transcripts are in. Returns ``transcript(end)``."""
+        closes once its transcripts are in. Returns ``transcript(end, speech_end)``."""
         if end is None:
-            self._request(None)
+            self._request(None, None)
             return None
-        task = self.transcript(end)
-        self._request(None)
+        task = self.transcript(end, speech_end)
+        self._request(None, None)
         return task
 
     async def aclose(self) -> None:
@@ -77,14 +96,15 @@ class LiveCloudSTT:
 
     # --- internals ---------------------------------------------------------------------
 
-    def _request(self, end: int | None) -> asyncio.Future[list[asyncio.Future[str]]]:
+    def _request(self, end: int | None,
+                 speech_end: int | None) -> asyncio.Future[list[asyncio.Future[str]]]:
         future: asyncio.Future[list[asyncio.Future[str]]] = (
             asyncio.get_running_loop().create_future())
         if self._error is not None:
             future.set_exception(self._error)
             future.exception()  # retrieved: ``end(None)`` has no one waiting
         else:
-            self._requests.append((end, future))
+            self._requests.append((end, speech_end, future))
             if self._reading is not None:
                 self._reading.cancel()  # a read waiting for the next chunk: commit now
         return future
@@ -120,9 +140,15 @@ class LiveCloudSTT:
         chunk = int(CHUNK_SECONDS * self._ring.rate)
         least = int(MIN_SEGMENT_SECONDS * self._ring.rate)
         while True:
+            if self._requests and self._segments and self._requests[0][1] is not None and (
+                    self._requests[0][1] <= self._committed):
+                _, _, waiter = self._requests.popleft()  # its words are all committed
+                if not waiter.done():
+                    waiter.set_result(list(self._segments))
+                continue
             if self._requests and (
                     self._requests[0][0] is None or reader.position >= self._requests[0][0]):
-                end, waiter = self._requests.popleft()
+                end, _, waiter = self._requests.popleft()
                 if end is None:
                     return
                 if reader.position - self._committed >= least or not self._segments:
@@ -152,7 +178,7 @@ class LiveCloudSTT:
     def _fail(self, error: SttCloudError) -> None:
         if self._error is None:
             self._error = error
-        for _, waiter in self._requests:
+        for _, _, waiter in self._requests:
             if not waiter.done():
                 waiter.set_exception(self._error)
                 waiter.exception()  # retrieved: ``end(None)`` has no one waiting

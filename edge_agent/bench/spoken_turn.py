@@ -271,6 +271,9 @@ async def measure(tmp: Path, turns: int, *, transcript: str, reply: str,
                                  "warm_before_first_turn": warm}
                 if streamed is not None:
                     results[mode]["stt_uploads"] = len(fake.requests_for("stt"))
+                    # More than one a turn: a pause mid-question cut it into segments.
+                    results[mode]["stream_commits"] = sum(
+                        s.events.count("input_audio_buffer.commit") for s in streamed.sessions)
                     results[mode]["stream_commit_to_transcript_ms"] = _ms(
                         STREAM_COMMIT_TO_TRANSCRIPT)
     return results
