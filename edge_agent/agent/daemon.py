@@ -319,9 +319,13 @@ class Daemon:
         """Open the cloud connection and synthesize the offline notices in the
         background: neither is needed to listen, so READY=1 does not wait for them."""
         async def prewarm() -> None:
+            began = time.monotonic()
             if self.cloud is not None:
                 await self.cloud.client.prewarm()
             await self.agent.turns.prewarm()
+            # Said so an owner (and the rest benchmark) can tell start-up work from idling.
+            log.info("warm: the first turn is ready (%.1f s after READY)",
+                     time.monotonic() - began)
 
         self._prewarm = asyncio.create_task(prewarm(), name="prewarm")
         self._prewarm.add_done_callback(_log_failure)

@@ -167,7 +167,8 @@ class TurnRunner:
         makes it a speculative answer: recognized, answered and synthesized now,
         but nothing is played, no tool acts and no transcript is announced before
         it is done; cancelled before that, the turn leaves no trace."""
-        timings = {"end_of_speech": end_of_speech}
+        # began: the end of the turn (or a speculative pause) handed it over.
+        timings = {"end_of_speech": end_of_speech, "began": time.monotonic()}
         failover = Failover(self.bus, self.connectivity, turn_id)
         # A question is waited on (a stall says "One moment."); an announcement is not.
         answer = self._answer(failover, timings, wait_notice=ONE_MOMENT, hold=confirmed)

@@ -7,7 +7,8 @@ the first answer frame handed to the speaker, so the end-of-turn wait
 Each pipeline gets a freshly started daemon: the first turn after start is
 reported apart from the median of the turns after it. The device's own share
 is read off the fake cloud's clock (requests arrive, responses leave) next to
-the turn's own timings: transcript out of the cloud to the chat request in,
+the turn's own timings: transcript out of the cloud (or, for one streamed before
+the end of the turn, the turn's start) to the chat request in,
 first sentence to the speech request in, TTS first byte out to the first
 frame handed to the speaker.
 
@@ -190,7 +191,9 @@ def _device_steps(timings: dict[str, float], requests: list[Request],
     tts = [r for r in requests if r.stage == "tts" and r.received_at > chat.received_at]
     steps = {}
     if stt:
-        steps["transcript_to_llm_request_s"] = chat.received_at - max(stt)
+        # A transcript streamed before the end of the turn waits for the turn to begin.
+        ready = max(max(stt), timings.get("began", 0.0) - clock)
+        steps["transcript_to_llm_request_s"] = chat.received_at - ready
     if tts:
         steps["sentence_to_tts_request_s"] = tts[0].received_at + clock - timings[
             "first_sentence"]
