@@ -175,7 +175,8 @@ def test_the_stream_commits_at_the_first_short_pause_not_at_the_end_of_the_turn(
         tmp_path: Path, realtime: FakeRealtime) -> None:
     """Without speculative turns the end of the turn (end_silence) finds the words
     already committed at the first short pause: one commit, of less audio than
-    the utterance (the tail after it is silence), and no upload."""
+    the utterance (which ends TAIL_SECONDS after the last voiced frame, the
+    commit COMMIT_PAUSE after it, give or take a read), and no upload."""
     audio = wake_then("what time is it", after=4.0)
 
     async def scenario() -> None:
@@ -191,7 +192,7 @@ def test_the_stream_commits_at_the_first_short_pause_not_at_the_end_of_the_turn(
         [utterance] = h.named("utterance")
         committed = len(session.segments[0]) * 2 // 3  # 24 kHz back to 16 kHz samples
         utterance_samples = utterance.fields["end_index"] - utterance.fields["start_index"]
-        assert utterance_samples - committed >= 0.08 * 16000
+        assert utterance_samples - committed >= 0.03 * 16000
 
     asyncio.run(asyncio.wait_for(scenario(), 90))
 

@@ -319,17 +319,21 @@ class Daemon:
         """Open the cloud connection and synthesize the offline notices in the
         background: neither is needed to listen, so READY=1 does not wait for them."""
         async def prewarm() -> None:
-            began = time.monotonic()
             if self.cloud is not None:
                 await self.cloud.client.prewarm()
             await self.agent.turns.prewarm()
-            # Said so an owner (and the rest benchmark) can tell start-up work from idling.
-            log.info("warm: the first turn is ready (%.1f s after READY)",
-                     time.monotonic() - began)
 
+        def over(task: asyncio.Task) -> None:
+            # Said (failed or not: a failure is logged on its own) so an owner, and
+            # the rest benchmark, can tell start-up work from idling.
+            if not task.cancelled():
+                log.info("warm: start-up work over (%.1f s)", time.monotonic() - began)
+            self.warmed.set()
+
+        began = time.monotonic()
         self._prewarm = asyncio.create_task(prewarm(), name="prewarm")
         self._prewarm.add_done_callback(_log_failure)
-        self._prewarm.add_done_callback(lambda _: self.warmed.set())
+        self._prewarm.add_done_callback(over)
 
     def _open_event_log(self) -> None:
         events = self.settings.log.events

@@ -3,9 +3,9 @@
 From the moment a turn starts listening, the ring buffer streams to a Realtime
 transcription session (edge_agent.cloud.realtime), as ``_transcribe_live``
 feeds Vosk. Asking for the transcript up to a sample index commits the audio
-up to there; the answer is every segment committed so far, joined. So a
-speculative turn commits at its pause, and if the user goes on, the end of the
-turn commits only the rest: the words before the pause are not sent twice.
+up to there; the answer is every segment committed so far, joined. If the
+user goes on after a commit, the end of the turn commits only the rest: the
+words before the pause are not sent twice.
 Pieces of each segment's transcript come out as ``transcript_partial`` events.
 
 Any failure makes every transcript asked for fail with SttCloudError (the turn
@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 
 from edge_agent.errors import SttCloudError
 from edge_agent.events import EventBus
-from edge_agent.vad import Pause
 
 from .supervisor import cancel_within
 
 if TYPE_CHECKING:
     from edge_agent.audio import RingBuffer, RingReader
     from edge_agent.cloud.realtime import RealtimeSession, RealtimeSTT
+    from edge_agent.vad import Pause
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +37,13 @@ MIN_SEGMENT_SECONDS = 0.1
 """OpenAI refuses to commit less audio than this; less new audio adds no segment."""
 CLOSE_DEADLINE = 1.0
 """A closed stream unwinds (its socket closed) within this."""
-COMMIT_PAUSE = 0.1
+COMMIT_PAUSE = 0.15
 """Silence after speech (as the end-of-turn detector counts it) at which the audio
-so far is committed. Committing costs nothing the stream has not already sent; a
-shorter pause only cuts the transcript into more segments."""
+so far is committed. Committing costs nothing the stream has not already sent,
+but the segment ends there: with webrtcvad's hangover (its last voiced frame ends
+about 0.1 s after the audible end) 0.15 s keeps at least 0.2 s after the last
+sound, for soft endings ("-s", "-t") a recognizer clips when cut (the upload
+keeps TAIL_SECONDS, 0.25 s, after the last voiced frame)."""
 
 Request = tuple[int | None, int | None, "asyncio.Future[list[asyncio.Future[str]]]"]
 """(index to commit up to, or None: no more audio; index of the last speech the

@@ -489,11 +489,13 @@ def _cut(text: str) -> str:
 
 
 def latencies_ms(timings: dict[str, float]) -> dict[str, float]:
-    """Milliseconds from the end of speech to each later stage in ``timings``."""
+    """Milliseconds from the end of speech to each later stage in ``timings``
+    (``began`` is bookkeeping, not a stage: a speculative turn begins at its pause)."""
     start = timings.get("end_of_speech")
     if start is None:
         return {}
-    return {k: round((t - start) * 1000, 1) for k, t in timings.items() if k != "end_of_speech"}
+    return {k: round((t - start) * 1000, 1) for k, t in timings.items()
+            if k not in ("end_of_speech", "began")}
 
 
 class _TooLongError(LlmCloudError):

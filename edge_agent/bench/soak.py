@@ -191,7 +191,7 @@ def idle_daemon(seconds: float) -> dict[str, Any]:
             # Start-up work done (the cloud connection, Piper's notices): idling from here.
             deadline = time.monotonic() + WARM_TIMEOUT
             while not any("warm: " in line for line in service.stderr):
-                if time.monotonic() > deadline:
+                if time.monotonic() > deadline or service.proc.poll() is not None:
                     raise RuntimeError("the daemon never said it was warm:\n"
                                        + "\n".join(service.stderr[-20:]))
                 service.receive(0.2)
