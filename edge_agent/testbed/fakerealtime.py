@@ -257,8 +257,9 @@ class FakeRealtime(LoopbackServer, ScriptedRecognizer):
                 "item_id": item, "transcript": text})
             if kind == "malformed_json":
                 completed = completed[:-4]
-            conn.send(completed)
+            # Stamped before it leaves: a client may answer it before send returns.
             session.completed_at.append(time.perf_counter())
+            conn.send(completed)
 
 
 def _reset(conn: ServerConnection) -> None:
