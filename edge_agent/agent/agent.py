@@ -472,8 +472,9 @@ class Agent:
             # Shielded: a discarded guess must not cancel the live Vosk the turn shares.
             vosk = asyncio.shield(live[0]) if live is not None else None
             turn_id = self._last_turn_id + 1  # the id the turn gets if this is confirmed
-            # The stream committed at its own shorter pause (the same words, none
-            # since); if the user goes on, only the rest is committed later.
+            # The stream commits at its own pause (COMMIT_PAUSE, shorter than the
+            # default speculative one): with no word since, this takes those segments;
+            # if the user goes on, only the rest is committed later.
             streamed = (stream.transcript(pause.end_index, pause.voiced_end_index)
                         if stream is not None else None)
 
