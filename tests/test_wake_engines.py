@@ -24,8 +24,11 @@ OWW, MWW = "openwakeword", "microwakeword"
 
 
 def take(lead: float = 2.0) -> np.ndarray:
-    """"hey jarvis, what time is it" (Piper) with ``lead`` s of exact zeros before."""
-    return np.concatenate([silence(lead), piper("hey jarvis, what time is it"), silence(1.0)])
+    """"hey jarvis, what time is it" (Piper) with ``lead`` s of exact zeros before.
+    Without noise: Piper draws random noise per synthesis and CI starts with an
+    empty cache, so a noisy take (and the scores compared here) differed by machine."""
+    return np.concatenate([silence(lead), piper("hey jarvis, what time is it", noise_scale=0.0,
+                                                noise_w_scale=0.0), silence(1.0)])
 
 
 def detector(*engines: str, **settings) -> WakeDetector:
