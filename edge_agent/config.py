@@ -134,10 +134,12 @@ class TurnSettings:
     speculative: bool = setting(True)
     """At the first short pause, start recognizing and answering; play only once
     end_silence confirms the end of the turn (speaking again discards the work)."""
-    speculative_pause: float = setting(0.2, above=0.0, max=5.0)
-    """Silence after speech that starts the speculative answer (below end_silence).
-    0.2 s: 0.1 s sooner than 0.25 on every turn; read requests by three voice
-    families paused that long mid-request at most 0.11 times each (bench turn)."""
+    speculative_pause: float = setting(0.15, above=0.0, max=5.0)
+    """Silence after speech that starts the speculative answer (below end_silence),
+    counted from webrtcvad's last voiced frame, which ends about 0.1 s after the
+    audible end: 0.15 s is about 0.25 s of real silence. A guess wasted on a
+    reader who goes on costs one transcription request, never a wrong answer;
+    read requests by three voice families wasted at most 0.21 each (bench turn)."""
 
 
 @dataclass(frozen=True)

@@ -48,11 +48,11 @@ BEFORE = 0.6
 AFTER = 3.8
 """Silence after a question: its answer (under 2 s of audio) has played by then."""
 MODES = {"today": "speculative = false", "speculative": "speculative = true",
-         "speculative_pause_0.25": "speculative = true\nspeculative_pause = 0.25",
+         "speculative_pause_0.2": "speculative = true\nspeculative_pause = 0.2",
          "streaming": "speculative = true", "streaming_speculative_off": "speculative = false",
          "naive": "speculative = false"}
-"""(a) end_silence then STT, (b) speculative turns (at the default pause, 0.2 s, and
-at the former default, 0.25 s), (c) streaming recognition (cloud.stt_streaming;
+"""(a) end_silence then STT, (b) speculative turns (at the default pause, 0.15 s, and
+at the former default, 0.2 s), (c) streaming recognition (cloud.stt_streaming;
 with speculative turns the stream is committed at the pause), (d) the naive
 cascade: [turn] settings of each."""
 STREAMING_MODES = frozenset({"streaming", "streaming_speculative_off"})
