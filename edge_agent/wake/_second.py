@@ -1,0 +1,52 @@
+"""A third vote for a wake word: edge-agent's own head, heard only when a
+stock engine seconds it.
+
+The head (trained on Piper and espeak-ng) hears takes the stock engines
+score just under their thresholds, but alone it also wakes on ordinary speech
+now and then, and on sound-alikes. A stock engine that scored at all nearby
+(``SECOND``) is evidence from a model trained by other people on other data
+that something like the word was said: the two together pass where either
+alone would be a coin toss. The detector and the evaluation
+(edge_agent/tools/wake_eval.py) both judge with this class, so the figures
+are the daemon's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HEAD_THRESHOLD = 0.9
+"""The head's score that counts (0.5 is its own operating point, alone)."""
+SECOND = 0.1
+"""The stock engines' score that seconds it."""
+WITHIN_STEPS = 12
+"""Both must pass within this many 80 ms steps of each other (0.96 s)."""
+NEVER = 1 << 30
+
+
+@dataclass(frozen=True)
+class SecondRule:
+    head: float = HEAD_THRESHOLD
+    second: float = SECOND
+    within: int = WITHIN_STEPS
+
+
+class SecondedVote:
+    """Fed the head's score and the best stock score every step; passes while
+    both have passed within ``rule.within`` steps."""
+
+    def __init__(self, rule: SecondRule = SecondRule()) -> None:
+        self.rule = rule
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget both (a reset detector, a closed idle gate)."""
+        self.head_age = NEVER
+        """Steps since the head last passed (0: this one)."""
+        self._second_age = NEVER
+
+    def step(self, head: float, second: float) -> bool:
+        r = self.rule
+        self.head_age = 0 if head >= r.head else min(self.head_age + 1, NEVER)
+        self._second_age = 0 if second >= r.second else min(self._second_age + 1, NEVER)
+        return self.head_age < r.within and self._second_age < r.within
