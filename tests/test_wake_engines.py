@@ -32,12 +32,14 @@ def take(lead: float = 2.0) -> np.ndarray:
 
 
 def detector(*engines: str, **settings) -> WakeDetector:
-    return WakeDetector(WakeSettings(engines=list(engines), warmup_seconds=0.5, **settings))
+    """The engines alone (no seconded head), unless ``settings`` say otherwise."""
+    return WakeDetector(WakeSettings(engines=list(engines), warmup_seconds=0.5,
+                                     **{"seconded_head": False, **settings}))
 
 
 def test_hey_jarvis_is_scored_by_both_engines_by_default() -> None:
     jarvis = WakeDetector(WakeSettings())
-    assert jarvis.engines == [MWW, OWW]
+    assert jarvis.engines == [MWW, OWW, "own_head"], "and the seconded head"
     only_oww = WakeDetector(WakeSettings(models=["hey_rhasspy"]))
     assert only_oww.engines == [OWW], "microWakeWord ships no hey_rhasspy"
 
@@ -77,9 +79,11 @@ def test_no_engine_is_blinded_by_the_input(engine: str, condition: str) -> None:
 def test_either_engine_wakes_the_fused_detector() -> None:
     """OR fusion with per-engine thresholds: an engine held at 1.0 never fires,
     and the word is still heard through the other."""
-    only_micro = WakeSettings(thresholds={"hey_jarvis:openwakeword": 1.0}, warmup_seconds=0.5)
+    only_micro = WakeSettings(thresholds={"hey_jarvis:openwakeword": 1.0}, warmup_seconds=0.5,
+                              seconded_head=False)
     assert [d.engine for d in feed(WakeDetector(only_micro), take())] == [MWW]
-    only_oww = WakeSettings(thresholds={"hey_jarvis:microwakeword": 1.0}, warmup_seconds=0.5)
+    only_oww = WakeSettings(thresholds={"hey_jarvis:microwakeword": 1.0}, warmup_seconds=0.5,
+                            seconded_head=False)
     assert [d.engine for d in feed(WakeDetector(only_oww), take())] == [OWW]
 
 

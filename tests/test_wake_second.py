@@ -42,7 +42,7 @@ def _detector(**settings) -> WakeDetector:
 
 
 def test_a_take_the_stock_engines_half_hear_is_heard_when_the_head_is_seconded() -> None:
-    assert feed(_detector(), _take()) == [], "the stock engines alone miss it"
+    assert feed(_detector(seconded_head=False), _take()) == [], "the stock engines miss it"
     detector = _detector(seconded_head=True)
     found = feed(detector, _take())
     assert [(d.model, d.engine) for d in found] == [("hey_jarvis", "own_head")]
@@ -63,14 +63,16 @@ def test_config_takes_a_threshold_for_the_seconded_head() -> None:
     ok = parse_settings({"wake": {"seconded_head": True,
                                   "thresholds": {"hey_jarvis:own_head": 0.95}}})
     assert _detector(**vars(ok.wake)).threshold("hey_jarvis", "own_head") == 0.95
+    assert _detector(threshold=0.97).threshold("hey_jarvis", "own_head") == 0.97, \
+        "a stricter wake threshold never leaves the head laxer"
     with pytest.raises(ConfigError, match="'own_hed' is not one of openwakeword, "
                                           "microwakeword, own_head"):
         parse_settings({"wake": {"thresholds": {"hey_jarvis:own_hed": 0.95}}})
 
 
-def test_the_own_head_replacing_the_classifier_leaves_no_seconded_vote() -> None:
-    detector = _detector(seconded_head=True, own_head=True)
-    assert detector.engines == ["microwakeword", "openwakeword"]
+def test_the_head_votes_only_beside_the_engine_whose_features_it_reads() -> None:
+    assert _detector(own_head=True).engines == ["microwakeword", "openwakeword"]
+    assert _detector(engines=["microwakeword"]).engines == ["microwakeword"]
 
 
 def test_the_evaluation_judges_as_the_detector_does() -> None:

@@ -53,8 +53,8 @@ RULES = (*ENGINES, *FUSIONS, SECONDED)
 Kept = list[np.ndarray]
 """Each clip's engine scores (rows: ENGINES, one column per step), in order,
 for studying other rules on a run (--series)."""
-DEFAULT = "openwakeword or microwakeword"
-"""What wake.engines and wake.own_head ship."""
+DEFAULT = SECONDED
+"""What wake.engines, wake.own_head and wake.seconded_head ship."""
 THRESHOLD = 0.5
 HEAD_OWN_FAMILIES = ("piper", "espeak")
 """Families the own head was trained on: not held out for it."""

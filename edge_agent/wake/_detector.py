@@ -95,11 +95,14 @@ class WakeDetector:
             if bundled and MICROWAKEWORD in settings.engines and model in micro_words:
                 self._micro.append(_micro_scorer(model))
         self._heads: list[tuple[WakeWordScorer, SecondedVote]] = []
-        if settings.seconded_head and not settings.own_head:
+        # The head reads openWakeWord's embeddings: it rides on that engine.
+        if settings.seconded_head and not settings.own_head and OPENWAKEWORD in settings.engines:
             stock = {s.name for s in [*self._words, *self._micro]}
             for model in dict.fromkeys(settings.models):
                 head = bundled_head(model)
-                if head is not None and model in stock:
+                # A threshold of 1.0 turns the vote off (its scores reach 1.0 exactly).
+                if head is not None and model in stock and (
+                        self._base_threshold(model, OWN_HEAD) < 1.0):
                     rule = SecondRule(head=self._base_threshold(model, OWN_HEAD))
                     self._heads.append((WakeWordScorer(model, head=head, engine=OWN_HEAD),
                                         SecondedVote(rule)))
@@ -149,14 +152,16 @@ class WakeDetector:
 
     def threshold(self, model: str, engine: str = OPENWAKEWORD) -> float:
         """``wake.thresholds`` by "model:engine", else by model, else ``wake.threshold``
-        (the seconded head: by "model:own_head", else its own HEAD_THRESHOLD)."""
+        (the seconded head: by "model:own_head", else HEAD_THRESHOLD or the
+        model's threshold if that is stricter)."""
         base = self._base_threshold(model, engine)
         return max(base, self.settings.playback_threshold) if self._raised() else base
 
     def _base_threshold(self, model: str, engine: str) -> float:
         given = self.settings.thresholds
-        return given.get(f"{model}:{engine}", HEAD_THRESHOLD if engine == OWN_HEAD
-                         else given.get(model, self.settings.threshold))
+        base = given.get(model, self.settings.threshold)
+        return given.get(f"{model}:{engine}",
+                         max(HEAD_THRESHOLD, base) if engine == OWN_HEAD else base)
 
     def _raised(self) -> bool:
         return self._playing and not self.echo_ready()
