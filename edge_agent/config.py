@@ -32,6 +32,8 @@ microWakeWord models (json, naming its tflite beside it)."""
 WAKE_ENGINES = ("openwakeword", "microwakeword")
 SECONDED_HEAD = "own_head"
 """wake.seconded_head's vote, as named in wake.thresholds ("hey_jarvis:own_head")."""
+HEADS_DIR = Path(__file__).parent / "wake" / "models"
+"""edge-agent's own heads for bundled wake words, named after them."""
 AGENT_LED_STATES = ("idle", "listening", "thinking", "speaking", "offline", "muted", "error")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _MQTT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -559,6 +561,13 @@ def _wake_model_problems(wake: WakeSettings, where: str) -> list[str]:
         elif engine and engine not in (*WAKE_ENGINES, SECONDED_HEAD):
             problems.append(f"{where}: wake.thresholds.{name}: {engine!r} is not one of "
                             f"{', '.join((*WAKE_ENGINES, SECONDED_HEAD))}")
+        elif engine == SECONDED_HEAD and not (HEADS_DIR / f"{model}.npz").is_file():
+            heads = ", ".join(sorted(p.stem for p in HEADS_DIR.glob("*.npz")))
+            problems.append(f"{where}: wake.thresholds.{name}: edge-agent ships no head for "
+                            f"{model} (only for {heads})")
+        elif engine == SECONDED_HEAD and not 0.5 <= value <= 1.0:
+            problems.append(f"{where}: wake.thresholds.{name}: expected a number from 0.5 "
+                            f"(the head's own operating point) to 1 (off), got {value!r}")
         elif not 0.0 <= value <= 1.0:
             problems.append(
                 f"{where}: wake.thresholds.{name}: expected a number from 0 to 1, got {value!r}")

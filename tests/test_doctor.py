@@ -298,6 +298,22 @@ def test_each_wake_engine_is_held_to_its_own_threshold() -> None:
     assert finding.ok is True, finding
 
 
+def test_the_seconded_head_passes_doctor_only_with_a_second() -> None:
+    from edge_agent.config import WakeSettings
+    from edge_agent.wake import WakeDetector
+
+    wake = WakeDetector(WakeSettings(models=["hey_jarvis"]))
+    peaks = {("hey_jarvis", "openwakeword"): 0.01, ("hey_jarvis", "microwakeword"): 0.02,
+             ("hey_jarvis", "own_head"): 0.97}
+    [finding] = audio.wake_findings(peaks, wake.threshold)
+    assert finding.ok is False, "no stock engine seconded the head: it would not wake"
+    assert "0.97 >= threshold 0.90 (own_head)" in finding.detail
+    assert "own_head" not in finding.fix, "lower a stock engine's threshold, not the head's"
+    peaks["hey_jarvis", "microwakeword"] = 0.06
+    [finding] = audio.wake_findings(peaks, wake.threshold)
+    assert finding.ok is True, finding
+
+
 @pytest.mark.parametrize(("cloud", "verdict"), [
     (("online",), None),
     (("offline", "key_refused", "the API key was refused (401)"), "refused"),

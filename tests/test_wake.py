@@ -162,7 +162,7 @@ def test_scores_match_openwakeword_model() -> None:
                       inference_framework="tflite",
                       melspec_model_path=str(models / "melspectrogram.tflite"),
                       embedding_model_path=str(models / "embedding_model.tflite"))
-    ours = WakeDetector(WakeSettings(own_head=False), gate=False)
+    ours = WakeDetector(WakeSettings(own_head=False, seconded_head=False), gate=False)
     audio = mix_snr(np.concatenate([silence(3.0), espeak("hey jarvis", voice="en-gb"),
                                     piper("what time is it")]), noise(6.0, seed=1), 15)
     theirs, mine = [], []
@@ -206,9 +206,10 @@ def test_stricter_threshold_while_playing() -> None:
     audio = mix_snr(np.concatenate([silence(2.0), espeak("hey jarvis", voice="en-gb"),
                                     silence(1.0)]), noise(4.0, seed=11), 10)
     # openWakeWord's model alone: it gives this take a middling peak.
-    peak = peak_score(WakeDetector(WakeSettings(own_head=False)), audio, "hey_jarvis")
+    peak = peak_score(WakeDetector(WakeSettings(own_head=False, seconded_head=False)), audio,
+                      "hey_jarvis")
     assert 0.3 <= peak < 0.999
-    detector = WakeDetector(WakeSettings(threshold=0.3, own_head=False,
+    detector = WakeDetector(WakeSettings(threshold=0.3, own_head=False, seconded_head=False,
                                          playback_threshold=min(1.0, peak + 0.001)))
     detector.set_playing(True)
     assert detector.threshold("hey_jarvis") > peak

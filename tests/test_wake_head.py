@@ -119,6 +119,8 @@ def test_hey_jarvis_ships_its_own_head_and_the_others_do_not() -> None:
 
 
 OWW = ["openwakeword"]
+STOCK = {"engines": OWW, "seconded_head": False}
+"""openWakeWord's bundled model alone."""
 HEAD = {"own_head": True, "engines": OWW}
 """The head is opt-in and replaces openWakeWord's classifier alone."""
 
@@ -135,7 +137,7 @@ def _scores(detector: WakeDetector, audio: np.ndarray) -> np.ndarray:
 def test_the_own_head_hears_takes_the_bundled_model_misses() -> None:
     audio = np.concatenate([silence(2.0), espeak("hey jarvis", voice="en-029", speed=140,
                                                  pitch=60), silence(1.0)])
-    bundled = _scores(WakeDetector(WakeSettings(engines=OWW), gate=False), audio)
+    bundled = _scores(WakeDetector(WakeSettings(**STOCK), gate=False), audio)
     own = _scores(WakeDetector(WakeSettings(**HEAD), gate=False), audio)
     assert own.max() > 0.5 > bundled.max()
 
@@ -143,7 +145,7 @@ def test_the_own_head_hears_takes_the_bundled_model_misses() -> None:
 def test_the_own_head_scores_instead_of_the_bundled_model(tmp_path, monkeypatch) -> None:
     """A head that always says no silences a take the bundled model is sure of."""
     audio = np.concatenate([silence(2.0), piper("hey jarvis"), silence(1.0)])
-    assert _scores(WakeDetector(WakeSettings(engines=OWW), gate=False), audio).max() > 0.9
+    assert _scores(WakeDetector(WakeSettings(**STOCK), gate=False), audio).max() > 0.9
     monkeypatch.setattr("edge_agent.wake._models.HEADS_DIR", tmp_path)
     constant_head(tmp_path / "hey_jarvis.npz", score_logit=-6.0, sustain=1)
     own = _scores(WakeDetector(WakeSettings(**HEAD), gate=False), audio)

@@ -13,7 +13,7 @@ from edge_agent.tools.voices import flite, silence
 from edge_agent.tools.wake_eval import HEAD, MWW, OWW, seconded
 from edge_agent.wake import WakeDetector
 from edge_agent.wake._second import SecondedVote, SecondRule
-from tests.test_wake import feed
+from tests.test_wake import feed, spoken_end
 
 
 def test_the_head_needs_a_second_within_the_window() -> None:
@@ -25,6 +25,18 @@ def test_the_head_needs_a_second_within_the_window() -> None:
     assert vote.step(0.95, 0.0), "and the head may come after its second"
     vote.reset()
     assert not vote.step(0.0, 0.0)
+
+
+def test_a_seconded_detection_reports_the_bursts_first_pass_and_peak() -> None:
+    vote = SecondedVote(SecondRule(head=0.9, second=0.1, within=3))
+    vote.step(0.92, 0.0)
+    vote.step(0.99, 0.0)
+    assert vote.step(0.95, 0.2)
+    assert (vote.first_age, vote.peak) == (2, 0.99)
+    for _ in range(3):
+        vote.step(0.0, 0.0)
+    vote.step(0.91, 0.0)
+    assert (vote.first_age, vote.peak) == (0, 0.91), "a pass after the window starts anew"
 
 
 def _take() -> np.ndarray:
@@ -46,6 +58,9 @@ def test_a_take_the_stock_engines_half_hear_is_heard_when_the_head_is_seconded()
     detector = _detector(seconded_head=True)
     found = feed(detector, _take())
     assert [(d.model, d.engine) for d in found] == [("hey_jarvis", "own_head")]
+    assert found[0].score >= 0.9, "the head's peak, not whatever it scores when seconded"
+    phrase_end = 1.6 * 16000 + spoken_end(flite("hey jarvis", voice="awb"))
+    assert abs(found[0].end_index - phrase_end) < 0.3 * 16000, "the utterance starts there"
     peaks = detector.status()["peaks"]["hey_jarvis"]
     assert peaks["own_head"] >= 0.9 and 0.1 <= max(peaks["openwakeword"],
                                                    peaks["microwakeword"]) < 0.5
@@ -57,6 +72,8 @@ def test_a_stricter_head_threshold_or_playback_silences_the_seconded_vote() -> N
     playing = _detector(seconded_head=True)
     playing.set_playing(True)
     assert feed(playing, _take()) == [], "its own voice must not wake an uncancelled speaker"
+    [(_, vote)] = playing._heads
+    assert vote.head_age > vote.rule.within, "nor be remembered to be seconded after it stops"
 
 
 def test_config_takes_a_threshold_for_the_seconded_head() -> None:
@@ -68,6 +85,10 @@ def test_config_takes_a_threshold_for_the_seconded_head() -> None:
     with pytest.raises(ConfigError, match="'own_hed' is not one of openwakeword, "
                                           "microwakeword, own_head"):
         parse_settings({"wake": {"thresholds": {"hey_jarvis:own_hed": 0.95}}})
+    with pytest.raises(ConfigError, match="ships no head for alexa"):
+        parse_settings({"wake": {"models": ["alexa"], "thresholds": {"alexa:own_head": 0.95}}})
+    with pytest.raises(ConfigError, match=r"from 0\.5"):
+        parse_settings({"wake": {"thresholds": {"hey_jarvis:own_head": 0.2}}})
 
 
 def test_the_head_votes_only_beside_the_engine_whose_features_it_reads() -> None:

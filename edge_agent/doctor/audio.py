@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.audio.devices import NO_DEVICE_HINT
-from edge_agent.config import Settings
+from edge_agent.config import SECONDED_HEAD, Settings
 from edge_agent.doctor.findings import Finding, fail, ok, skip
 from edge_agent.errors import EdgeAgentError
+from edge_agent.wake._second import SECOND
 
 MIC_OPEN_WAIT = 3.0
 """How long the microphone gets to deliver its first audio (the daemon allows 10 s;
@@ -130,7 +131,8 @@ def wake_findings(peaks: dict[tuple[str, str], float],
                   threshold: Callable[[str, str], float]) -> list[Finding]:
     """One finding per wake word: each engine's peak against that engine's own
     threshold (``wake.thresholds`` may set one per "model:engine"). It passes if
-    any engine passes, as the detector wakes when either does."""
+    any engine passes, as the detector wakes when either does; the seconded
+    head only with a stock engine's second."""
     findings = []
     for name in dict.fromkeys(model for model, _ in peaks):
         scored = [(engine, peak, threshold(name, engine))
@@ -138,11 +140,14 @@ def wake_findings(peaks: dict[tuple[str, str], float],
         detail = f"{name}: peak score " + ", ".join(
             f"{peak:.2f} {'>=' if peak >= limit else '<'} threshold {limit:.2f} ({engine})"
             for engine, peak, limit in scored)
-        if any(peak >= limit for _, peak, limit in scored):
+        stock = [s for s in scored if s[0] != SECONDED_HEAD]
+        seconded = any(peak >= SECOND for _, peak, _ in stock)
+        if any(peak >= limit and (engine != SECONDED_HEAD or seconded)
+               for engine, peak, limit in scored):
             findings.append(ok("wake word", detail))
             continue
-        # The engine nearest its own threshold is the one to lower first.
-        engine, peak, _ = max(scored, key=lambda s: s[1] / s[2] if s[2] else 1.0)
+        # The stock engine nearest its own threshold is the one to lower first.
+        engine, peak, _ = max(stock or scored, key=lambda s: s[1] / s[2] if s[2] else 1.0)
         findings.append(fail(
             "wake word", detail,
             f"say {name.replace('_', ' ')} clearly within 1-3 m of the microphone and run "

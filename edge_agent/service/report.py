@@ -98,9 +98,11 @@ def _wake_lines(wake: dict[str, Any]) -> list[str]:
     lines = [f"wake engines: {', '.join(wake.get('engines', [])) or '-'}"]
     thresholds = wake.get("thresholds", {})
     for model, peaks in wake.get("peaks", {}).items():
-        shown = ", ".join(f"{engine} {score:.2f}" for engine, score in peaks.items())
-        lines.append(f"wake peak last minute, {model} (threshold {thresholds.get(model, '?')}): "
-                     f"{shown}")
+        own = wake.get("engine_thresholds", {}).get(model, {})
+        shown = ", ".join(f"{engine} {score:.2f}" + (f"/{own[engine]}" if engine in own else "")
+                          for engine, score in peaks.items())
+        lines.append(f"wake peak last minute, {model} (threshold {thresholds.get(model, '?')}"
+                     f"{'; score/threshold by engine' if own else ''}): {shown}")
     misses = wake.get("near_misses", [])
     lines.append(f"wake near misses: {len(misses) or 'none'}")
     for miss in misses[-5:]:

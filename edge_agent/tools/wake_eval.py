@@ -156,7 +156,10 @@ def _detector(head: Path = HEADS_DIR / "hey_jarvis.npz") -> tuple[WakeDetector, 
     scores all three engines."""
     tmp = Path(tempfile.mkdtemp())
     shutil.copy(head, tmp / "own_head.npz")
-    settings = WakeSettings(models=["hey_jarvis", str(tmp / "own_head.npz")])
+    # The head scores once, as a custom model; its seconded vote is judged from
+    # the series (seconded()).
+    settings = WakeSettings(models=["hey_jarvis", str(tmp / "own_head.npz")],
+                            seconded_head=False)
     return WakeDetector(settings), tmp
 
 

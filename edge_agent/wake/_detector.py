@@ -170,6 +170,9 @@ class WakeDetector:
         """Engines, thresholds, each engine's recent peak and the near misses."""
         return {"engines": list(self.engines),
                 "thresholds": {m: self.threshold(m) for m in self.model_names},
+                "engine_thresholds": {m: {e: self.threshold(m, e) for (name, e)
+                                          in self.engine_scores if name == m}
+                                      for m in self.model_names},
                 **self.diagnostics.to_dict()}
 
     def process(self, frame: np.ndarray, end_index: int) -> WakeDetection | None:
@@ -229,13 +232,18 @@ class WakeDetector:
             self.engine_scores[head.name, OWN_HEAD] = score
             self.diagnostics.observe(head.name, OWN_HEAD, score,
                                      self.threshold(head.name, OWN_HEAD))
+            if self._raised() or self._warmup_left:
+                vote.reset()  # nothing heard now may second or be seconded later
+                continue
             second = max(s for (name, engine), s in self.engine_scores.items()
                          if name == head.name and engine != OWN_HEAD)
-            if not vote.step(score, second) or self._raised():
+            if not vote.step(score, second):
                 continue
-            if self._may_fire(head.name, end_index) and (best is None or score > best.score):
-                lag = vote.head_age * CHUNK + round(head.lag * RATE)
-                best = WakeDetection(head.name, score, max(0, end_index - lag), OWN_HEAD)
+            self.last_scores[head.name] = max(self.last_scores[head.name], vote.peak)
+            # A stock engine's own detection goes first: its lag is measured.
+            if best is None and self._may_fire(head.name, end_index):
+                lag = vote.first_age * CHUNK + round(head.lag * RATE)
+                best = WakeDetection(head.name, vote.peak, max(0, end_index - lag), OWN_HEAD)
         return best
 
     def _may_fire(self, model: str, end_index: int) -> bool:

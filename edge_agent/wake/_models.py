@@ -20,7 +20,7 @@ from typing import Protocol
 
 import numpy as np
 
-from edge_agent.config import BUILTIN_WAKE_MODELS, CUSTOM_WAKE_SUFFIXES
+from edge_agent.config import BUILTIN_WAKE_MODELS, CUSTOM_WAKE_SUFFIXES, HEADS_DIR
 from edge_agent.errors import ModelError
 from edge_agent.wake._head import NumpyHead
 
@@ -39,8 +39,6 @@ def bundled_models_dir() -> Path:
             from exc
 
 
-HEADS_DIR = Path(__file__).parent / "models"
-"""edge-agent's own heads for bundled wake words, named after them."""
 
 
 def bundled_head(model: str) -> Path | None:

@@ -43,13 +43,23 @@ class SecondedVote:
         self.reset()
 
     def reset(self) -> None:
-        """Forget both (a reset detector, a closed idle gate)."""
+        """Forget both (a reset detector, warm-up, a closed idle gate, playback)."""
         self.head_age = NEVER
         """Steps since the head last passed (0: this one)."""
+        self.first_age = NEVER
+        """Steps since the first pass of the head's current burst: where the phrase
+        ended, less the head's lag."""
+        self.peak = 0.0
+        """The head's highest score in its current burst: what a detection reports."""
         self._second_age = NEVER
 
     def step(self, head: float, second: float) -> bool:
         r = self.rule
-        self.head_age = 0 if head >= r.head else min(self.head_age + 1, NEVER)
+        self.head_age = min(self.head_age + 1, NEVER)
+        self.first_age = min(self.first_age + 1, NEVER)
+        if head >= r.head:
+            if self.head_age >= r.within:  # no pass in the window: a new burst
+                self.first_age, self.peak = 0, 0.0
+            self.head_age, self.peak = 0, max(self.peak, head)
         self._second_age = 0 if second >= r.second else min(self._second_age + 1, NEVER)
         return self.head_age < r.within and self._second_age < r.within
