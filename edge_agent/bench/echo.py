@@ -366,8 +366,9 @@ def run(quick: bool = False) -> dict[str, Any]:
                                 "rt60_s": ROOM.rt60_s, "reverb_db": ROOM.reverb_db},
                        "noise_floor_dbfs": -64, "speaker_voice": "piper joe (the daemon's own)",
                        "music_share": MUSIC_SHARE, "engine": "speexdsp-aec (libspeexdsp)",
-                       "wake": "shipped detector (openwakeword or microwakeword, 0.5; "
-                               "wake.playback_threshold 0.8 as the fallback)"},
+                       "wake": "shipped detector (openwakeword or microwakeword, 0.5, and "
+                               "the seconded head; wake.playback_threshold 0.8 as the "
+                               "fallback)"},
     }
     report["seconds"] = round(time.monotonic() - started, 1)
     return report

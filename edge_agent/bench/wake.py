@@ -304,8 +304,9 @@ def cpu_figures(quick: bool) -> dict:
             out[room]["ours_gated_vs_pyopen"] = round(out[room]["ours_gated"] / base, 3)
             out[room]["ours_ungated_vs_pyopen"] = round(out[room]["ours_ungated"] / base, 3)
     out["note"] = ("CPU seconds per audio second for hey_jarvis; ours_* is the shipped "
-                   "detector (openWakeWord and microWakeWord fused), ours_gated_<engine> one "
-                   "engine alone; x86-64 shared machine")
+                   "detector (openWakeWord and microWakeWord fused, and the seconded head), "
+                   "ours_gated_<engine> one engine alone (the head rides on openWakeWord's "
+                   "features, so it runs with openwakeword); x86-64 shared machine")
     return out
 
 
