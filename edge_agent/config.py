@@ -124,8 +124,8 @@ class WakeSettings:
     it vote too, heard only when a stock engine seconds it: the head passes
     0.9 and openWakeWord or microWakeWord scored 0.05 within the same second
     (thresholds["hey_jarvis:own_head"] sets the 0.9; a stricter wake.threshold
-    raises it). On the held-out voices
-    it missed 13 % of the takes against 23 % without (docs/wake-eval.md)."""
+    raises it). On the held-out voices it missed 13 % of the takes against 23 %
+    without (docs/wake-eval.md)."""
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.config import WakeSettings, wake_model_name
+from edge_agent.config import SECONDED_HEAD, WakeSettings, wake_model_name
 from edge_agent.errors import ModelError
 from edge_agent.vad._webrtc import VoiceActivity
 from edge_agent.wake._diagnostics import WakeDiagnostics
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 RATE = 16000
 OPENWAKEWORD = "openwakeword"
 MICROWAKEWORD = "microwakeword"
-OWN_HEAD = "own_head"
 
 GATE_AGGRESSIVENESS = 0
 """webrtcvad mode of the idle gate: the most permissive, so the gate only ever
@@ -102,9 +101,9 @@ class WakeDetector:
                 head = bundled_head(model)
                 # A threshold of 1.0 turns the vote off (its scores reach 1.0 exactly).
                 if head is not None and model in stock and (
-                        self._base_threshold(model, OWN_HEAD) < 1.0):
-                    rule = SecondRule(head=self._base_threshold(model, OWN_HEAD))
-                    self._heads.append((WakeWordScorer(model, head=head, engine=OWN_HEAD),
+                        self._base_threshold(model, SECONDED_HEAD) < 1.0):
+                    rule = SecondRule(head=self._base_threshold(model, SECONDED_HEAD))
+                    self._heads.append((WakeWordScorer(model, head=head, engine=SECONDED_HEAD),
                                         SecondedVote(rule)))
         nets = [*self._words, *(scorer for scorer, _ in self._heads)]
         self.engines = sorted({s.engine for s in [*nets, *self._micro]})
@@ -161,7 +160,7 @@ class WakeDetector:
         given = self.settings.thresholds
         base = given.get(model, self.settings.threshold)
         return given.get(f"{model}:{engine}",
-                         max(HEAD_THRESHOLD, base) if engine == OWN_HEAD else base)
+                         max(HEAD_THRESHOLD, base) if engine == SECONDED_HEAD else base)
 
     def _raised(self) -> bool:
         return self._playing and not self.echo_ready()
@@ -229,21 +228,21 @@ class WakeDetector:
         this step; none while the playback threshold is raised."""
         for head, vote in self._heads:
             score = head.score(embeddings)
-            self.engine_scores[head.name, OWN_HEAD] = score
-            self.diagnostics.observe(head.name, OWN_HEAD, score,
-                                     self.threshold(head.name, OWN_HEAD))
+            self.engine_scores[head.name, SECONDED_HEAD] = score
+            self.diagnostics.observe(head.name, SECONDED_HEAD, score,
+                                     self.threshold(head.name, SECONDED_HEAD))
             if self._raised() or self._warmup_left:
                 vote.reset()  # nothing heard now may second or be seconded later
                 continue
             second = max(s for (name, engine), s in self.engine_scores.items()
-                         if name == head.name and engine != OWN_HEAD)
+                         if name == head.name and engine != SECONDED_HEAD)
             if not vote.step(score, second):
                 continue
             self.last_scores[head.name] = max(self.last_scores[head.name], vote.peak)
             # A stock engine's own detection goes first: its lag is measured.
             if best is None and self._may_fire(head.name, end_index):
                 lag = vote.first_age * CHUNK + round(head.lag * RATE)
-                best = WakeDetection(head.name, vote.peak, max(0, end_index - lag), OWN_HEAD)
+                best = WakeDetection(head.name, vote.peak, max(0, end_index - lag), SECONDED_HEAD)
         return best
 
     def _may_fire(self, model: str, end_index: int) -> bool:
@@ -262,9 +261,9 @@ class WakeDetector:
         for head, vote in self._heads:
             head.forget()
             vote.reset()
-            self.engine_scores[head.name, OWN_HEAD] = 0.0
-            self.diagnostics.observe(head.name, OWN_HEAD, 0.0,
-                                     self.threshold(head.name, OWN_HEAD))
+            self.engine_scores[head.name, SECONDED_HEAD] = 0.0
+            self.diagnostics.observe(head.name, SECONDED_HEAD, 0.0,
+                                     self.threshold(head.name, SECONDED_HEAD))
 
     def _gate_open(self, chunk: np.ndarray) -> bool:
         """Whether the last ~2 s held a voice; always True without a gate."""
