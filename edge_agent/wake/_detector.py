@@ -226,13 +226,19 @@ class WakeDetector:
                   best: WakeDetection | None) -> WakeDetection | None:
         """The own heads' votes, each seconded by its word's stock scores of
         this step; none while the playback threshold is raised."""
+        raised = self._raised()
         for head, vote in self._heads:
+            if raised:  # playing, uncancelled: it may not vote, so it is not scored
+                head.forget()
+                vote.reset()  # nothing heard now may second or be seconded later
+                self.engine_scores[head.name, SECONDED_HEAD] = 0.0
+                continue
             score = head.score(embeddings)
             self.engine_scores[head.name, SECONDED_HEAD] = score
             self.diagnostics.observe(head.name, SECONDED_HEAD, score,
                                      self.threshold(head.name, SECONDED_HEAD))
-            if self._raised() or self._warmup_left:
-                vote.reset()  # nothing heard now may second or be seconded later
+            if self._warmup_left:
+                vote.reset()
                 continue
             second = max(s for (name, engine), s in self.engine_scores.items()
                          if name == head.name and engine != SECONDED_HEAD)
