@@ -99,10 +99,10 @@ class WakeDetector:
             stock = {s.name for s in [*self._words, *self._micro]}
             for model in dict.fromkeys(settings.models):
                 head = bundled_head(model)
+                limit = self._base_threshold(model, SECONDED_HEAD)
                 # A threshold of 1.0 turns the vote off (its scores reach 1.0 exactly).
-                if head is not None and model in stock and (
-                        self._base_threshold(model, SECONDED_HEAD) < 1.0):
-                    rule = SecondRule(head=self._base_threshold(model, SECONDED_HEAD))
+                if head is not None and model in stock and limit < 1.0:
+                    rule = SecondRule(head=limit)
                     self._heads.append((WakeWordScorer(model, head=head, engine=SECONDED_HEAD),
                                         SecondedVote(rule)))
         nets = [*self._words, *(scorer for scorer, _ in self._heads)]
