@@ -154,7 +154,8 @@ def test_idle_gate_closes_in_a_quiet_room_and_opens_for_a_voice() -> None:
 
 def test_scores_match_openwakeword_model() -> None:
     """Our streaming front end computes exactly what openwakeword.Model does
-    (once its randomly filled start-up window has scrolled out)."""
+    (once its randomly filled start-up window has scrolled out), at the one
+    phase per step that it scores (wake.phases = 1)."""
     from openwakeword.model import Model
 
     models = bundled_models_dir()
@@ -162,7 +163,8 @@ def test_scores_match_openwakeword_model() -> None:
                       inference_framework="tflite",
                       melspec_model_path=str(models / "melspectrogram.tflite"),
                       embedding_model_path=str(models / "embedding_model.tflite"))
-    ours = WakeDetector(WakeSettings(own_head=False, seconded_head=False), gate=False)
+    ours = WakeDetector(WakeSettings(own_head=False, seconded_head=False, phases=1),
+                        gate=False)
     audio = mix_snr(np.concatenate([silence(3.0), espeak("hey jarvis", voice="en-gb"),
                                     piper("what time is it")]), noise(6.0, seed=1), 15)
     theirs, mine = [], []
