@@ -54,11 +54,12 @@ def test_phases_outside_a_step_are_refused() -> None:
     assert parse_settings({"wake": {"phases": 8}}).wake.phases == 8
 
 
-def _scores(detector: WakeDetector, audio: np.ndarray) -> np.ndarray:
+def _scores(detector: WakeDetector, audio: np.ndarray,
+            key: tuple[str, str] = OWW) -> np.ndarray:
     out = []
     for k, chunk in enumerate(_steps(audio)):
         detector.process(chunk, (k + 1) * CHUNK)
-        out.append(detector.engine_scores.get(OWW, 0.0))
+        out.append(detector.engine_scores.get(key, 0.0))
     return np.array(out)
 
 
@@ -69,6 +70,15 @@ def test_each_step_keeps_its_best_phase() -> None:
     four = _scores(WakeDetector(WakeSettings(phases=4), gate=False), audio)
     assert np.all(four >= one - 1e-6)
     assert np.any(four > one + 0.01)
+
+
+def test_the_seconded_head_scores_at_one_phase() -> None:
+    """The heads were trained at one phase; wake.phases is openWakeWord's."""
+    head = ("hey_jarvis", "own_head")
+    one = _scores(WakeDetector(WakeSettings(phases=1), gate=False), _speech(), head)
+    four = _scores(WakeDetector(WakeSettings(phases=4), gate=False), _speech(), head)
+    assert one.max() > 0.5
+    np.testing.assert_array_equal(one, four)
 
 
 def test_other_phases_cost_nothing_until_a_score_comes_near(

@@ -14,8 +14,9 @@ it (_second.py).
 
 openWakeWord's embeddings move with where the phrase falls in their window;
 with ``wake.phases`` above 1, once any engine has scored ``LOOK`` in the last
-second, the classifiers on them (the head's too) are also scored at the
-other phases of the step and each keeps its best (_features.py).
+second, openWakeWord's classifiers on them are also scored at the other
+phases of the step and each keeps its best (_features.py); the heads score
+at one.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ EMBEDDING_SPAN = 12400
 LOOK = 0.05
 """A score this high, from any engine at the step's own phase, has the other
 phases scored for LOOK_STEPS steps. Chosen on validation takes (espeak-ng):
-0.02-0.1 missed as few as scoring every phase on every step, and the look
-was open on 0.5 % of the steps of 1.5 hours of read speech."""
+0.02-0.1 missed as few as scoring every phase on every step, and ordinary
+speech seldom opens the look (docs/wake-word.md)."""
 LOOK_STEPS = WITHIN_STEPS
 
 
@@ -237,10 +238,10 @@ class WakeDetector:
         return best
 
     def _net_scores(self, micro: float, raised: bool) -> dict[WakeWordScorer, float]:
-        """The classifiers on openWakeWord's embeddings, each its best over
-        the phases scored this step (the heads not while ``raised``: they
-        may not vote then). ``micro``: microWakeWord's best score, which
-        opens the look at other phases too."""
+        """The classifiers on openWakeWord's embeddings (the heads not while
+        ``raised``: they may not vote then), openWakeWord's own each its best
+        over the phases scored this step. ``micro``: microWakeWord's best
+        score, which opens the look at other phases too."""
         if self._features is None:
             return {}
         nets = [*self._words, *(head for head, _ in self._heads if not raised)]
@@ -248,14 +249,12 @@ class WakeDetector:
         scores = {net: net.score(embeddings) for net in nets}
         top = max([micro, *scores.values()])
         self._look_age = 0 if top >= LOOK else min(self._look_age + 1, LOOK_STEPS + 1)
-        for phase in self._phases:
-            if self._look_age > LOOK_STEPS:  # nothing near: its phases start afresh later
-                for net in nets:
-                    net.forget(phase)
-                continue
-            embeddings = self._features.embeddings(phase)
-            for net in nets:
-                scores[net] = max(scores[net], net.score(embeddings, phase))
+        phased = [net for net in nets if net.phased]
+        if phased and self._look_age <= LOOK_STEPS:
+            for phase in self._phases:
+                embeddings = self._features.embeddings(phase)
+                for net in phased:
+                    scores[net] = max(scores[net], net.raw(embeddings))
         return scores
 
     def _seconded(self, nets: dict[WakeWordScorer, float], raised: bool, end_index: int,

@@ -47,10 +47,11 @@ class StreamingFeatures:
         self._mel_net = TfliteModel(models / "melspectrogram.tflite", [1, CHUNK + MEL_CONTEXT])
         self._embedding_net = TfliteModel(models / "embedding_model.tflite")
         self.windows = windows
-        # Enough mel history to recompute every embedding the classifiers see,
-        # and enough audio to recompute every one of those mel frames.
         if any(not 0 < p < MELS_PER_CHUNK for p in phases):
             raise ValueError(f"phases {phases}: each must be 1-{MELS_PER_CHUNK - 1} mel frames")
+        # Enough mel history to recompute every embedding the classifiers see
+        # (at every phase), and enough audio to recompute every one of those
+        # mel frames.
         mel_frames = EMBEDDING_MELS + MELS_PER_CHUNK * (windows - 1) + max(phases, default=0)
         self._mel_chunks = -(-mel_frames // MELS_PER_CHUNK)
         self._mels = np.zeros((self._mel_chunks * MELS_PER_CHUNK, MEL_BINS), dtype=np.float32)

@@ -50,25 +50,26 @@ class WakeWordScorer:
         self.engine = engine
         self._net, self.windows = load_classifier(str(head) if head else model)
         own = self._net if isinstance(self._net, NumpyHead) else None
-        self._sustain = own.sustain if own else 1
-        self._recent: dict[int, deque[float]] = {}  # by phase
+        self._recent: deque[float] = deque(maxlen=own.sustain if own else 1)
+        self.phased = own is None
+        """Whether wake.phases applies: openWakeWord's classifiers, not the
+        heads, which were trained at one phase (docs/wake-word.md)."""
         self.lag = (own.lag if own and own.lag is not None
                     else DETECTION_LAG.get(self.name, DEFAULT_LAG))
         """Seconds from the phrase's end to the step it first scores on:
         heads fire sooner than openWakeWord's models."""
 
-    def score(self, embeddings: np.ndarray, phase: int = 0) -> float:
+    def score(self, embeddings: np.ndarray) -> float:
         """The score of the newest step; ``embeddings`` are the last
-        ``windows`` (or more), oldest first, at ``phase`` (each phase's
-        sustain is its own)."""
-        recent = self._recent.setdefault(phase, deque(maxlen=self._sustain))
-        recent.append(float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0]))
-        return min(recent) if len(recent) == self._sustain else 0.0
+        ``windows`` (or more), oldest first."""
+        self._recent.append(float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0]))
+        return min(self._recent) if len(self._recent) == self._recent.maxlen else 0.0
 
-    def forget(self, phase: int | None = None) -> None:
-        """Steps were skipped (idle gate, reset) at ``phase`` (None: at every
-        phase): the next ones start afresh."""
-        if phase is None:
-            self._recent.clear()
-        else:
-            self._recent.pop(phase, None)
+    def raw(self, embeddings: np.ndarray) -> float:
+        """The classifier's score of ``embeddings`` (another phase of the
+        step), remembering nothing."""
+        return float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0])
+
+    def forget(self) -> None:
+        """Steps were skipped (idle gate, reset): the next ones start afresh."""
+        self._recent.clear()
