@@ -126,15 +126,14 @@ class WakeSettings:
     it vote too, heard only when a stock engine seconds it: the head passes
     0.9 and openWakeWord or microWakeWord scored 0.05 within the same second
     (thresholds["hey_jarvis:own_head"] sets the 0.9; a stricter wake.threshold
-    raises it). On the held-out voices it missed 13 % of the takes against 23 %
+    raises it). On the held-out voices it missed 11 % of the takes against 15 %
     without (docs/wake-eval.md)."""
-    phases: int = setting(1, min=1, max=8)
-    """Score openWakeWord's embeddings (and the seconded head on them) at this
-    many phases of each 80 ms step: 1, 2, 4 or 8, the extra ones only once
-    some engine scored 0.05 in the last second. 4 hears more (held-out
-    misses 9 % against 12 %) but wakes on more sound-alikes and, in 3 hours
-    of read speech, twice against never, so it is an opt-in for a voice it
-    misses (docs/wake-word.md)."""
+    phases: int = setting(4, min=1, max=8)
+    """Score openWakeWord's own classifiers at this many phases of each 80 ms
+    step (1, 2, 4 or 8), the extra ones only once some engine scored 0.05 in
+    the last second. At 4 the held-out voices were missed 11 % of the time
+    against 12 % at 1, and 2 % against 4 % in a quiet room, with one false
+    wake in 3 hours of read speech against none (docs/wake-word.md)."""
 
 
 @dataclass(frozen=True)
