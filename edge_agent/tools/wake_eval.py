@@ -59,7 +59,7 @@ THRESHOLD = 0.5
 LEADS = (0, 320, 640, 960)
 """Extra lead-in (samples) before each take and sound-alike, each judged as
 a take of its own: where a phrase falls in the detector's 80 ms steps moves
-openWakeWord's score (one take: 0.2 at one lead, 1.0 at the next 20 ms),
+openWakeWord's score (one take: 0.96 at one lead, 0.01 at the next),
 so one lead per take makes a figure that moves by a take or two per room."""
 HEAD_OWN_FAMILIES = ("piper", "espeak")
 """Families the own head was trained on: not held out for it."""
