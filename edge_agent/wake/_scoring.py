@@ -62,7 +62,7 @@ class WakeWordScorer:
     def score(self, embeddings: np.ndarray) -> float:
         """The score of the newest step; ``embeddings`` are the last
         ``windows`` (or more), oldest first."""
-        self._recent.append(float(self._net(embeddings[None, -self.windows:]).reshape(-1)[0]))
+        self._recent.append(self.raw(embeddings))
         return min(self._recent) if len(self._recent) == self._recent.maxlen else 0.0
 
     def raw(self, embeddings: np.ndarray) -> float:
