@@ -38,9 +38,8 @@ log = logging.getLogger(__name__)
 
 PERIOD_SECONDS = 0.01
 """Device period: stop() takes effect at the next period, so 10 ms keeps it well
-inside the 50 ms promise even with the device's own buffer on top."""
-WAV_PERIOD_SECONDS = 0.02
-"""The .wav output's clock ticks every 20 ms, like a DAC's DMA period."""
+inside the 50 ms promise even with the device's own buffer on top. The .wav
+output ticks at the same period, so what it measures is what a DAC would do."""
 WAV_RETRY_MAX_SECONDS = 30.0
 """Longest wait between attempts to write a .wav output that failed (full disk)."""
 PLAYBACK_STALL_SECONDS = 3.0
@@ -194,7 +193,7 @@ class PortAudioSink:
 
 
 class WavSink:
-    """A .wav file written in real time, like a DAC: every 20 ms one period,
+    """A .wav file written in real time, like a DAC: every 10 ms one period,
     silence when nothing plays, so the file is a listener's timeline.
 
     A write that fails (a full disk) does not end the thread: the periods are
@@ -217,11 +216,11 @@ class WavSink:
         self._thread.start()
 
     def _run(self) -> None:
-        frames = round(self.rate * WAV_PERIOD_SECONDS)
-        deadline = time.monotonic() + WAV_PERIOD_SECONDS
+        frames = round(self.rate * PERIOD_SECONDS)
+        deadline = time.monotonic() + PERIOD_SECONDS
         retry_at, delay, failing = 0.0, FIRST_RETRY_SECONDS, False
         while not self._stop.wait(max(0.0, deadline - time.monotonic())):
-            deadline += WAV_PERIOD_SECONDS
+            deadline += PERIOD_SECONDS
             samples = self._fill(frames)
             if self._room is not None:
                 self._room.played(samples)

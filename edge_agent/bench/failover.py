@@ -40,7 +40,7 @@ from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, tone
 from edge_agent.testbed.fault_cases import CASES, REPLY
 from edge_agent.testbed.rig import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
 
-WINDOW = 320  # samples of the 16 kHz output per 20 ms tick of its clock
+WINDOW = 320  # 20 ms of the 16 kHz output: two ticks of its 10 ms clock
 RATE = 16000
 # Stalls again with the shipped timeouts (seconds): the wait notice must cover them.
 DEFAULT_TIMEOUTS = dataclasses.asdict(CloudTimeouts())
@@ -58,7 +58,7 @@ def fake_voice(text: str) -> np.ndarray:
 
 
 def _timeline(rig: Rig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per 20 ms tick of the output: when it reached the device, loud or not, and
+    """Per 20 ms window of the output: when its last tick reached the device, loud or not, and
     whether it is the cloud's answer voice (a 440 Hz tone)."""
     audio = rig.output()
     frames = audio[: len(audio) // WINDOW * WINDOW].astype(np.float64).reshape(-1, WINDOW)

@@ -203,7 +203,7 @@ def _device_steps(timings: dict[str, float], requests: list[Request],
             if "audio_queued" in timings:
                 # Split at the player: the device's software, from the first byte (or
                 # the confirmation a held answer waits for) to the audio queued; then
-                # the wait for the output's next period (20 ms on the .wav speaker).
+                # the wait for the output's next period (10 ms, on the .wav speaker too).
                 ready = max(first_byte, timings.get("confirmed", first_byte))
                 steps["tts_first_byte_to_player_s"] = timings["audio_queued"] - ready
                 steps["player_to_output_period_s"] = (timings["first_audio"]

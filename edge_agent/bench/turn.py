@@ -6,7 +6,7 @@ then all of its audio, then play).
 The fake cloud injects fixed latencies (STT 300 ms, LLM first token 250 ms at
 40 tokens/s, TTS first byte 150 ms); "overhead" is what we add above the
 injected latency on the streaming path: HTTP on loopback, WAV encoding,
-chunking, queueing and the output device's 20 ms period, also given step by step
+chunking, queueing and the output device's 10 ms period, also given step by step
 (``overhead_by_step_ms``: stt_done = upload and transcription client,
 llm_first_token = chat request, first_sentence = chunking, tts_first_byte = the
 speech request, first_audio = our queue and the device's period).

@@ -95,7 +95,7 @@ class Rig:
     client: CloudClient
     opened_at: float
     """When the output opened: sample i of the output WAV reached the "device" at
-    about opened_at + (i // 320 + 1) * 0.02 (its clock ticks every 20 ms)."""
+    about opened_at + (i // 160 + 1) * 0.01 (its clock ticks every 10 ms)."""
     events: list[Event] = field(default_factory=list)
 
     def named(self, name: str) -> list[Event]:
