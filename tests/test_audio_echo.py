@@ -3,11 +3,15 @@ clock as the capture and output threads drive it (no wall-clock bounds)."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from edge_agent.audio.capture import Microphone
 from edge_agent.audio.echo import FRAME, EchoCanceller
 from edge_agent.audio.ring import RingBuffer
 from edge_agent.audio.room import RoomResponse, hear
+from edge_agent.events import EventBus
 from edge_agent.tools.voices import espeak, noise, piper, silence
 
 BLOCK = 320
@@ -124,3 +128,22 @@ def test_a_late_period_is_jitter_but_a_lasting_shift_moves_the_reference() -> No
         reference.played(period, ring.time_of(at + 320 * k + 3200), 16000, 1)
     assert reference.reanchors == 1
     assert reference.written_until == at - 320 + 320 * 40 + 3200
+
+
+def test_samples_held_for_their_reference_keep_the_time_they_were_captured() -> None:
+    """The ring's clock places the reference: if a block waiting for its
+    reference were stamped when released, the clock would move with the hold,
+    and the reference with it (it was placed up to 60 ms late, the echo left
+    uncancelled, on a loaded machine)."""
+    ring = RingBuffer(5.0)
+    canceller = EchoCanceller(ring, tail_ms=200, raw_seconds=1.0)
+    microphone = Microphone("unused.wav", ring, EventBus(), canceller=canceller)
+    ring.write(np.zeros(16000, np.int16))
+    canceller.reference.played(np.full(320, 1000, np.int16), time.monotonic(), 16000, 1)
+    before = time.monotonic()
+    microphone._write(np.zeros(3200, np.int16))
+    after = time.monotonic()
+    held = canceller.held
+    assert held > 0 and ring.total == 16000 + 3200 - held
+    stamped = ring.time_of(ring.total - 1)
+    assert before - held / 16000 <= stamped <= after - held / 16000

@@ -172,10 +172,15 @@ class Microphone:
         self._reported: bool | None = None
 
     def _write(self, samples: np.ndarray) -> None:
+        now = time.monotonic()
+        held = 0
         if self.canceller is not None:
             samples = self.canceller(samples)
-        self.ring.write(samples)
-        self.last_write = time.monotonic()
+            held = self.canceller.held
+        # The last sample written was captured before the ones the canceller
+        # still holds: stamping it "now" would move the ring's clock with the hold.
+        self.ring.write(samples, captured_at=now - held / SAMPLE_RATE)
+        self.last_write = now
 
     def _open(self) -> Source:
         if is_wav_spec(self.spec):

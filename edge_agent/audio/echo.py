@@ -187,6 +187,11 @@ class EchoCanceller:
         """Samples that went through the filter (the rest was bypassed)."""
 
     @property
+    def held(self) -> int:
+        """Capture samples waiting for their reference (not yet in the ring)."""
+        return len(self._pending)
+
+    @property
     def ready(self) -> bool:
         """Cancellation can be trusted now: the wake word needs no raised threshold."""
         return self.converged
