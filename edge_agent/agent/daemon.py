@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_agent import __version__
+from edge_agent.agent import heap
 from edge_agent.agent.agent import Agent
 from edge_agent.agent.supervisor import Supervisor, cancel_within
 from edge_agent.agent.turn import TurnRunner
@@ -327,7 +328,10 @@ class Daemon:
             # Said (failed or not: a failure is logged on its own) so an owner, and
             # the rest benchmark, can tell start-up work from idling.
             if not task.cancelled():
-                log.info("warm: start-up work over (%.1f s)", time.monotonic() - began)
+                frozen, took = heap.settle()
+                log.info("warm: start-up work over (%.1f s); %d objects frozen out of "
+                         "later collections in %.0f ms", time.monotonic() - began, frozen,
+                         took * 1000)
             self.warmed.set()
 
         began = time.monotonic()
@@ -596,6 +600,7 @@ class Daemon:
         else:
             self.bus.emit("config_reloaded", keys=sorted(plan.keys))
             log.info("config reloaded: %s", plan.describe())
+            heap.settle()  # what the reload replaced is collected, what it made frozen
         self.notifier.ready(self.status_line())
 
     async def _prepare(self, new: Settings, plan: ReloadPlan) -> _Prepared:
