@@ -10,7 +10,7 @@ from edge_agent.config import WakeSettings, parse_settings
 from edge_agent.errors import ConfigError
 from edge_agent.tools.rooms import floor_noise
 from edge_agent.tools.voices import flite, silence
-from edge_agent.tools.wake_eval import HEAD, MWW, OWW, seconded
+from edge_agent.tools.wake_eval import HEAD, MWW, OWW, SECOND_SWEEP, choose, second_label, seconded
 from edge_agent.wake import WakeDetector
 from edge_agent.wake._second import SecondedVote, SecondRule
 from tests.test_wake import feed, spoken_end
@@ -109,3 +109,25 @@ def test_the_evaluation_judges_as_the_detector_does() -> None:
         fired.append(found is not None)
     judged = seconded({k: np.asarray(v, np.float32) for k, v in scores.items()}) >= 0.5
     assert np.flatnonzero(fired)[0] == np.flatnonzero(judged)[0]
+
+
+def _row(rule: SecondRule, espeak: float, validation_wakes: int = 0,
+         alikes: float = 1.0) -> dict:
+    return {"rule": second_label(rule), "miss_rate": {"espeak": espeak, "piper": 0.0},
+            "false_wakes_validation": validation_wakes, "sound_alike_hits_validation": alikes}
+
+
+def test_the_rule_is_chosen_on_validation_columns_only() -> None:
+    rows = [_row(r, espeak=0.2) for r in SECOND_SWEEP]
+    loose, strict = SecondRule(head=0.5, second=0.02), SecondRule(head=0.95, second=0.2)
+    by = {r["rule"]: r for r in rows}
+    by[second_label(loose)].update(_row(loose, espeak=0.01, validation_wakes=1))
+    assert choose(rows)["rule"] != second_label(loose), "a validation false wake rules it out"
+    by[second_label(loose)].update(_row(loose, espeak=0.01, alikes=3.0))
+    assert choose(rows)["rule"] != second_label(loose), "so do more sound-alike hits"
+    by[second_label(loose)].update(_row(loose, espeak=0.01, alikes=1.0))
+    assert choose(rows)["rule"] == second_label(loose), "then the fewest espeak-ng misses"
+    by[second_label(loose)].update(_row(loose, espeak=0.2))
+    assert choose(rows)["rule"] == second_label(strict), "and on a tie, the strictest"
+    # Held-out columns (cmu, the read speech) are never read.
+    assert all("cmu_rooms" not in r and "false_wakes" not in r for r in rows)

@@ -95,6 +95,8 @@ def check_disjoint() -> None:
     assert not set(TRAIN_CONFUSABLE) & set(wake_eval.SOUND_ALIKES)
     assert not {c for c in TRAIN_COMMANDS if any(c in e for e in wake_eval.COMMANDS)}
     assert not set(training_sentences()) & set(wake_eval.read_speech_corpus())
+    assert not set(training_sentences()) & set(wake_eval.validation_corpus())
+    assert not set(wake_eval.read_speech_corpus()) & set(wake_eval.validation_corpus())
 
 
 @functools.cache

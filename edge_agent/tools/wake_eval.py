@@ -35,7 +35,7 @@ import numpy as np
 
 from edge_agent.config import WakeSettings
 from edge_agent.tools.rooms import ROOMS, floor_noise, in_room, reverberate
-from edge_agent.tools.texts import WAKE_WORDS, docstring_sentences, stdlib_modules
+from edge_agent.tools.texts import WAKE_WORDS, docstring_sentences, package_modules, stdlib_modules
 from edge_agent.tools.voices import RATE, espeak, festival, flite, piper, silence
 from edge_agent.wake import WakeDetector
 from edge_agent.wake._models import HEADS_DIR
@@ -156,6 +156,19 @@ def read_speech_corpus() -> list[str]:
                               if not WAKE_WORDS.search(s) and s not in docstrings))
 
 
+VALIDATION_READERS = ("espeak", "piper")
+"""Who reads the validation speech: families no held-out take comes from."""
+
+
+@functools.cache
+def validation_corpus() -> list[str]:
+    """numpy's docstrings, sentence by sentence: the speech rules are chosen
+    on for false wakes, sharing no sentence with the read speech that judges
+    them or with the head's training text (standard modules' docstrings)."""
+    taken = set(read_speech_corpus()) | set(docstring_sentences(stdlib_modules()))
+    return [s for s in docstring_sentences(package_modules("numpy")) if s not in taken]
+
+
 def _detector(head: Path = HEADS_DIR / "hey_jarvis.npz",
               phases: int = WakeSettings().phases) -> tuple[WakeDetector, Path]:
     """The shipped detector (at ``phases``), plus ``head`` as a custom model
@@ -265,7 +278,7 @@ def sound_alike_figures(detector: WakeDetector, kept: Kept | None = None) -> dic
     clips = 0
     woke = dict.fromkeys(RULES, 0)
     peaks = []
-    for voices in FAMILIES.values():
+    for family, voices in FAMILIES.items():
         for i, phrase in enumerate(SOUND_ALIKES):
             for voice in list(voices.values())[i % 2::max(1, len(voices) // 2)][:2]:
                 for extra in LEADS:
@@ -276,7 +289,7 @@ def sound_alike_figures(detector: WakeDetector, kept: Kept | None = None) -> dic
                     _keep(kept, series)
                     for name, scores in series.items():
                         woke[name] += bool(np.any(scores >= THRESHOLD))
-                    peaks.append({"phrase": phrase, "lead": extra,
+                    peaks.append({"family": family, "phrase": phrase, "lead": extra,
                                   **{e: round(float(series[e].max()), 3) for e in ENGINES}})
                 clips += 1
     return {"clips": clips, "woke": {n: round(w / len(LEADS), 2) for n, w in woke.items()},
@@ -288,36 +301,41 @@ READ_SPEECH_SHARES = {"espeak": 0.45, "flite": 0.35, "piper": 0.12, "festival": 
 hour of Piper or festival takes a 2-core machine several minutes)."""
 
 
-def _readers() -> tuple[list[Voice], np.ndarray]:
-    """Every voice and the probability it reads a sentence."""
+def _readers(families: tuple[str, ...]) -> tuple[list[Voice], np.ndarray]:
+    """Every voice of ``families`` (keys of READ_SPEECH_SHARES) and the
+    probability it reads a sentence."""
     groups = {"espeak": list(FAMILIES["espeak"].values()),
               "piper": list(FAMILIES["piper"].values()),
               "flite": [v for k, v in FAMILIES["cmu"].items() if k.startswith("flite")],
               "festival": [v for k, v in FAMILIES["cmu"].items() if k.startswith("festival")]}
+    groups = {g: voices for g, voices in groups.items() if g in families}
     voices = [v for group in groups.values() for v in group]
     weights = [READ_SPEECH_SHARES[g] / len(group) for g, group in groups.items()
                for _ in group]
     return voices, np.asarray(weights) / sum(weights)
 
 
-def read_speech(hours: float, corpus: list[str]) -> np.ndarray:
-    """``hours`` of sentences read by every family with pauses between them,
-    a quarter reverberated, over a -64 dBFS noise floor."""
-    voices, weights = _readers()
-    rng = np.random.default_rng(7)
+def read_speech(hours: float, corpus: list[str],
+                readers: tuple[str, ...] = tuple(READ_SPEECH_SHARES), stream: int = 0
+                ) -> np.ndarray:
+    """``hours`` of sentences read by ``readers`` with pauses between them,
+    a quarter reverberated, over a -64 dBFS noise floor; ``stream`` numbers
+    the random choices, rooms and noise (0: the held-out read speech)."""
+    voices, weights = _readers(readers)
+    rng = np.random.default_rng(7 + stream)
     pieces, samples, target = [], 0, int(hours * 3600 * RATE)
     for i in itertools.count():
         sentence = corpus[i % len(corpus)]
-        audio = voices[int(rng.choice(len(voices), p=weights))](sentence).astype(np.float64)
+        said = voices[int(rng.choice(len(voices), p=weights))](sentence).astype(np.float64)
         if i % 4 == 3:
-            audio = reverberate(audio, seed=i)
-        pieces += [audio, np.zeros(int(rng.uniform(0.3, 0.9) * RATE))]
+            said = reverberate(said, seed=1_000_000 * stream + i)
+        pieces += [said, np.zeros(int(rng.uniform(0.3, 0.9) * RATE))]
         samples += len(pieces[-1]) + len(pieces[-2])
         if samples >= target:
             break
-    stream = np.concatenate(pieces)
-    stream += floor_noise(len(stream), seed=11)
-    return np.clip(np.round(stream), -32768, 32767).astype(np.int16)
+    audio = np.concatenate(pieces)
+    audio += floor_noise(len(audio), seed=11 + stream)
+    return np.clip(np.round(audio), -32768, 32767).astype(np.int16)
 
 
 def wakes(scores: np.ndarray, refractory: int) -> int:
@@ -330,10 +348,12 @@ def wakes(scores: np.ndarray, refractory: int) -> int:
 
 
 def false_wake_figures(detector: WakeDetector, hours: float, corpus: list[str],
-                       kept: Kept | None = None) -> dict:
-    """Detections per hour of read speech, with the 2 s refractory period;
-    and the CPU the shipped detector spent per second of it."""
-    stream = read_speech(hours, corpus)
+                       kept: Kept | None = None, readers: tuple[str, ...] = tuple(
+                           READ_SPEECH_SHARES), stream_number: int = 0) -> dict:
+    """Detections per hour of read speech (read_speech's arguments), with the
+    2 s refractory period; and the CPU the shipped detector spent per second
+    of it."""
+    stream = read_speech(hours, corpus, readers, stream_number)
     started = time.process_time()
     series = _series(detector, stream)
     cpu = time.process_time() - started
@@ -351,7 +371,8 @@ def run(quick: bool = False, hours: float | None = None, series_out: Path | None
     hours = hours if hours is not None else (0.15 if quick else 3.0)
     corpus = read_speech_corpus()
     detector, tmp = _detector(phases=phases)
-    kept: dict[str, Kept] = {"positives": [], "sound_alikes": [], "speech": []}
+    kept: dict[str, Kept] = {"positives": [], "sound_alikes": [], "speech": [],
+                             "validation": []}
     try:
         report = {"conditions": {
                     "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
@@ -366,7 +387,12 @@ def run(quick: bool = False, hours: float | None = None, series_out: Path | None
                 "positives": positive_figures(detector, corpus, quick,
                                               kept=kept["positives"]),
                 "sound_alikes": sound_alike_figures(detector, kept["sound_alikes"]),
-                "read_speech": false_wake_figures(detector, hours, corpus, kept["speech"])}
+                "read_speech": false_wake_figures(detector, hours, corpus, kept["speech"]),
+                "validation_speech": {
+                    "readers": list(VALIDATION_READERS),
+                    "text": "numpy's docstrings",
+                    **false_wake_figures(detector, hours / 2, validation_corpus(),
+                                         kept["validation"], VALIDATION_READERS, 1)}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if series_out is not None:
@@ -411,8 +437,8 @@ SWEEP = ((0.5, 0.5, None), (0.4, 0.5, None), (0.5, 0.4, None), (0.4, 0.4, None),
          (0.3, 0.3, None), (0.5, 0.5, 0.3), (0.5, 0.5, 0.25), (0.4, 0.4, 0.25))
 """Stock fusion rules tried on one run's scores: openWakeWord's threshold,
 microWakeWord's, and optionally a threshold on their mean as well."""
-SECOND_SWEEP = tuple(SecondRule(head=h, second=s) for h in (0.5, 0.7, 0.9)
-                     for s in (0.05, 0.1, 0.2))
+SECOND_SWEEP = tuple(SecondRule(head=h, second=s) for h in (0.5, 0.7, 0.8, 0.9, 0.95)
+                     for s in (0.02, 0.05, 0.1, 0.2))
 """wake.seconded_head's rule tried on the same scores: the head's threshold and
 the stock score that seconds it (with the stock engines at 0.5)."""
 Rule = Callable[[dict[str, np.ndarray]], np.ndarray]
@@ -438,19 +464,22 @@ def _second_rule(rule: SecondRule) -> Rule:
 def rule_sweep(report: dict, series: Path) -> list[dict]:
     """Every SWEEP and SECOND_SWEEP rule, step by step on the run's kept scores
     (--series): misses per family (and per room for cmu), false wakes on the
-    read speech (also on its first half alone, where a rule can be chosen
-    before the second half judges it) and sound-alike hits."""
+    read speech (also on its first half alone) and on the validation speech,
+    and sound-alike hits (also those of the validation families' voices)."""
     scores = np.load(series)
     positives, alikes = _clips(scores, "positives"), _clips(scores, "sound_alikes")
     speech = _clips(scores, "speech")[0]
     half = {e: v[:len(v) // 2] for e, v in speech.items()}
+    validation = _clips(scores, "validation")[0] if "validation" in scores else None
     refractory = int(WakeSettings().refractory_seconds * RATE) // FRAME
     rules: list[tuple[str, Rule]] = [
         (f"openwakeword {o} or microwakeword {m}" + (f" or their mean {t}" if t else ""),
          _stock_rule(o, m, t)) for o, m, t in SWEEP]
-    rules += [(f"stock at 0.5, or own head {r.head} seconded at {r.second}", _second_rule(r))
-              for r in SECOND_SWEEP]
+    rules += [(second_label(r), _second_rule(r)) for r in SECOND_SWEEP]
     rows = report["positives"]["peaks"]
+    alike_validation = [row.get("family") in VALIDATION_READERS
+                        for row in report["sound_alikes"]["peaks"][::len(LEADS)]
+                        for _ in LEADS]
 
     def missed(heard: list[bool], keep: Callable[[dict], bool]) -> float:
         picked = [h for h, row in zip(heard, rows, strict=True) if keep(row)]
@@ -460,6 +489,7 @@ def rule_sweep(report: dict, series: Path) -> list[dict]:
     for label, passes in rules:
         heard = [bool(np.any(passes(c)[slice(*row["steps"])]))
                  for c, row in zip(positives, rows, strict=True)]
+        woke = [bool(np.any(passes(c))) for c in alikes]
         out.append({"rule": label,
                     "miss_rate": {f: missed(heard, lambda r, f=f: r["family"] == f)
                                   for f in FAMILIES},
@@ -468,25 +498,67 @@ def rule_sweep(report: dict, series: Path) -> list[dict]:
                     "false_wakes": wakes(passes(speech).astype(np.float32), refractory),
                     "false_wakes_first_half": wakes(passes(half).astype(np.float32),
                                                     refractory),
-                    "sound_alike_hits": round(sum(bool(np.any(passes(c))) for c in alikes)
-                                              / len(LEADS), 2)})
+                    **({"false_wakes_validation": wakes(
+                        passes(validation).astype(np.float32), refractory)}
+                       if validation is not None else {}),
+                    "sound_alike_hits": round(sum(woke) / len(LEADS), 2),
+                    "sound_alike_hits_validation": round(sum(
+                        w for w, v in zip(woke, alike_validation, strict=True) if v)
+                        / len(LEADS), 2)})
     return out
 
 
+def second_label(rule: SecondRule) -> str:
+    return f"stock at 0.5, or own head {rule.head} seconded at {rule.second}"
+
+
+def choose(sweep: list[dict]) -> dict:
+    """The seconded rule validation data picks, fixed before any run judged
+    it: no false wake on the validation speech, no more validation sound-alike
+    hits than the rule shipped before (SecondRule()), and then the fewest
+    espeak-ng misses (piper's, then fewer sound-alike hits, break ties)."""
+    rows = {r["rule"]: r for r in sweep}
+    before = rows[second_label(SecondRule())]
+    fit = [(rule, rows[second_label(rule)]) for rule in SECOND_SWEEP]
+    fit = [(rule, row) for rule, row in fit if row["false_wakes_validation"] == 0
+           and row["sound_alike_hits_validation"] <= before["sound_alike_hits_validation"]]
+    _, row = min(fit, key=lambda f: (f[1]["miss_rate"]["espeak"], f[1]["miss_rate"]["piper"],
+                                     f[1]["sound_alike_hits_validation"],
+                                     -f[0].head, -f[0].second))
+    return row
+
+
 def _sweep_lines(sweep: list[dict]) -> list[str]:
+    validated = all("false_wakes_validation" in r for r in sweep)
     lines = ["", "Fusion rules on the same run's scores, step by step (misses over all "
              "rooms, then the cmu family's clean and digital-silence rooms; false wakes "
-             "on all the read speech and on its first half):", "",
+             "on all the read speech and on its first half"
+             + ("; false wakes on the validation speech and the sound-alike hits of the "
+                "validation families' voices" if validated else "") + "):", "",
              "| rule | " + " | ".join(FAMILIES) + " | cmu clean | cmu digital silence "
-             "| false wakes | first half | sound-alike hits |",
-             "|---" * (len(FAMILIES) + 6) + "|"]
+             "| false wakes | first half | sound-alike hits |"
+             + (" validation speech | validation sound-alikes |" if validated else ""),
+             "|---" * (len(FAMILIES) + 6 + 2 * validated) + "|"]
     for r in sweep:
         cells = " | ".join(
             [f"{100 * r['miss_rate'][f]:.0f} %" for f in FAMILIES]
             + [f"{100 * r['cmu_rooms'][room]:.0f} %" for room in ("clean", "digital silence")])
         lines.append(f"| {r['rule']} | {cells} | {r['false_wakes']} | "
-                     f"{r['false_wakes_first_half']} | {r['sound_alike_hits']} |")
+                     f"{r['false_wakes_first_half']} | {r['sound_alike_hits']} |"
+                     + (f" {r['false_wakes_validation']} | "
+                        f"{r['sound_alike_hits_validation']} |" if validated else ""))
+    if validated:
+        lines += ["", f"Chosen on validation data (`choose`): {choose(sweep)['rule']}."]
     return lines
+
+
+def _validation_lines(validation: dict | None) -> list[str]:
+    if validation is None:
+        return []
+    woke = ", ".join(f"{name} {n}" for name, n in validation["false_wakes"].items())
+    return ["", f"Validation speech, for choosing rules only: {validation['text']} read by "
+            f"{' and '.join(validation['readers'])}, {validation['hours']} h, a quarter of "
+            f"it reverberated; false wakes: {woke}."]
 
 
 def page(report: dict) -> str:
@@ -520,6 +592,7 @@ def page(report: dict) -> str:
         f"texts spoken by every voice, {speech['hours']} h, a quarter of it reverberated. "
         f"CPU of one pass scoring all three engines: "
         f"{speech['cpu_per_audio_second_all_three_engines']} s per audio s.",
+        *_validation_lines(report.get("validation_speech")),
         table(report),
         *(_sweep_lines(report["rule_sweep"]) if "rule_sweep" in report else []),
         "",
