@@ -1,5 +1,6 @@
 """docs/wake-eval.md says exactly what the committed docs/wake-eval.json does
-(and wake-eval-1-phase.md what wake-eval-1-phase.json, the run with wake.phases = 1)."""
+(and wake-eval-1-phase.md and wake-eval-8-phase.md their runs with
+wake.phases = 1 and 8)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from edge_agent.tools.wake_eval import FAMILIES, page
 DOCS = Path(__file__).parents[1] / "docs"
 
 
-@pytest.mark.parametrize("name", ["wake-eval", "wake-eval-1-phase"])
+@pytest.mark.parametrize("name", ["wake-eval", "wake-eval-1-phase", "wake-eval-8-phase"])
 def test_the_wake_page_is_rendered_from_the_committed_report(name: str) -> None:
     report = json.loads((DOCS / f"{name}.json").read_text())
     assert (DOCS / f"{name}.md").read_text() == page(report)

@@ -301,15 +301,16 @@ def test_each_wake_engine_is_held_to_its_own_threshold() -> None:
 def test_the_seconded_head_passes_doctor_only_with_a_second() -> None:
     from edge_agent.config import WakeSettings
     from edge_agent.wake import WakeDetector
+    from edge_agent.wake._second import HEAD_THRESHOLD, SECOND
 
     wake = WakeDetector(WakeSettings(models=["hey_jarvis"]))
-    peaks = {("hey_jarvis", "openwakeword"): 0.01, ("hey_jarvis", "microwakeword"): 0.02,
-             ("hey_jarvis", "own_head"): 0.97}
+    peaks = {("hey_jarvis", "openwakeword"): SECOND / 2,
+             ("hey_jarvis", "microwakeword"): SECOND / 2, ("hey_jarvis", "own_head"): 0.99}
     [finding] = audio.wake_findings(peaks, wake.threshold)
     assert finding.ok is False, "no stock engine seconded the head: it would not wake"
-    assert "0.97 >= threshold 0.90 (own_head)" in finding.detail
+    assert f"0.99 >= threshold {HEAD_THRESHOLD:.2f} (own_head)" in finding.detail
     assert "own_head" not in finding.fix, "lower a stock engine's threshold, not the head's"
-    peaks["hey_jarvis", "microwakeword"] = 0.06
+    peaks["hey_jarvis", "microwakeword"] = SECOND
     [finding] = audio.wake_findings(peaks, wake.threshold)
     assert finding.ok is True, finding
 
