@@ -124,10 +124,10 @@ class WakeSettings:
     seconded_head: bool = setting(True)
     """Where edge-agent ships its own head for a bundled word (hey_jarvis), let
     it vote too, heard only when a stock engine seconds it: the head passes
-    0.9 and openWakeWord or microWakeWord scored 0.05 within the same second
-    (thresholds["hey_jarvis:own_head"] sets the 0.9; a stricter wake.threshold
-    raises it). On the held-out voices it missed 11 % of the takes against 15 %
-    without (docs/wake-eval.md)."""
+    0.95 and openWakeWord or microWakeWord scored 0.02 within the same second
+    (thresholds["hey_jarvis:own_head"] sets the 0.95; a stricter wake.threshold
+    raises it). On the held-out voices it missed 9.8 % of the takes against
+    14.5 % without (docs/wake-eval.md)."""
     phases: int = setting(4, min=1, max=8)
     """Score openWakeWord's own classifiers at this many phases of each 80 ms
     step (1, 2, 4 or 8), the extra ones only once some engine scored 0.05 in
