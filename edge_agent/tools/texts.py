@@ -62,9 +62,13 @@ def package_modules(package: str) -> tuple[str, ...]:
     """``package``'s public modules that import on this machine: for a pinned
     dependency, the same text everywhere."""
     root = importlib.import_module(package)
-    # walk_packages imports subpackages to list theirs; onerror skips those
-    # that fail (a test suite whose data is not installed).
-    walked = pkgutil.walk_packages(root.__path__, f"{package}.", onerror=lambda _: None)
+    # walk_packages imports subpackages to list theirs (numpy.distutils warns
+    # that it is deprecated); onerror skips those that fail (a test suite
+    # whose data is not installed).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        walked = list(pkgutil.walk_packages(root.__path__, f"{package}.",
+                                            onerror=lambda _: None))
     names = (m.name for m in walked
              if not any(p.startswith("_") or any(w in p for w in NOT_LIBRARY)
                         for p in m.name.split(".")))
