@@ -477,8 +477,7 @@ def rule_sweep(report: dict, series: Path) -> list[dict]:
     validation = _clips(scores, "validation")[0] if "validation" in scores else None
     refractory = int(WakeSettings().refractory_seconds * RATE) // FRAME
     rules: list[tuple[str, Rule]] = [
-        (f"openwakeword {o} or microwakeword {m}" + (f" or their mean {t}" if t else ""),
-         _stock_rule(o, m, t)) for o, m, t in SWEEP]
+        (stock_label(o, m, t), _stock_rule(o, m, t)) for o, m, t in SWEEP]
     rules += [(second_label(r), _second_rule(r)) for r in SECOND_SWEEP]
     rows = report["positives"]["peaks"]
     alike_validation = [row.get("family") in VALIDATION_READERS
@@ -511,6 +510,11 @@ def rule_sweep(report: dict, series: Path) -> list[dict]:
     return out
 
 
+def stock_label(t_oww: float, t_mww: float, t_mean: float | None = None) -> str:
+    return (f"openwakeword {t_oww} or microwakeword {t_mww}"
+            + (f" or their mean {t_mean}" if t_mean else ""))
+
+
 def second_label(rule: SecondRule) -> str:
     return f"stock at 0.5, or own head {rule.head} seconded at {rule.second}"
 
@@ -521,7 +525,7 @@ def choose(sweep: list[dict]) -> dict | None:
     sound-alike hit, the one with the fewest espeak-ng misses (piper's, then
     the strictest rule break ties). None when no rule qualifies."""
     rows = {r["rule"]: r for r in sweep}
-    stock = rows[f"openwakeword {THRESHOLD} or microwakeword {THRESHOLD}"]
+    stock = rows[stock_label(THRESHOLD, THRESHOLD)]
     fit = [(rule, rows[second_label(rule)]) for rule in SECOND_SWEEP]
     fit = [(rule, row) for rule, row in fit
            if row["false_wakes_validation"] <= stock["false_wakes_validation"]
