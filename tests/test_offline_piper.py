@@ -16,8 +16,8 @@ from edge_agent.offline.pieces import MAX_PIECE_PHONEMES
 
 
 @pytest.fixture(scope="module")
-def tts() -> PiperTTS:
-    return PiperTTS(default_piper_voice(OfflineSettings()))
+def tts(steady_voice: Path) -> PiperTTS:
+    return PiperTTS(steady_voice)
 
 
 def collect(tts: PiperTTS, text: str, limit: int | None = None) -> list[bytes]:
