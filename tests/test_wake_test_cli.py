@@ -57,6 +57,24 @@ def test_other_rates_and_channels_are_converted(tmp_path) -> None:
     assert len(result.stdout.splitlines()) == 2
 
 
+def test_24_and_32_bit_recordings_are_read_and_float_ones_refused_with_a_reason(
+        tmp_path) -> None:
+    """What recorders write: 24-bit (sox and most write it as WAVE_FORMAT_EXTENSIBLE)
+    and 32-bit integer PCM are read as the file microphone reads them; 32-bit
+    float is refused, with the conversion to use."""
+    wav = two_takes(tmp_path / "room.wav")
+    made = {}
+    for name, args in (("24bit.wav", ["-b", "24", "-r", "44100"]), ("32bit.wav", ["-b", "32"]),
+                       ("float.wav", ["-e", "floating-point", "-b", "32"])):
+        made[name] = tmp_path / name
+        subprocess.run(["sox", str(wav), *args, str(made[name])], check=True)
+    result = wake_test(made["24bit.wav"], made["32bit.wav"], made["float.wav"])
+    assert result.returncode == 1
+    files = [json.loads(line)["file"] for line in result.stdout.splitlines()]
+    assert files == [str(made["24bit.wav"])] * 2 + [str(made["32bit.wav"])] * 2
+    assert "float.wav" in result.stderr and "sox" in result.stderr
+
+
 def test_an_unreadable_file_fails_after_the_others_are_read(tmp_path) -> None:
     wav = two_takes(tmp_path / "room.wav")
     (tmp_path / "notes.wav").write_text("not audio")

@@ -10,37 +10,34 @@ from __future__ import annotations
 
 import json
 import sys
-import wave
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TextIO
 
 import numpy as np
 
-from edge_agent.audio.convert import CaptureConverter
+from edge_agent.audio.wavfile import WavReader
 from edge_agent.config import WakeSettings
 from edge_agent.errors import AudioDeviceError
 from edge_agent.wake._detector import RATE, WakeDetector
 
-BLOCK_SECONDS = 10
-"""Audio read and converted at a time."""
-CONVERT = "16-bit PCM WAV is read; convert with: sox IN.wav -b 16 -e signed OUT.wav"
+CONVERT = "integer PCM WAV is read; convert with: sox IN.wav -b 16 -e signed OUT.wav"
 
 
 def wav_blocks(path: Path) -> Iterator[np.ndarray]:
-    """A 16-bit PCM WAV of any rate and channel count as 16 kHz mono int16 blocks."""
+    """A PCM WAV of any rate, channel count and integer width as 16 kHz mono
+    int16 blocks: the file microphone's own reader."""
     try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise AudioDeviceError(f"{path}: {8 * w.getsampwidth()}-bit samples; {CONVERT}")
-            convert = CaptureConverter(w.getframerate(), w.getnchannels())
-            while data := w.readframes(w.getframerate() * BLOCK_SECONDS):
-                usable = len(data) - len(data) % (2 * w.getnchannels())
-                yield convert(data[:usable])
-    except wave.Error as exc:
-        raise AudioDeviceError(f"{path}: not a PCM WAV file ({exc}); {CONVERT}") from exc
-    except (OSError, EOFError) as exc:
+        reader = WavReader(path)
+    except AudioDeviceError as exc:
+        raise AudioDeviceError(f"{exc}; {CONVERT}") from exc
+    try:
+        while (block := reader.read()) is not None:
+            yield block
+    except OSError as exc:
         raise AudioDeviceError(f"cannot read {path}: {exc}") from exc
+    finally:
+        reader.close()
 
 
 def detections(detector: WakeDetector, path: Path) -> Iterator[dict[str, object]]:
