@@ -39,9 +39,9 @@ from edge_agent.config import CloudTimeouts
 from edge_agent.testbed.fakecloud import TTS_RATE, FakeCloud, tone
 from edge_agent.testbed.fault_cases import CASES, REPLY
 from edge_agent.testbed.rig import FAST_TIMEOUTS, LOUD, Rig, make_rig, question, vosk_engine
+from edge_agent.tools.voices import RATE
 
 WINDOW = 320  # 20 ms of the 16 kHz output: two ticks of its 10 ms clock
-RATE = 16000
 # Stalls again with the shipped timeouts (seconds): the wait notice must cover them.
 DEFAULT_TIMEOUTS = dataclasses.asdict(CloudTimeouts())
 DEFAULT_STALLS = [(stage, kind, {"after": 2} if kind == "stall_mid" and stage != "stt" else {})

@@ -32,9 +32,8 @@ from edge_agent.config import OfflineSettings
 from edge_agent.intents import LocalIntents, Timers, device_tools
 from edge_agent.offline import PiperTTS, VoskStream, VoskSTT, default_piper_voice
 from edge_agent.testbed.vosk_ko import GRAMMAR, ko_model_dir
-from edge_agent.tools.voices import espeak, silence
+from edge_agent.tools.voices import RATE, espeak, silence
 
-RATE = 16000
 FRAME = 1280  # 80 ms, the wake detector's frame: what the ring hands out
 KOREAN = ["음악 틀어 줘", "안녕하세요 오늘 날씨가 좋습니다", "서울에 가고 싶어요",
           "타이머를 오 분으로 맞춰 줘", "지금 몇 시예요"]

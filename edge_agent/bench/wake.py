@@ -33,11 +33,10 @@ import numpy as np
 from edge_agent.config import BUILTIN_WAKE_MODELS, TurnSettings, WakeSettings
 from edge_agent.tools import wake_eval
 from edge_agent.tools.texts import docstring_sentences
-from edge_agent.tools.voices import espeak, mix_snr, noise, piper, silence
+from edge_agent.tools.voices import RATE, espeak, mix_snr, noise, piper, silence
 from edge_agent.vad import EndOfTurnDetector, Outcome
 from edge_agent.wake import WakeDetector, bundled_models_dir
 
-RATE = 16000
 FRAME = WakeDetector.FRAME_SAMPLES
 PHRASES = {"hey_jarvis": "hey jarvis", "alexa": "alexa", "hey_mycroft": "hey mycroft",
            "hey_rhasspy": "hey rhasspy", "okay_nabu": "okay nabu"}

@@ -46,12 +46,11 @@ from edge_agent.bench.wake import (
 )
 from edge_agent.tools import wake_eval
 from edge_agent.tools.texts import docstring_sentences, stdlib_modules
-from edge_agent.tools.voices import espeak, piper, silence
+from edge_agent.tools.voices import RATE, espeak, piper, silence
 from edge_agent.wake._features import CHUNK, StreamingFeatures
 from edge_agent.wake._head import flushed, save_head
 from edge_agent.wake._scoring import WakeWordScorer
 
-RATE = 16000
 WINDOWS = 16
 """Embeddings per decision, as the bundled classifiers use (1.28 s + 0.775 s)."""
 PHRASE = "hey jarvis"
