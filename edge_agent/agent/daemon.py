@@ -159,6 +159,13 @@ def _build_piper(settings: Settings) -> PiperTTS | None:
         return None
 
 
+def build_wake(settings: Settings, echo: EchoLink) -> WakeDetector:
+    """The wake word, told what the speaker plays; two detectors load (slow: in a thread)."""
+    wake = WakeDetector(settings.wake)
+    wake.follow_playback(echo.ready, echo.reference)
+    return wake
+
+
 def build_player(settings: Settings, bus: EventBus, echo: EchoLink = NO_ECHO) -> Player:
     player = Player(settings.audio.output, bus, volume=settings.audio.volume,
                     echo_reference=echo.reference, room=echo.room)
@@ -226,13 +233,12 @@ class Daemon:
         # Models and the speaker load in threads, side by side: the loop stays free.
         self.player, wake, self.offline = await asyncio.gather(
             asyncio.to_thread(_timed, phases, "speaker", build_player, s, self.bus, self.echo),
-            asyncio.to_thread(_timed, phases, "wake", WakeDetector, s.wake),
+            asyncio.to_thread(_timed, phases, "wake", build_wake, s, self.echo),
             asyncio.to_thread(_timed, phases, "offline", build_offline, s),
         )
         phases["loads"] = time.monotonic() - began
         self.cloud = build_cloud(s)
         self.microphone = build_microphone(s, self.ring, self.bus, self.echo)
-        wake.echo_ready = self.echo.ready
         self.connectivity = self._build_connectivity(s)
         log.info("%s", startup_line(config=s.source, engines=self._engines(),
                                     cloud_url=s.cloud.base_url))
@@ -618,7 +624,7 @@ class Daemon:
                 ready.offline = await asyncio.to_thread(build_offline, new)
                 _require_configured_models(new, ready.offline)
             if plan.reload_wake:
-                ready.wake = await asyncio.to_thread(WakeDetector, new.wake)
+                ready.wake = await asyncio.to_thread(build_wake, new, self.echo)
             if plan.reopen_output:
                 ready.player = await asyncio.to_thread(build_player, new, self.bus, self.echo)
             if plan.rebuild_controls:  # last: the new pins may be the old ones
@@ -652,7 +658,6 @@ class Daemon:
             self.microphone = build_microphone(new, self.ring, self.bus, self.echo)
             self.supervisor.start("capture", self.microphone.run)
         if ready.wake is not None:
-            ready.wake.echo_ready = self.echo.ready
             agent.wake = ready.wake
         if ready.offline is not None:
             self.offline = ready.offline

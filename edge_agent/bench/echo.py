@@ -204,7 +204,7 @@ class Detections:
         self.detector.set_playing(playing)
         if session is not None:
             canceller = session.canceller
-            self.detector.echo_ready = lambda: canceller.ready
+            self.detector.follow_playback(lambda: canceller.ready, canceller.reference)
         self.ends: list[int] = []
 
     def feed(self, total: int, block: np.ndarray) -> None:

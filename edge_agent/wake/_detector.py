@@ -35,6 +35,7 @@ from edge_agent.wake._diagnostics import WakeDiagnostics
 from edge_agent.wake._features import CHUNK, MELS_PER_CHUNK, StreamingFeatures
 from edge_agent.wake._micro import MicroScorer, bundled_micro_dir, bundled_micro_models
 from edge_agent.wake._models import bundled_head
+from edge_agent.wake._own_voice import OwnVoice, Played
 from edge_agent.wake._scoring import DEFAULT_LAG, MICRO_LAG, WakeWordScorer
 from edge_agent.wake._second import HEAD_THRESHOLD, WITHIN_STEPS, SecondedVote, SecondRule
 
@@ -133,6 +134,7 @@ class WakeDetector:
         """Whether echo cancellation has converged (and not diverged since): then
         the speaker's own voice is gone from the audio, and playback needs no
         raised threshold."""
+        self._own: OwnVoice | None = None
         self._pending = np.zeros(0, dtype=np.int16)
         self.diagnostics = WakeDiagnostics(CHUNK / RATE)
         self.last_scores: dict[str, float] = {}
@@ -164,6 +166,15 @@ class WakeDetector:
         cancellation removes that voice (``echo_ready``)."""
         self._playing = playing
 
+    def follow_playback(self, ready: Callable[[], bool], played: Played | None) -> None:
+        """Echo cancellation's state (``echo_ready``) and what the speaker played,
+        on the capture clock: a detection while the played audio itself holds
+        the wake word is the speaker's own voice, and ignored (_own_voice.py).
+        Loads a second detector for the played audio."""
+        self.echo_ready = ready
+        self._own = None if played is None else OwnVoice(
+            WakeDetector(self.settings), played)
+
     def threshold(self, model: str, engine: str = OPENWAKEWORD) -> float:
         """``wake.thresholds`` by "model:engine", else by model, else ``wake.threshold``
         (the seconded head: by "model:own_head", else HEAD_THRESHOLD or the
@@ -183,6 +194,7 @@ class WakeDetector:
     def status(self) -> dict[str, object]:
         """Engines, thresholds, each engine's recent peak and the near misses."""
         return {"engines": list(self.engines),
+                "own_voice_ignored": self._own.ignored if self._own is not None else 0,
                 "thresholds": {m: self.threshold(m) for m in self.model_names},
                 "engine_thresholds": {m: {e: self.threshold(m, e) for (name, e)
                                           in self.engine_scores if name == m}
@@ -196,10 +208,15 @@ class WakeDetector:
         whole = len(audio) - len(audio) % CHUNK
         self._pending = audio[whole:].copy()
         first_end = end_index - len(self._pending) - whole + CHUNK
+        if self._own is not None:
+            self._own.follow(end_index - len(frame), len(frame))
         found: WakeDetection | None = None
         for i, start in enumerate(range(0, whole, CHUNK)):
             detection = self._step(audio[start:start + CHUNK], first_end + i * CHUNK)
             found = found or detection
+        if found is not None and self._own is not None and self._own.said(end_index):
+            log.info("wake word %s in the speaker's own playback: ignored", found.model)
+            return None
         return found
 
     def _step(self, chunk: np.ndarray, end_index: int) -> WakeDetection | None:

@@ -1,0 +1,96 @@
+"""The speaker naming its own wake word does not wake it; a person saying the
+word over an answer still does. Real engines and real speech: the played
+audio is Piper's joe voice (the daemon's own), heard by the microphone 20 dB
+down, as a canceller still converging leaves it, over a -64 dBFS noise floor."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_agent.config import WakeSettings
+from edge_agent.tools.voices import espeak, noise, piper, silence
+from edge_agent.wake import WakeDetector
+
+FRAME = WakeDetector.FRAME_SAMPLES
+
+
+class Played:
+    """What the speaker played, indexed by capture sample (audio.echo.EchoReference)."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio = audio
+        voiced = np.flatnonzero(audio)
+        self.sound_end = int(voiced[-1]) + 1 if len(voiced) else -(1 << 62)  # as the real one
+
+    def take(self, start: int, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int16)
+        part = self.audio[max(0, start):start + n]
+        out[max(0, -start):max(0, -start) + len(part)] = part
+        return out
+
+
+def residual(played: np.ndarray, db: float = -20.0) -> np.ndarray:
+    """The played audio as the cancelled microphone still hears it."""
+    return played.astype(np.float64) * 10 ** (db / 20)
+
+
+def room(*parts: np.ndarray) -> np.ndarray:
+    audio = sum(parts) + noise(len(parts[0]) / 16000, seed=7)
+    return np.clip(np.round(audio), -32768, 32767).astype(np.int16)
+
+
+def detections(mic: np.ndarray, played: np.ndarray | None) -> tuple[list, WakeDetector]:
+    detector = WakeDetector(WakeSettings())
+    if played is not None:
+        detector.follow_playback(lambda: True, Played(played))
+    else:
+        detector.echo_ready = lambda: True
+    detector.set_playing(True)
+    found = [d for start in range(0, len(mic) - FRAME + 1, FRAME)
+             if (d := detector.process(mic[start:start + FRAME], start + FRAME)) is not None]
+    return found, detector
+
+
+def loud(audio: np.ndarray, peak: float = 20000.0) -> np.ndarray:
+    return (audio.astype(np.float64) * peak / np.abs(audio).max()).astype(np.int16)
+
+
+def answer(text: str, seconds: float) -> np.ndarray:
+    """An answer, starting after 2 s of quiet and padded to ``seconds``."""
+    audio = np.concatenate([silence(2.0), loud(piper(text))])
+    return np.concatenate([audio, silence(seconds - len(audio) / 16000)])
+
+
+def test_the_speaker_saying_its_wake_word_is_ignored() -> None:
+    played = answer("You can say hey jarvis at any time to ask me something else.", 8.0)
+    mic = room(residual(played))
+    woke, _ = detections(mic, None)
+    assert woke, "the residual alone does not wake the detector: no test"
+    found, detector = detections(mic, played)
+    assert found == []
+    assert detector.status()["own_voice_ignored"] == len(woke)
+
+
+def test_a_person_saying_the_wake_word_over_an_answer_wakes_it() -> None:
+    played = answer("The weather tomorrow is sunny with a light wind from the west, "
+                    "and the evening will be mild.", 8.0)
+    person = np.zeros(len(played))
+    take = loud(espeak("hey jarvis", voice="en-us+m3"), 8000)
+    person[int(3.5 * 16000):int(3.5 * 16000) + len(take)] = take
+    found, detector = detections(room(residual(played), person), played)
+    assert len(found) == 1 and 3.5 < found[0].end_index / 16000 < 6.0
+    assert detector.status()["own_voice_ignored"] == 0
+
+
+def test_nothing_played_costs_no_second_detector_step() -> None:
+    """Idle (the played audio silent for long), the played audio is not scored."""
+    quiet = np.zeros(16000 * 6, dtype=np.int16)
+    detector = WakeDetector(WakeSettings())
+    detector.follow_playback(lambda: True, Played(quiet))
+    inner = detector._own._detector
+    calls = []
+    inner.process = lambda frame, end: calls.append(end)
+    mic = room(quiet.astype(np.float64))
+    for start in range(0, len(mic) - FRAME + 1, FRAME):
+        detector.process(mic[start:start + FRAME], start + FRAME)
+    assert calls == []
