@@ -8,25 +8,11 @@ from __future__ import annotations
 import numpy as np
 
 from edge_agent.config import WakeSettings
+from edge_agent.testbed.echo_room import Recorded
 from edge_agent.tools.voices import espeak, noise, piper, silence
 from edge_agent.wake import WakeDetector
 
 FRAME = WakeDetector.FRAME_SAMPLES
-
-
-class Played:
-    """What the speaker played, indexed by capture sample (audio.echo.EchoReference)."""
-
-    def __init__(self, audio: np.ndarray) -> None:
-        self.audio = audio
-        voiced = np.flatnonzero(audio)
-        self.sound_end = int(voiced[-1]) + 1 if len(voiced) else -(1 << 62)  # as the real one
-
-    def take(self, start: int, n: int) -> np.ndarray:
-        out = np.zeros(n, dtype=np.int16)
-        part = self.audio[max(0, start):start + n]
-        out[max(0, -start):max(0, -start) + len(part)] = part
-        return out
 
 
 def residual(played: np.ndarray, db: float = -20.0) -> np.ndarray:
@@ -42,7 +28,7 @@ def room(*parts: np.ndarray) -> np.ndarray:
 def detections(mic: np.ndarray, played: np.ndarray | None) -> tuple[list, WakeDetector]:
     detector = WakeDetector(WakeSettings())
     if played is not None:
-        detector.follow_playback(lambda: True, Played(played))
+        detector.follow_playback(lambda: True, Recorded(played))
     else:
         detector.echo_ready = lambda: True
     detector.set_playing(True)
@@ -86,7 +72,7 @@ def test_nothing_played_costs_no_second_detector_step() -> None:
     """Idle (the played audio silent for long), the played audio is not scored."""
     quiet = np.zeros(16000 * 6, dtype=np.int16)
     detector = WakeDetector(WakeSettings())
-    detector.follow_playback(lambda: True, Played(quiet))
+    detector.follow_playback(lambda: True, Recorded(quiet))
     inner = detector._own._detector
     calls = []
     inner.process = lambda frame, end: calls.append(end)

@@ -20,9 +20,14 @@ the capture as a device buffer would be), the wake word the shipped detector.
   the shipped engines (openWakeWord and microWakeWord, trained by others on
   none of our data). ``wake_miss_rate_playing_without_cancellation``: today's
   fallback (raised wake.playback_threshold) on the same takes.
+  ``wake_playing_ignored_as_own_voice``: detections while playing that the
+  played audio's own wake word explained (wake/_own_voice.py).
 - ``self_wakes_per_hour`` over ``self_hours``: detections on the cancelled
   microphone while the speaker talks and plays music alone; also without
   cancellation at the normal and at the raised threshold.
+  ``self_wakes_ignored_as_own_voice``: those the own-voice check removed.
+- ``wake_cpu_per_audio_s_playing``: the wake word's CPU over the answers'
+  cancelled microphone, without and with the own-voice check.
 - ``voice_barge_in``: the daemon in the self-hearing room with cancellation; the
   user (a CMU voice, at the speaker's level) says "hey jarvis" and a question
   during an answer (and again 10 s later if it was not heard): from the end of
@@ -49,6 +54,7 @@ import numpy as np
 from edge_agent.audio.echo import FRAME, EchoCanceller
 from edge_agent.audio.ring import RingBuffer
 from edge_agent.audio.room import RoomResponse, hear
+from edge_agent.benchmark import conditions
 from edge_agent.config import WakeSettings
 from edge_agent.tools.rooms import floor_noise
 from edge_agent.tools.voices import RATE, piper, silence
@@ -251,6 +257,7 @@ def wake_figures(far: np.ndarray, takes: list[tuple[str, str, np.ndarray]],
             "wake_miss_rate_idle": by_family(misses(idle.ends)),
             "wake_miss_rate_playing_without_cancellation": by_family(misses(fallback.ends)),
             "wake_takes": len(takes), "held_out_families": list(HELD_OUT),
+            "wake_playing_ignored_as_own_voice": cancelled.detector.status()["own_voice_ignored"],
             "echo_to_talker_db": 0.0}
 
 
@@ -267,10 +274,31 @@ def self_wake_figures(far: np.ndarray) -> dict[str, Any]:
             d.feed(p + BLOCK, mic[p:p + BLOCK])
     return {"self_wakes_per_hour": round(len(cancelled.ends) / hours, 2),
             "self_wakes": len(cancelled.ends), "self_hours": round(hours, 3),
+            "self_wakes_ignored_as_own_voice": cancelled.detector.status()["own_voice_ignored"],
             "self_wakes_per_hour_without_cancellation": {
                 "threshold_normal": round(len(raw["normal"].ends) / hours, 2),
                 "threshold_raised_while_playing": round(len(raw["raised"].ends) / hours, 2)},
             "canceller_diverged": session.canceller.diverged}
+
+
+def playing_wake_cpu(far: np.ndarray) -> dict[str, float]:
+    """The wake word's CPU s per audio s while the speaker talks alone (cancelled,
+    converged), without and with the own-voice check (wake/_own_voice.py)."""
+    from edge_agent.testbed.echo_room import Recorded
+
+    mic, _ = echo_signals(far)
+    cleaned = Session().run(mic, far)
+    seconds = len(cleaned) / RATE
+    cpu = {}
+    for label, played in (("without_own_voice", None), ("with_own_voice", Recorded(far))):
+        detector = WakeDetector(WakeSettings())
+        detector.set_playing(True)
+        detector.follow_playback(lambda: True, played)
+        started = time.process_time()
+        for p in range(0, len(cleaned) - BLOCK + 1, BLOCK):
+            detector.process(cleaned[p:p + BLOCK], p + BLOCK)
+        cpu[label] = round((time.process_time() - started) / seconds, 5)
+    return cpu
 
 
 # --- candidate bindings -------------------------------------------------------------------
@@ -360,6 +388,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         **cancellation_figures(far),
         **wake_figures(far, takes),
         **self_wake_figures(answers(self_seconds, corpus, seed=11)),
+        "wake_cpu_per_audio_s_playing": playing_wake_cpu(far),
         "voice_barge_in": voice_barge_in_figures(1 if quick else 5),
         "candidates": candidate_figures(far, talker),
         "conditions": {"room": {"delay_s": ROOM.delay_s, "gain_db": ROOM.gain_db,
@@ -379,7 +408,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    began = conditions()  # the machine and its load before the run
     report = run(quick=args.quick)
+    report["conditions"] |= {"machine": began["machine"],
+                             "load_average_at_start": began["load_average_at_start"],
+                             "how": "python -m edge_agent.bench.echo"
+                                    + (" --quick" if args.quick else "")}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -101,3 +101,20 @@ async def voice_barge_in(tmp: Path) -> dict[str, float]:
             "question_correlation": round(correlation(uploads[0], command), 3),
             "question_seconds": round(len(command) / 16000, 2),
             "uploaded_seconds": round(len(uploads[0]) / 16000, 2)}
+
+
+class Recorded:
+    """What the speaker played, a whole recording on the capture clock: the
+    echo reference (audio.echo.EchoReference) of an offline run, which keeps
+    only seconds."""
+
+    def __init__(self, played: np.ndarray) -> None:
+        self.played = played
+        voiced = np.flatnonzero(played)
+        self.sound_end = int(voiced[-1]) + 1 if len(voiced) else -(1 << 62)  # as the real one
+
+    def take(self, start: int, n: int) -> np.ndarray:
+        out = np.zeros(n, dtype=np.int16)
+        part = self.played[max(0, start):start + n]
+        out[max(0, -start):max(0, -start) + len(part)] = part
+        return out

@@ -87,8 +87,11 @@ class WakeDetector:
 
     FRAME_SAMPLES = CHUNK
 
-    def __init__(self, settings: WakeSettings, *, gate: bool = True) -> None:
-        """``gate=False`` runs the nets on every frame (benchmarks)."""
+    def __init__(self, settings: WakeSettings, *, gate: bool = True,
+                 wanted: Callable[[], bool] | None = None) -> None:
+        """``gate=False`` runs the nets on every frame (benchmarks). ``wanted``:
+        the nets run only while it is true too (the own-voice detector: while
+        the microphone's looks)."""
         if not settings.models:
             raise ModelError("no wake-word model configured (wake.models is empty)")
         self.settings = settings
@@ -126,6 +129,9 @@ class WakeDetector:
         self._features = StreamingFeatures(windows, self._phases) if nets else None
         # 20 ms frames tile an 80 ms chunk exactly.
         self._gate = VoiceActivity(GATE_AGGRESSIVENESS, frame_ms=20) if gate else None
+        self._wanted = wanted
+        self._step_end = self._looked_at = -LOOK_STEPS * CHUNK - 1
+        """The last step's end, and the last at which any engine scored LOOK."""
         # The gate stays open while the audio the classifiers look at (16
         # embeddings for the bundled models: ~2 s) still holds a voiced frame.
         self._gate_hold = (windows - 1) * CHUNK + EMBEDDING_SPAN
@@ -173,7 +179,7 @@ class WakeDetector:
         Loads a second detector for the played audio."""
         self.echo_ready = ready
         self._own = None if played is None else OwnVoice(
-            WakeDetector(self.settings), played)
+            WakeDetector(self.settings, wanted=self._looking), played)
 
     def threshold(self, model: str, engine: str = OPENWAKEWORD) -> float:
         """``wake.thresholds`` by "model:engine", else by model, else ``wake.threshold``
@@ -208,18 +214,19 @@ class WakeDetector:
         whole = len(audio) - len(audio) % CHUNK
         self._pending = audio[whole:].copy()
         first_end = end_index - len(self._pending) - whole + CHUNK
-        if self._own is not None:
-            self._own.follow(end_index - len(frame), len(frame))
         found: WakeDetection | None = None
         for i, start in enumerate(range(0, whole, CHUNK)):
             detection = self._step(audio[start:start + CHUNK], first_end + i * CHUNK)
             found = found or detection
-        if found is not None and self._own is not None and self._own.said(end_index):
-            log.info("wake word %s in the speaker's own playback: ignored", found.model)
-            return None
+        if self._own is not None:  # after: a look opened by this frame has it scored
+            self._own.follow(end_index - len(frame), len(frame))
+            if found is not None and self._own.said(end_index):
+                log.info("wake word %s in the speaker's own playback: ignored", found.model)
+                return None
         return found
 
     def _step(self, chunk: np.ndarray, end_index: int) -> WakeDetection | None:
+        self._step_end = end_index
         if self._features is not None:
             self._features.push(chunk)
         self._warmup_left = max(0, self._warmup_left - CHUNK)
@@ -247,6 +254,8 @@ class WakeDetector:
                 best = WakeDetection(name, score, max(0, end_index - round(lag * RATE)), engine)
         if self._heads:
             best = self._seconded(nets, raised, end_index, best)
+        if max(self.engine_scores.values(), default=0.0) >= LOOK:
+            self._looked_at = end_index
         if best is not None:
             self._refractory_until[best.model] = (
                 end_index + int(self.settings.refractory_seconds * RATE))
@@ -330,4 +339,8 @@ class WakeDetector:
             self._voice_quiet = 0
         else:
             self._voice_quiet = min(self._voice_quiet + CHUNK, self._gate_hold)
-        return self._voice_quiet < self._gate_hold
+        return self._voice_quiet < self._gate_hold and (self._wanted is None or self._wanted())
+
+    def _looking(self) -> bool:
+        """Some engine scored LOOK within the last LOOK_STEPS steps."""
+        return self._step_end - self._looked_at <= LOOK_STEPS * CHUNK

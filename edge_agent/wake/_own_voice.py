@@ -62,8 +62,8 @@ class OwnVoice:
         """Detections found to be the speaker's own voice."""
 
     def follow(self, start: int, n: int) -> None:
-        """Score the played audio heard with capture samples [start, start + n);
-        call before the microphone's detector sees them."""
+        """Score the played audio heard with capture samples [start, start + n),
+        once the microphone's detector has seen them."""
         if self._played.sound_end < start - QUIET_SECONDS * RATE:
             return
         detector = self._detector
