@@ -80,3 +80,27 @@ def test_nothing_played_costs_no_second_detector_step() -> None:
     for start in range(0, len(mic) - FRAME + 1, FRAME):
         detector.process(mic[start:start + FRAME], start + FRAME)
     assert calls == []
+
+
+def played_steps_scored(text: str) -> int:
+    """Steps at which the second detector ran its nets on ``text`` played."""
+    played = answer(text, 8.0)
+    detector = WakeDetector(WakeSettings())
+    detector.follow_playback(lambda: True, Recorded(played))
+    inner = detector._own._detector
+    scored = []
+    score = inner._net_scores
+    inner._net_scores = lambda *args: scored.append(1) or score(*args)
+    mic = room(residual(played))
+    for start in range(0, len(mic) - FRAME + 1, FRAME):
+        detector.process(mic[start:start + FRAME], start + FRAME)
+    return len(scored)
+
+
+def test_the_played_audio_is_scored_only_while_the_microphone_looks() -> None:
+    """While the speaker talks and the microphone hears little like the word,
+    the second detector's nets are mostly off (its gate waits for the
+    microphone's look); an answer naming the word opens them for longer."""
+    plain = played_steps_scored("The weather tomorrow is sunny with a light wind from the west.")
+    naming = played_steps_scored("You can say hey jarvis at any time to ask me something else.")
+    assert plain < 0.1 * 8.0 * 16000 / FRAME and naming > plain, (plain, naming)

@@ -130,8 +130,8 @@ class WakeDetector:
         # 20 ms frames tile an 80 ms chunk exactly.
         self._gate = VoiceActivity(GATE_AGGRESSIVENESS, frame_ms=20) if gate else None
         self._wanted = wanted
-        self._step_end = self._looked_at = -LOOK_STEPS * CHUNK - 1
-        """The last step's end, and the last at which any engine scored LOOK."""
+        self._step_end, self._looked_at = 0, -(1 << 62)
+        """The last step's end, and the last at which any engine scored LOOK (never)."""
         # The gate stays open while the audio the classifiers look at (16
         # embeddings for the bundled models: ~2 s) still holds a voiced frame.
         self._gate_hold = (windows - 1) * CHUNK + EMBEDDING_SPAN
