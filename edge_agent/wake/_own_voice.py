@@ -32,8 +32,8 @@ WITHIN_SECONDS = 0.25
 scored HEARD this close to it. On 30 minutes of the echo bench's answers the
 residual's detections came 0-0.4 s after the played audio first scored HEARD,
 each while it still did (0 s from its last such step); 0.25 s is three steps
-of margin. Wider, a person saying the word just after the speaker did is
-taken for it (at 1 s, one of the bench's 30 takes was)."""
+of margin. Any wider, and more of a person's words said just after the
+speaker's would be taken for the speaker's."""
 QUIET_SECONDS = 2.0
 """The played audio is scored until this long after its last sound (the echo's
 tail and the detector's window), then not at all: nothing played, nothing spent."""
