@@ -25,6 +25,7 @@ EVENT_FIELDS: dict[str, frozenset[str]] = {
         "state": ("state",),
         "wake": ("model", "score"),
         "wake_near_miss": ("model", "engine", "score", "threshold"),
+        "wake_own_voice": ("model", "engine", "score"),
         "utterance": ("start", "end", "duration"),
         "transcript": ("text", "engine"),
         "transcript_partial": ("text",),

@@ -55,6 +55,9 @@ def test_the_speaker_saying_its_wake_word_is_ignored() -> None:
     found, detector = detections(mic, played)
     assert found == []
     assert detector.status()["own_voice_ignored"] == len(woke)
+    ignored = detector.ignored_as_own_voice()  # what the wake_own_voice events carry
+    assert [(d.model, d.engine) for d in ignored] == [(d.model, d.engine) for d in woke]
+    assert detector.ignored_as_own_voice() == []
 
 
 def test_a_person_saying_the_wake_word_over_an_answer_wakes_it() -> None:

@@ -364,6 +364,9 @@ class Agent:
                                                        reader.position)
                 for miss in wake.diagnostics.unreported():
                     self.bus.emit("wake_near_miss", **miss.to_dict())
+                for own in wake.ignored_as_own_voice():
+                    self.bus.emit("wake_own_voice", model=own.model, engine=own.engine,
+                                  score=round(own.score, 3), end_index=own.end_index)
                 if detection is not None:
                     level = phrase_level_dbfs(self.ring, detection.end_index)
                     self.bus.emit("wake", model=detection.model, score=round(detection.score, 3),

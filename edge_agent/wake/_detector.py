@@ -141,6 +141,7 @@ class WakeDetector:
         the speaker's own voice is gone from the audio, and playback needs no
         raised threshold."""
         self._own: OwnVoice | None = None
+        self._ignored: list[WakeDetection] = []
         self._pending = np.zeros(0, dtype=np.int16)
         self.diagnostics = WakeDiagnostics(CHUNK / RATE)
         self.last_scores: dict[str, float] = {}
@@ -222,8 +223,15 @@ class WakeDetector:
             self._own.follow(end_index - len(frame), len(frame))
             if found is not None and self._own.said(end_index):
                 log.info("wake word %s in the speaker's own playback: ignored", found.model)
+                self._ignored.append(found)
                 return None
         return found
+
+    def ignored_as_own_voice(self) -> list[WakeDetection]:
+        """Detections ignored as the speaker's own voice since the last call
+        (the wake_own_voice events)."""
+        ignored, self._ignored = self._ignored, []
+        return ignored
 
     def _step(self, chunk: np.ndarray, end_index: int) -> WakeDetection | None:
         self._step_end = end_index
