@@ -5,12 +5,20 @@ down, as a canceller still converging leaves it, over a -64 dBFS noise floor."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import numpy as np
 
-from edge_agent.config import WakeSettings
+from edge_agent.agent.agent import Agent
+from edge_agent.audio import RingBuffer
+from edge_agent.config import ServiceSettings, Settings, WakeSettings
+from edge_agent.events import EventBus
 from edge_agent.testbed.echo_room import Recorded
 from edge_agent.tools.voices import espeak, noise, piper, silence
-from edge_agent.wake import WakeDetector
+from edge_agent.wake import WakeDetection, WakeDetector
+from edge_agent.wake._diagnostics import WakeDiagnostics
+from tests.test_statefile import FakePlayer
 
 FRAME = WakeDetector.FRAME_SAMPLES
 
@@ -107,3 +115,54 @@ def test_the_played_audio_is_scored_only_while_the_microphone_looks() -> None:
     plain = played_steps_scored("The weather tomorrow is sunny with a light wind from the west.")
     naming = played_steps_scored("You can say hey jarvis at any time to ask me something else.")
     assert plain < 0.1 * 8.0 * 16000 / FRAME and naming > plain, (plain, naming)
+
+
+class OwnVoiceWake:
+    """A detector that heard the speaker's own "hey jarvis" on its first frame."""
+
+    FRAME_SAMPLES = FRAME
+    model_names = ("hey_jarvis",)
+
+    def __init__(self) -> None:
+        self.ignored = [WakeDetection("hey_jarvis", 0.97, 1000, "openwakeword")]
+        self.diagnostics = WakeDiagnostics(0.08)
+
+    def set_playing(self, playing: bool) -> None:
+        pass
+
+    def reset(self) -> None:
+        pass
+
+    def process(self, frame: np.ndarray, end_index: int) -> None:
+        return None
+
+    def ignored_as_own_voice(self) -> list[WakeDetection]:
+        ignored, self.ignored = self.ignored, []
+        return ignored
+
+
+def test_the_agent_logs_a_wake_ignored_as_its_own_voice(tmp_path) -> None:
+    """The event log's wake_own_voice: what an owner reads when it did not answer."""
+    settings = dataclasses.replace(Settings(), service=ServiceSettings(state_dir=str(tmp_path)))
+
+    async def scenario() -> list:
+        bus = EventBus()
+        events = []
+        bus.subscribe(events.append)
+        ring = RingBuffer(1.0)
+        agent = Agent(settings, bus, ring=ring, player=FakePlayer(), wake=OwnVoiceWake())
+        task = asyncio.create_task(agent.run_wake())
+        for _ in range(100):  # the microphone, a frame at a time
+            await asyncio.sleep(0.01)
+            if any(e.name == "wake_own_voice" for e in events):
+                break
+            ring.write(np.zeros(FRAME, dtype=np.int16))
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return events
+
+    events = asyncio.run(scenario())
+    own = [e.fields for e in events if e.name == "wake_own_voice"]
+    assert own == [{"model": "hey_jarvis", "engine": "openwakeword", "score": 0.97,
+                    "end_index": 1000}]
+    assert not [e for e in events if e.name in ("wake", "barge_in")]
