@@ -11,7 +11,8 @@ when the played audio itself scored the word at the same time. A person who
 says the word over an answer still wakes it: the answer did not hold the word.
 One who says it in the same moment as the speaker does is taken for the
 speaker, and says it again (the echo bench, where every fifth answer names the
-word and a take comes every 5 s: 1 of 30 takes).
+word and a take comes every 5 s: 1 of its 30 takes in three runs before the
+second detector waited for the microphone's look, none in the run after).
 """
 
 from __future__ import annotations
