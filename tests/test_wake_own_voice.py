@@ -19,6 +19,7 @@ from edge_agent.tools.voices import espeak, noise, piper, silence
 from edge_agent.wake import WakeDetection, WakeDetector
 from edge_agent.wake._diagnostics import WakeDiagnostics
 from tests.test_statefile import FakePlayer
+from tests.test_wake import feed
 
 FRAME = WakeDetector.FRAME_SAMPLES
 
@@ -40,9 +41,7 @@ def detections(mic: np.ndarray, played: np.ndarray | None) -> tuple[list, WakeDe
     else:
         detector.echo_ready = lambda: True
     detector.set_playing(True)
-    found = [d for start in range(0, len(mic) - FRAME + 1, FRAME)
-             if (d := detector.process(mic[start:start + FRAME], start + FRAME)) is not None]
-    return found, detector
+    return feed(detector, mic), detector
 
 
 def loud(audio: np.ndarray, peak: float = 20000.0) -> np.ndarray:
@@ -88,8 +87,7 @@ def test_nothing_played_costs_no_second_detector_step() -> None:
     calls = []
     inner.process = lambda frame, end: calls.append(end)
     mic = room(quiet.astype(np.float64))
-    for start in range(0, len(mic) - FRAME + 1, FRAME):
-        detector.process(mic[start:start + FRAME], start + FRAME)
+    feed(detector, mic)
     assert calls == []
 
 
@@ -103,8 +101,7 @@ def played_steps_scored(text: str) -> int:
     score = inner._net_scores
     inner._net_scores = lambda *args: scored.append(1) or score(*args)
     mic = room(residual(played))
-    for start in range(0, len(mic) - FRAME + 1, FRAME):
-        detector.process(mic[start:start + FRAME], start + FRAME)
+    feed(detector, mic)
     return len(scored)
 
 
